@@ -1,0 +1,1 @@
+//! Data sets of MODEL.md section 8.

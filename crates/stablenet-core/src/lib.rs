@@ -1,0 +1,23 @@
+//! stablenet-core: the CPU reference engine of stablenet.
+//!
+//! The mathematics is `MODEL.md` (kept in the steering repository's `shared/spec/`): the four
+//! stable integrators, their adjoints, reverse-time reconstruction, the classifier, the
+//! regularisers, multi-level training and the data sets. Everything here is generic over
+//! [`Real`] (f32 and f64) and free of GPU dependencies; the GPU backend is checked against it.
+pub mod activation;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod io;
+pub mod multilevel;
+pub mod optim;
+pub mod params;
+pub mod real;
+pub mod regularize;
+pub mod rng;
+
+pub use config::{Activation, Integrator, ModelConfig};
+pub use error::{Error, Result};
+pub use params::Params;
+pub use real::Real;
+pub use rng::Rng;

@@ -1,6 +1,16 @@
 //! Data sets of MODEL.md section 8.
 use crate::error::{Error, Result};
 
+mod ellipses;
+mod peaks;
+mod swiss_roll;
+mod synthetic;
+
+pub use ellipses::ellipses;
+pub use peaks::{PEAKS_CLASSES, PEAKS_GRID, peaks, peaks_class_counts, peaks_f};
+pub use swiss_roll::swiss_roll;
+pub use synthetic::Synthetic;
+
 /// A labelled data set held in memory: `x` is `n x d` row-major (sample `i` is
 /// `x[i*d..(i+1)*d]`, one column of the `d x n` batch of MODEL.md), labels are 0-based.
 #[derive(Clone, Debug, PartialEq)]

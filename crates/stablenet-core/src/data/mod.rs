@@ -1,6 +1,21 @@
 //! Data sets of MODEL.md section 8.
 use crate::error::{Error, Result};
 
+mod ellipses;
+pub mod idx;
+mod peaks;
+mod swiss_roll;
+mod synthetic;
+
+pub use ellipses::ellipses;
+pub use idx::{
+    IdxImages, idx_dataset, load_idx_pair, parse_idx_images, parse_idx_labels, read_idx_images,
+    read_idx_labels,
+};
+pub use peaks::{PEAKS_CLASSES, PEAKS_GRID, peaks, peaks_class_counts, peaks_f};
+pub use swiss_roll::swiss_roll;
+pub use synthetic::Synthetic;
+
 /// A labelled data set held in memory: `x` is `n x d` row-major (sample `i` is
 /// `x[i*d..(i+1)*d]`, one column of the `d x n` batch of MODEL.md), labels are 0-based.
 #[derive(Clone, Debug, PartialEq)]

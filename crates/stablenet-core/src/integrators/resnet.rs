@@ -68,7 +68,13 @@ pub fn adjoint_step<T: Real>(
 
 /// Tangent-linear step: given a perturbation (dM, db) of the step's parameters in `dst`
 /// (its h and act are ignored), dy <- dy + h sigma'(M y + b) * (M dy + dM y + db).
-pub fn tangent_step<T: Real>(st: &Step<T>, dst: &Step<T>, y: &[T], dy: &mut [T], sc: &mut Scratch<T>) {
+pub fn tangent_step<T: Real>(
+    st: &Step<T>,
+    dst: &Step<T>,
+    y: &[T],
+    dy: &mut [T],
+    sc: &mut Scratch<T>,
+) {
     affine(st.k, y, st.b, &mut sc.u);
     affine(dst.k, y, dst.b, &mut sc.s);
     matvec(st.k, dy, &mut sc.t);

@@ -18,6 +18,8 @@ pub mod params;
 pub mod real;
 pub mod regularize;
 pub mod rng;
+pub mod stability;
+pub mod train;
 
 pub use config::{Activation, Integrator, ModelConfig};
 pub use error::{Error, Result};
@@ -25,3 +27,4 @@ pub use network::{GradMethod, LossGrad, Network, evaluate, logits, loss_grad};
 pub use params::Params;
 pub use real::Real;
 pub use rng::Rng;
+pub use train::{EpochReport, TrainConfig, Trainer};

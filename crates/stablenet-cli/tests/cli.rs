@@ -19,8 +19,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("the stablenet binary runs");
-    out
+    cmd.output().expect("the stablenet binary runs")
 }
 
 fn stderr(o: &Output) -> String {

@@ -155,3 +155,52 @@ impl ModelConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> ModelConfig {
+        ModelConfig {
+            d: 2,
+            width: 8,
+            steps: 16,
+            final_time: 5.0,
+            integrator: Integrator::Hamiltonian,
+            activation: Activation::Tanh,
+            gamma: 0.0,
+            classes: 5,
+        }
+    }
+
+    #[test]
+    fn validation_rejects_nonsense_with_a_telling_message() {
+        assert!(good().validate().is_ok());
+        let cases: [(fn(&mut ModelConfig), &str); 8] = [
+            (|c| c.d = 0, "input dimension"),
+            (|c| c.width = 0, "width"),
+            (|c| c.steps = 0, "steps"),
+            (|c| c.classes = 1, "2 classes"),
+            (|c| c.final_time = 0.0, "final time"),
+            (|c| c.final_time = f64::NAN, "final time"),
+            (|c| c.gamma = -0.1, "gamma"),
+            (|c| c.width = 5000, "width"),
+        ];
+        for (break_it, needle) in cases {
+            let mut c = good();
+            break_it(&mut c);
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains(needle), "{msg:?} should mention {needle:?}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for i in Integrator::ALL {
+            assert_eq!(i.name().parse::<Integrator>().unwrap(), i);
+        }
+        assert!("rk4".parse::<Integrator>().unwrap_err().to_string().contains("leapfrog"));
+        assert_eq!("relu".parse::<Activation>().unwrap(), Activation::Relu);
+        assert!("gelu".parse::<Activation>().is_err());
+    }
+}

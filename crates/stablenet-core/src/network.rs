@@ -490,7 +490,7 @@ pub fn loss_grad<T: Real>(
 /// Logits of every example of `x` (n x d), n x C row-major.
 pub fn logits<T: Real>(cfg: &ModelConfig, p: &Params<T>, x: &[f32]) -> Result<Vec<T>> {
     let net = Network::new(cfg, p)?;
-    if x.len() % cfg.d != 0 {
+    if !x.len().is_multiple_of(cfg.d) {
         return Err(Error::Shape(format!(
             "x holds {} values, not a multiple of d = {}",
             x.len(),

@@ -61,3 +61,59 @@ pub fn warnings<T: Real>(cfg: &ModelConfig, p: &Params<T>) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Activation;
+
+    fn cfg(integrator: Integrator, steps: usize, gamma: f64) -> ModelConfig {
+        ModelConfig {
+            d: 2,
+            width: 4,
+            steps,
+            final_time: 1.0,
+            integrator,
+            activation: Activation::Tanh,
+            gamma,
+            classes: 2,
+        }
+    }
+
+    /// K_j = s * I has s_max = s, so h s_max = s / N.
+    fn scaled_identity(c: &ModelConfig, s: f32) -> Params<f32> {
+        let mut p = Params::zeros(c);
+        for j in 0..c.steps {
+            for i in 0..c.width {
+                p.k[j * 16 + i * 5] = s;
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn verlet_and_leapfrog_bound_is_h_times_smax_below_two() {
+        for integrator in [Integrator::Hamiltonian, Integrator::Leapfrog] {
+            let c = cfg(integrator, 4, 0.0); // h = 0.25
+            assert!(warnings(&c, &scaled_identity(&c, 7.9)).is_empty(), "h s = 1.975 is stable");
+            let w = warnings(&c, &scaled_identity(&c, 8.1));
+            assert_eq!(w.len(), 1, "h s = 2.025 breaks the bound");
+            assert!(w[0].contains("h * s_max(K_0) = 2.025"), "{}", w[0]);
+        }
+    }
+
+    #[test]
+    fn antisym_needs_damping_or_small_steps() {
+        let c = cfg(Integrator::Antisym, 4, 0.0);
+        assert!(warnings(&c, &Params::<f32>::zeros(&c))[0].contains("gamma = 0"));
+        // Damped, no skew part: stable.
+        let c = cfg(Integrator::Antisym, 4, 0.1);
+        assert!(warnings(&c, &scaled_identity(&c, 3.0)).is_empty());
+        // A strong rotation with little damping grows.
+        let mut p = Params::<f32>::zeros(&c);
+        for j in 0..4 {
+            p.k[j * 16 + 1] = 4.0; // K - K^T has +-4 at (0, 1), (1, 0)
+        }
+        assert!(warnings(&c, &p)[0].contains("amplification"));
+    }
+}

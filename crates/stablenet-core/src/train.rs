@@ -66,13 +66,9 @@ impl<T: Real> Trainer<T> {
         cfg.validate()?;
         params.check_shape(&cfg)?;
         tc.validate()?;
-        if let GradMethod::Reverse = tc.method.unwrap_or(GradMethod::default_for(&cfg)) {
-            if !cfg.integrator.is_reversible() {
-                return Err(Error::Config(format!(
-                    "{} cannot use reverse-time gradients",
-                    cfg.integrator
-                )));
-            }
+        if tc.method == Some(GradMethod::Reverse) && !cfg.integrator.is_reversible() {
+            let msg = format!("{} cannot use reverse-time gradients", cfg.integrator);
+            return Err(Error::Config(msg));
         }
         let opt = Optimizer::new(tc.optimizer, &params)?;
         let rng = Rng::new(tc.seed);

@@ -4,6 +4,8 @@
 //! (the forward derivative, used by the adjoint dot-product tests and sensitivity diagnostics).
 //!
 //! These are the CPU twins of the WGSL step kernels.
+// Index loops mirror the formulas of MODEL.md (several vectors per index); keep them.
+#![allow(clippy::needless_range_loop)]
 use crate::config::Activation;
 use crate::real::Real;
 

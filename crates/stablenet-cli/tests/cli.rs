@@ -215,11 +215,11 @@ fn train_writes_a_model_and_rejects_nonsense() {
     );
     for (args, needle) in [
         (vec!["--steps", "0"], "steps"),
-        (vec!["--final-time", "-1"], "final time"),
+        (vec!["--final-time=-1"], "final time"),
         (vec!["--data", "cifar"], "peaks"),
         (vec!["--integrator", "rk4"], "hamiltonian"),
         (vec!["--backend", "gpu"], "GPU"),
-        (vec!["--lr", "0"], "lr"),
+        (vec!["--lr", "0"], "learning rate"),
     ] {
         let o = run(bin()
             .arg("train")

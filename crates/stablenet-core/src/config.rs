@@ -199,7 +199,13 @@ mod tests {
         for i in Integrator::ALL {
             assert_eq!(i.name().parse::<Integrator>().unwrap(), i);
         }
-        assert!("rk4".parse::<Integrator>().unwrap_err().to_string().contains("leapfrog"));
+        assert!(
+            "rk4"
+                .parse::<Integrator>()
+                .unwrap_err()
+                .to_string()
+                .contains("leapfrog")
+        );
         assert_eq!("relu".parse::<Activation>().unwrap(), Activation::Relu);
         assert!("gelu".parse::<Activation>().is_err());
     }

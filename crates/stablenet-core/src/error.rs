@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid model configuration: {0}")]
+    #[error("invalid configuration: {0}")]
     Config(String),
     #[error("shape mismatch: {0}")]
     Shape(String),

@@ -95,7 +95,10 @@ mod tests {
     fn verlet_and_leapfrog_bound_is_h_times_smax_below_two() {
         for integrator in [Integrator::Hamiltonian, Integrator::Leapfrog] {
             let c = cfg(integrator, 4, 0.0); // h = 0.25
-            assert!(warnings(&c, &scaled_identity(&c, 7.9)).is_empty(), "h s = 1.975 is stable");
+            assert!(
+                warnings(&c, &scaled_identity(&c, 7.9)).is_empty(),
+                "h s = 1.975 is stable"
+            );
             let w = warnings(&c, &scaled_identity(&c, 8.1));
             assert_eq!(w.len(), 1, "h s = 2.025 breaks the bound");
             assert!(w[0].contains("h * s_max(K_0) = 2.025"), "{}", w[0]);

@@ -176,7 +176,8 @@ mod tests {
     #[test]
     fn validation_rejects_nonsense_with_a_telling_message() {
         assert!(good().validate().is_ok());
-        let cases: [(fn(&mut ModelConfig), &str); 8] = [
+        type Breakage = (fn(&mut ModelConfig), &'static str);
+        let cases: [Breakage; 8] = [
             (|c| c.d = 0, "input dimension"),
             (|c| c.width = 0, "width"),
             (|c| c.steps = 0, "steps"),

@@ -1,0 +1,133 @@
+//! Adapter selection and device creation.
+//!
+//! The user chooses the adapter: by a name substring (`--device` or `STABLENET_DEVICE`), or
+//! forces the fallback (software) adapter (`STABLENET_FALLBACK=1`, e.g. lavapipe). The device
+//! is created with the adapter's real limits, not wgpu's conservative defaults (which cap
+//! storage bindings at 128 MiB), so large batches fit where the hardware allows.
+use anyhow::{Context, Result, bail};
+
+/// Which adapter to use.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceRequest {
+    /// Case-insensitive substring of the adapter name.
+    pub name: Option<String>,
+    /// Use only software (CPU) adapters, such as lavapipe.
+    pub fallback: bool,
+}
+
+impl DeviceRequest {
+    /// `STABLENET_DEVICE` and `STABLENET_FALLBACK` fill what the caller left open.
+    pub fn with_env(mut self) -> Self {
+        if self.name.is_none() {
+            self.name = std::env::var("STABLENET_DEVICE")
+                .ok()
+                .filter(|s| !s.is_empty());
+        }
+        if let Ok(v) = std::env::var("STABLENET_FALLBACK") {
+            self.fallback |= matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        self
+    }
+}
+
+/// An open device with the adapter's description and limits.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Every adapter wgpu can see, best first (discrete, integrated, virtual, software).
+pub fn adapters() -> Vec<wgpu::Adapter> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let mut list = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    list.sort_by_key(|a| rank(a.get_info().device_type));
+    list
+}
+
+/// Whether a hardware (non-software) GPU adapter exists.
+pub fn hardware_available() -> bool {
+    adapters()
+        .iter()
+        .any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+}
+
+pub fn describe(info: &wgpu::AdapterInfo) -> String {
+    let driver = [info.driver.as_str(), info.driver_info.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{} ({:?}, {:?}, driver {})",
+        info.name, info.backend, info.device_type, driver
+    )
+}
+
+impl Gpu {
+    pub fn new(req: &DeviceRequest) -> Result<Self> {
+        let all = adapters();
+        if all.is_empty() {
+            bail!(
+                "no GPU adapter found (no Vulkan, Metal or DX12 driver). On Debian, \
+                 `apt-get install mesa-vulkan-drivers` provides the lavapipe software adapter"
+            );
+        }
+        let names: Vec<String> = all.iter().map(|a| describe(&a.get_info())).collect();
+        let chosen = all.into_iter().find(|a| {
+            let info = a.get_info();
+            let name_ok = req
+                .name
+                .as_ref()
+                .is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
+            name_ok && (!req.fallback || info.device_type == wgpu::DeviceType::Cpu)
+        });
+        let Some(adapter) = chosen else {
+            bail!(
+                "no adapter matches (name {:?}, software only: {}); available: {}",
+                req.name,
+                req.fallback,
+                names.join("; ")
+            );
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("stablenet"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| format!("opening {}", describe(&info)))?;
+        log::info!("GPU adapter: {}", describe(&info));
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        describe(&self.info)
+    }
+
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+}

@@ -1,0 +1,896 @@
+//! The device-resident network: buffers, pipelines and bind groups built once per model shape
+//! and batch capacity, and a training step recorded into one command encoder and submitted
+//! once (no readback inside a step; losses are logged on the device and read per epoch).
+use crate::device::Gpu;
+use crate::shaders;
+use anyhow::{Result, bail, ensure};
+use bytemuck::{Pod, Zeroable};
+use stablenet_core::data::Dataset;
+use stablenet_core::optim::OptimizerKind;
+use stablenet_core::regularize::Regularizer;
+use stablenet_core::{Activation, Integrator, ModelConfig, Params};
+use wgpu::util::DeviceExt;
+
+const WG: u32 = 64;
+const CHUNK: u32 = 256;
+/// Inner-loop iterations one invocation may run per loop statement and dispatch; lavapipe
+/// silently stops loops after 65535 (DEVELOPERS.md), so stay well below.
+const LOOP_BUDGET: u32 = 16384;
+/// Largest width: a step's matrix-vector loop runs w^2 iterations per invocation.
+pub const MAX_WIDTH: usize = 128;
+
+/// What one dispatch does; mirrors `struct Meta` in common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct Meta {
+    j0: u32,
+    j1: u32,
+    rows: u32,
+    cols: u32,
+    flags: u32,
+    out_off: u32,
+    p_off: u32,
+    q_off: u32,
+    r_off: u32,
+    s_off: u32,
+    slot: u32,
+    aslot: u32,
+}
+
+/// The current mini-batch; mirrors `struct Batch` in common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct BatchInfo {
+    n: u32,
+    offset: u32,
+    step: u32,
+    t: u32,
+    lr: f32,
+    c1: f32,
+    c2: f32,
+    pad: f32,
+}
+
+const HAS_RS: u32 = 1;
+const Q_ONES: u32 = 2;
+const ANTISYM: u32 = 4;
+const AT_STEP: u32 = 8;
+
+/// Offsets of the parameter groups in the flat parameter vector.
+struct Layout {
+    bin: u32,
+    k: u32,
+    b: u32,
+    wc: u32,
+    mu: u32,
+    count: u32,
+}
+
+impl Layout {
+    fn new(cfg: &ModelConfig) -> Self {
+        let (d, w, n, c) = (
+            cfg.d as u32,
+            cfg.width as u32,
+            cfg.steps as u32,
+            cfg.classes as u32,
+        );
+        let bin = w * d;
+        let k = bin + w;
+        let b = k + n * w * w;
+        let wc = b + n * w;
+        let mu = wc + c * w;
+        Layout {
+            bin,
+            k,
+            b,
+            wc,
+            mu,
+            count: mu + c,
+        }
+    }
+}
+
+/// Training hyper-parameters the device needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Hyper {
+    pub optimizer: OptimizerKind,
+    pub regularizer: Regularizer,
+}
+
+/// A reduction's meta entries and bind group.
+#[derive(Clone, Copy)]
+struct Red {
+    meta: u32,
+    group: usize,
+    rc: u32,
+}
+
+pub struct GpuNet {
+    gpu: Gpu,
+    pub cfg: ModelConfig,
+    nmax: u32,
+    ndata: u32,
+    layout: Layout,
+    hyper: Option<Hyper>,
+    t: u32,
+    // buffers
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    data_x: wgpu::Buffer,
+    data_y: wgpu::Buffer,
+    order: wgpu::Buffer,
+    loss_log: wgpu::Buffer,
+    batch: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    loss_slots: u32,
+    // pipelines
+    net: NetPipes,
+    reduce_partial: wgpu::ComputePipeline,
+    reduce_finish: wgpu::ComputePipeline,
+    regularize: Option<wgpu::ComputePipeline>,
+    optim: Option<wgpu::ComputePipeline>,
+    // bind groups
+    bg_net: wgpu::BindGroup,
+    bg_red: Vec<wgpu::BindGroup>,
+    bg_opt: Option<wgpu::BindGroup>,
+    bg_uni: wgpu::BindGroup,
+    meta_stride: u32,
+    // meta entries
+    m_plain: u32,
+    m_forward: Vec<u32>,
+    m_adjoint: Vec<u32>,
+    red_k: Vec<Red>,
+    red_b: Vec<Red>,
+    red_cls: [Red; 2],
+    red_open: [Red; 2],
+    red_loss: Red,
+}
+
+struct NetPipes {
+    open_forward: wgpu::ComputePipeline,
+    steps_forward: wgpu::ComputePipeline,
+    classify: wgpu::ComputePipeline,
+    step_adjoint: wgpu::ComputePipeline,
+    open_adjoint: wgpu::ComputePipeline,
+    build_ops: Option<wgpu::ComputePipeline>,
+}
+
+fn groups(n: u32) -> u32 {
+    n.div_ceil(WG)
+}
+
+impl GpuNet {
+    /// Builds everything for a model shape, a batch capacity `nmax` and a data set capacity
+    /// `ndata`. `hyper` adds the regulariser and optimiser kernels (training); without it the
+    /// network computes losses and gradients only.
+    pub fn new(
+        gpu: Gpu,
+        cfg: &ModelConfig,
+        nmax: usize,
+        ndata: usize,
+        hyper: Option<Hyper>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        ensure!(nmax > 0 && ndata > 0, "empty batch or data set");
+        if cfg.width > MAX_WIDTH {
+            bail!(
+                "the GPU backend supports width up to {MAX_WIDTH}, the model has {}",
+                cfg.width
+            );
+        }
+        let lim = &gpu.limits;
+        let max_groups = lim.max_compute_workgroups_per_dimension as usize;
+        if nmax.div_ceil(WG as usize) > max_groups {
+            bail!(
+                "batch of {nmax} examples needs {} workgroups, above this adapter's \
+                 max_compute_workgroups_per_dimension = {max_groups}; use smaller batches",
+                nmax.div_ceil(WG as usize)
+            );
+        }
+        if lim.max_storage_buffers_per_shader_stage < 13 {
+            bail!(
+                "the network kernels bind 13 storage buffers; this adapter allows {} \
+                 (max_storage_buffers_per_shader_stage)",
+                lim.max_storage_buffers_per_shader_stage
+            );
+        }
+        let (d, w, n, c) = (
+            cfg.d as u32,
+            cfg.width as u32,
+            cfg.steps as u32,
+            cfg.classes as u32,
+        );
+        let euler = matches!(cfg.integrator, Integrator::Resnet | Integrator::Antisym);
+        let layout = Layout::new(cfg);
+        let nm = nmax as u64;
+        let slot = nm * w as u64;
+        let store_len = if euler { n as u64 * slot } else { 1 };
+        let chunks = nmax.div_ceil(CHUNK as usize) as u64;
+        let max_rc = [w * w, c * w, w * d, w, c].into_iter().max().unwrap_or(1) as u64;
+        let sizes: [(&str, u64); 13] = [
+            ("params", layout.count as u64),
+            ("data x", ndata as u64 * d as u64),
+            ("states", 2 * slot),
+            ("adjoints", 3 * slot),
+            ("gradient factors", 5 * slot),
+            ("stored states (resnet/antisym keep every state)", store_len),
+            ("operators", n as u64 * (w * w) as u64),
+            ("logits", nm * c as u64),
+            ("batch inputs", nm * d as u64),
+            ("reduction partials", chunks * max_rc),
+            ("scratch", slot),
+            ("labels", ndata as u64),
+            ("loss", nm),
+        ];
+        for (what, len) in sizes {
+            let bytes = 4 * len;
+            let cap = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
+            if bytes > cap {
+                bail!(
+                    "the {what} buffer needs {bytes} bytes, above this adapter's storage binding \
+                     limit of {cap} bytes (max_storage_buffer_binding_size / max_buffer_size); \
+                     use a smaller batch{}",
+                    if euler {
+                        ", fewer steps, or a reversible integrator"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        let dev = &gpu.device;
+        let buf = |label: &str, len: u64| {
+            dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 4 * len.max(1),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        let params = buf("params", layout.count as u64);
+        let grads = buf("grads", layout.count as u64);
+        let opt_m = buf("optimizer m", layout.count as u64);
+        let opt_v = buf("optimizer v", layout.count as u64);
+        let data_x = buf("data x", ndata as u64 * d as u64);
+        let data_y = buf("data y", ndata as u64);
+        let order = buf("order", ndata as u64);
+        let xb = buf("xb", nm * d as u64);
+        let st = buf("states", 2 * slot);
+        let acc = buf("adjoints", 3 * slot);
+        let tmp = buf("scratch", slot);
+        let fac = buf("factors", 5 * slot);
+        let store = buf("stored states", store_len);
+        let ops = buf("operators", n as u64 * (w * w) as u64);
+        let dlog = buf("dlogits", nm * c as u64);
+        let loss_s = buf("loss per example", nm);
+        let partial = buf("partials", chunks * max_rc);
+        let loss_slots = ndata as u32; // at most one training step per example and epoch
+        let loss_log = buf("loss log", loss_slots as u64);
+        let batch = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("batch"),
+            size: std::mem::size_of::<BatchInfo>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let readback = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: 4 * (layout.count.max(loss_slots)) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+
+        // Meta table: one aligned entry per distinct dispatch.
+        let align = lim.min_uniform_buffer_offset_alignment;
+        let meta_stride = (std::mem::size_of::<Meta>() as u32).div_ceil(align) * align;
+        let mut metas: Vec<Meta> = Vec::new();
+        let mut push = |m: Meta| {
+            metas.push(m);
+            (metas.len() - 1) as u32
+        };
+        let leap = cfg.integrator == Integrator::Leapfrog;
+        let slot_n = if leap { n % 2 } else { 0 };
+        let aslot_n = if leap { n % 3 } else { 0 };
+        let m_plain = push(Meta {
+            slot: slot_n,
+            aslot: aslot_n,
+            ..Meta::default()
+        });
+        let per_step = 2 * w * w; // loop-statement iterations per step (verlet: two mat-vecs)
+        let spd = (LOOP_BUDGET / per_step).max(1);
+        let mut m_forward = Vec::new();
+        let mut j = 0;
+        while j < n {
+            let j1 = (j + spd).min(n);
+            m_forward.push(push(Meta {
+                j0: j,
+                j1,
+                ..Meta::default()
+            }));
+            j = j1;
+        }
+        let sl = slot as u32;
+        let (fp, fq, fr, fs, fb) = (0, sl, 2 * sl, 3 * sl, 4 * sl);
+        let m_adjoint: Vec<u32> = (0..n)
+            .map(|j| {
+                push(Meta {
+                    j0: j,
+                    j1: j + 1,
+                    ..Meta::default()
+                })
+            })
+            .collect();
+        let red = |push: &mut dyn FnMut(Meta) -> u32, group: usize, m: Meta| Red {
+            meta: push(m),
+            group,
+            rc: m.rows * m.cols,
+        };
+        let rs = if euler { 0 } else { HAS_RS };
+        let anti = if cfg.integrator == Integrator::Antisym {
+            ANTISYM
+        } else {
+            0
+        };
+        let red_k: Vec<Red> = (0..n)
+            .map(|j| {
+                let m = Meta {
+                    rows: w,
+                    cols: w,
+                    flags: rs | anti,
+                    out_off: layout.k + j * w * w,
+                    p_off: fp,
+                    q_off: fq,
+                    r_off: fr,
+                    s_off: fs,
+                    ..Meta::default()
+                };
+                red(&mut push, 0, m)
+            })
+            .collect();
+        let red_b: Vec<Red> = (0..n)
+            .map(|j| {
+                let m = Meta {
+                    rows: w,
+                    cols: 1,
+                    flags: Q_ONES,
+                    out_off: layout.b + j * w,
+                    p_off: fb,
+                    ..Meta::default()
+                };
+                red(&mut push, 0, m)
+            })
+            .collect();
+        let red_cls = [
+            red(
+                &mut push,
+                1,
+                Meta {
+                    rows: c,
+                    cols: w,
+                    out_off: layout.wc,
+                    q_off: slot_n * sl,
+                    ..Meta::default()
+                },
+            ),
+            red(
+                &mut push,
+                1,
+                Meta {
+                    rows: c,
+                    cols: 1,
+                    flags: Q_ONES,
+                    out_off: layout.mu,
+                    ..Meta::default()
+                },
+            ),
+        ];
+        let red_open = [
+            red(
+                &mut push,
+                2,
+                Meta {
+                    rows: w,
+                    cols: d,
+                    out_off: 0,
+                    p_off: fp,
+                    ..Meta::default()
+                },
+            ),
+            red(
+                &mut push,
+                2,
+                Meta {
+                    rows: w,
+                    cols: 1,
+                    flags: Q_ONES,
+                    out_off: layout.bin,
+                    p_off: fp,
+                    ..Meta::default()
+                },
+            ),
+        ];
+        let red_loss = red(
+            &mut push,
+            3,
+            Meta {
+                rows: 1,
+                cols: 1,
+                flags: Q_ONES | AT_STEP,
+                ..Meta::default()
+            },
+        );
+        let mut meta_bytes = vec![0u8; metas.len() * meta_stride as usize];
+        for (i, m) in metas.iter().enumerate() {
+            let at = i * meta_stride as usize;
+            meta_bytes[at..at + std::mem::size_of::<Meta>()].copy_from_slice(bytemuck::bytes_of(m));
+        }
+        let meta_buf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("meta"),
+            contents: &meta_bytes,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+
+        // Layouts.
+        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let bgl = |label: &str, entries: &[wgpu::BindGroupLayoutEntry]| {
+            dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(label),
+                entries,
+            })
+        };
+        let net_entries: Vec<_> = (0..13).map(|b| storage(b, b < 4)).collect();
+        let bgl_net = bgl("network", &net_entries);
+        let red_entries: Vec<_> = (0..6).map(|b| storage(b, b < 4)).collect();
+        let bgl_red = bgl("reduce", &red_entries);
+        let opt_entries: Vec<_> = (0..4).map(|b| storage(b, false)).collect();
+        let bgl_opt = bgl("optim", &opt_entries);
+        let uniform = |binding: u32, dynamic: bool, size: u64| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: dynamic,
+                min_binding_size: wgpu::BufferSize::new(size),
+            },
+            count: None,
+        };
+        let bgl_uni = bgl(
+            "uniforms",
+            &[
+                uniform(0, true, std::mem::size_of::<Meta>() as u64),
+                uniform(1, false, std::mem::size_of::<BatchInfo>() as u64),
+            ],
+        );
+        let pipeline_layout = |g0: &wgpu::BindGroupLayout| {
+            dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: None,
+                bind_group_layouts: &[Some(g0), Some(&bgl_uni)],
+                immediate_size: 0,
+            })
+        };
+        let pl_net = pipeline_layout(&bgl_net);
+        let pl_red = pipeline_layout(&bgl_red);
+        let pl_opt = pipeline_layout(&bgl_opt);
+
+        // Pipelines: shapes go in as override constants.
+        let act = match cfg.activation {
+            Activation::Tanh => 0.0,
+            Activation::Relu => 1.0,
+        };
+        let integ = match cfg.integrator {
+            Integrator::Resnet => 0.0,
+            Integrator::Antisym => 1.0,
+            Integrator::Hamiltonian => 2.0,
+            Integrator::Leapfrog => 3.0,
+        };
+        let h = cfg.h();
+        let net_consts: Vec<(&str, f64)> = vec![
+            ("ACT", act),
+            ("W", w as f64),
+            ("D", d as f64),
+            ("C", c as f64),
+            ("N", n as f64),
+            ("NMAX", nmax as f64),
+            ("H", h),
+            ("GAMMA", cfg.gamma),
+            ("INTEG", integ),
+        ];
+        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = |label: &str, src: String| {
+            dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            })
+        };
+        let net_mod = module("network", shaders::network(cfg.integrator));
+        let red_mod = module("reduce", shaders::reduce());
+        let opt_mod = module("optim", shaders::optim());
+        let pipe = |layout: &wgpu::PipelineLayout,
+                    m: &wgpu::ShaderModule,
+                    entry: &str,
+                    consts: &[(&str, f64)]| {
+            dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(layout),
+                module: m,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: consts,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        };
+        let net = NetPipes {
+            open_forward: pipe(&pl_net, &net_mod, "open_forward", &net_consts),
+            steps_forward: pipe(&pl_net, &net_mod, "steps_forward", &net_consts),
+            classify: pipe(&pl_net, &net_mod, "classify", &net_consts),
+            step_adjoint: pipe(&pl_net, &net_mod, "step_adjoint", &net_consts),
+            open_adjoint: pipe(&pl_net, &net_mod, "open_adjoint", &net_consts),
+            build_ops: euler.then(|| pipe(&pl_net, &net_mod, "build_ops", &net_consts)),
+        };
+        let reduce_partial = pipe(&pl_red, &red_mod, "reduce_partial", &[]);
+        let reduce_finish = pipe(&pl_red, &red_mod, "reduce_finish", &[]);
+        let (mut regularize, mut optim) = (None, None);
+        if let Some(hp) = hyper {
+            hp.optimizer.validate()?;
+            hp.regularizer.validate()?;
+            let (momentum, beta1, beta2, eps) = match hp.optimizer {
+                OptimizerKind::Sgd { momentum, .. } => (momentum, 0.9, 0.999, 1e-8),
+                OptimizerKind::Adam {
+                    beta1, beta2, eps, ..
+                } => (0.0, beta1, beta2, eps),
+            };
+            let consts: Vec<(&str, f64)> = vec![
+                ("W", w as f64),
+                ("D", d as f64),
+                ("C", c as f64),
+                ("N", n as f64),
+                ("H", h),
+                ("ALPHA_T", hp.regularizer.alpha_t),
+                ("ALPHA_W", hp.regularizer.alpha_w),
+                ("MOMENTUM", momentum),
+                ("BETA1", beta1),
+                ("BETA2", beta2),
+                ("EPS", eps),
+            ];
+            if !hp.regularizer.is_zero() {
+                regularize = Some(pipe(&pl_opt, &opt_mod, "regularize", &consts));
+            }
+            let entry = match hp.optimizer {
+                OptimizerKind::Sgd { .. } => "sgd",
+                OptimizerKind::Adam { .. } => "adam",
+            };
+            optim = Some(pipe(&pl_opt, &opt_mod, entry, &consts));
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!("building the GPU kernels failed on {}: {e}", gpu.describe());
+        }
+
+        let bind = |layout: &wgpu::BindGroupLayout, bufs: &[&wgpu::Buffer]| {
+            let entries: Vec<wgpu::BindGroupEntry> = bufs
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: b.as_entire_binding(),
+                })
+                .collect();
+            dev.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout,
+                entries: &entries,
+            })
+        };
+        let bg_net = bind(
+            &bgl_net,
+            &[
+                &params, &data_x, &data_y, &order, &xb, &st, &acc, &tmp, &fac, &store, &ops, &dlog,
+                &loss_s,
+            ],
+        );
+        let bg_red = vec![
+            bind(&bgl_red, &[&fac, &fac, &fac, &fac, &partial, &grads]),
+            bind(&bgl_red, &[&dlog, &st, &dlog, &dlog, &partial, &grads]),
+            bind(&bgl_red, &[&fac, &xb, &fac, &fac, &partial, &grads]),
+            bind(
+                &bgl_red,
+                &[&loss_s, &loss_s, &loss_s, &loss_s, &partial, &loss_log],
+            ),
+        ];
+        let bg_opt = hyper.map(|_| bind(&bgl_opt, &[&params, &grads, &opt_m, &opt_v]));
+        let bg_uni = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("uniforms"),
+            layout: &bgl_uni,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &meta_buf,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(std::mem::size_of::<Meta>() as u64),
+                    }),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: batch.as_entire_binding(),
+                },
+            ],
+        });
+        Ok(GpuNet {
+            gpu,
+            cfg: cfg.clone(),
+            nmax: nmax as u32,
+            ndata: ndata as u32,
+            layout,
+            hyper,
+            t: 0,
+            params,
+            grads,
+            data_x,
+            data_y,
+            order,
+            loss_log,
+            batch,
+            readback,
+            loss_slots,
+            net,
+            reduce_partial,
+            reduce_finish,
+            regularize,
+            optim,
+            bg_net,
+            bg_red,
+            bg_opt,
+            bg_uni,
+            meta_stride,
+            m_plain,
+            m_forward,
+            m_adjoint,
+            red_k,
+            red_b,
+            red_cls,
+            red_open,
+            red_loss,
+        })
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Uploads parameters (row-major groups in model-file order).
+    pub fn set_params(&self, p: &Params<f32>) -> Result<()> {
+        p.check_shape(&self.cfg)?;
+        let flat: Vec<f32> = p
+            .groups()
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect();
+        self.gpu
+            .queue
+            .write_buffer(&self.params, 0, bytemuck::cast_slice(&flat));
+        Ok(())
+    }
+
+    /// Uploads a data set (at most the capacity given at construction) and the identity order.
+    pub fn set_data(&self, data: &Dataset) -> Result<()> {
+        data.validate()?;
+        ensure!(
+            data.d == self.cfg.d,
+            "data has d = {} but the model expects {}",
+            data.d,
+            self.cfg.d
+        );
+        ensure!(
+            data.classes <= self.cfg.classes,
+            "data has more classes than the model"
+        );
+        ensure!(
+            data.len() as u32 <= self.ndata,
+            "data set larger than the device capacity"
+        );
+        let q = &self.gpu.queue;
+        q.write_buffer(&self.data_x, 0, bytemuck::cast_slice(&data.x));
+        q.write_buffer(&self.data_y, 0, bytemuck::cast_slice(&data.labels));
+        let order: Vec<u32> = (0..data.len() as u32).collect();
+        self.set_order(&order)
+    }
+
+    /// The example order of an epoch (positions into the uploaded data set).
+    pub fn set_order(&self, order: &[u32]) -> Result<()> {
+        ensure!(
+            order.len() as u32 <= self.ndata,
+            "order longer than the data set"
+        );
+        self.gpu
+            .queue
+            .write_buffer(&self.order, 0, bytemuck::cast_slice(order));
+        Ok(())
+    }
+
+    fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        pipe: &wgpu::ComputePipeline,
+        meta: u32,
+        x: u32,
+        y: u32,
+    ) {
+        pass.set_pipeline(pipe);
+        pass.set_bind_group(1, &self.bg_uni, &[meta * self.meta_stride]);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+
+    fn reduce(&self, pass: &mut wgpu::ComputePass, r: Red, n: u32) {
+        pass.set_bind_group(0, &self.bg_red[r.group], &[]);
+        self.dispatch(
+            pass,
+            &self.reduce_partial,
+            r.meta,
+            groups(r.rc),
+            n.div_ceil(CHUNK),
+        );
+        self.dispatch(pass, &self.reduce_finish, r.meta, groups(r.rc), 1);
+    }
+
+    /// Records forward, loss, adjoint and reductions (and the update when training) for the
+    /// batch of `n` examples at `offset` in the current order.
+    fn record(&self, enc: &mut wgpu::CommandEncoder, n: u32, update: bool) {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("step"),
+            timestamp_writes: None,
+        });
+        let g = groups(n);
+        let net = &self.net;
+        pass.set_bind_group(0, &self.bg_net, &[]);
+        if let Some(p) = &net.build_ops {
+            let e = self.cfg.steps as u32 * (self.cfg.width * self.cfg.width) as u32;
+            self.dispatch(&mut pass, p, self.m_plain, groups(e), 1);
+        }
+        self.dispatch(&mut pass, &net.open_forward, self.m_plain, g, 1);
+        for &m in &self.m_forward {
+            self.dispatch(&mut pass, &net.steps_forward, m, g, 1);
+        }
+        self.dispatch(&mut pass, &net.classify, self.m_plain, g, 1);
+        self.reduce(&mut pass, self.red_loss, n);
+        self.reduce(&mut pass, self.red_cls[0], n);
+        self.reduce(&mut pass, self.red_cls[1], n);
+        for j in (0..self.cfg.steps).rev() {
+            pass.set_bind_group(0, &self.bg_net, &[]);
+            self.dispatch(&mut pass, &net.step_adjoint, self.m_adjoint[j], g, 1);
+            self.reduce(&mut pass, self.red_k[j], n);
+            self.reduce(&mut pass, self.red_b[j], n);
+        }
+        pass.set_bind_group(0, &self.bg_net, &[]);
+        self.dispatch(&mut pass, &net.open_adjoint, self.m_plain, g, 1);
+        self.reduce(&mut pass, self.red_open[0], n);
+        self.reduce(&mut pass, self.red_open[1], n);
+        if update {
+            let bg = self.bg_opt.as_ref().expect("training kernels built");
+            pass.set_bind_group(0, bg, &[]);
+            let count = self.layout.count;
+            let (x, y) = (groups(count).min(65535), groups(count).div_ceil(65535));
+            if let Some(p) = &self.regularize {
+                self.dispatch(&mut pass, p, self.m_plain, x, y);
+            }
+            let p = self.optim.as_ref().expect("training kernels built");
+            self.dispatch(&mut pass, p, self.m_plain, x, y);
+        }
+    }
+
+    fn write_batch(&self, n: usize, offset: usize, step: u32) -> Result<u32> {
+        ensure!(
+            n > 0 && n as u32 <= self.nmax,
+            "batch of {n} examples (capacity {})",
+            self.nmax
+        );
+        ensure!(
+            (offset + n) as u32 <= self.ndata,
+            "batch runs past the data set"
+        );
+        ensure!(step < self.loss_slots, "loss log full");
+        let mut info = BatchInfo {
+            n: n as u32,
+            offset: offset as u32,
+            step,
+            t: self.t,
+            ..BatchInfo::default()
+        };
+        if let Some(hp) = self.hyper {
+            let t = f64::from(self.t);
+            match hp.optimizer {
+                OptimizerKind::Sgd { lr, .. } => info.lr = lr as f32,
+                OptimizerKind::Adam {
+                    lr, beta1, beta2, ..
+                } => {
+                    info.lr = lr as f32;
+                    info.c1 = (lr / (1.0 - beta1.powf(t))) as f32;
+                    info.c2 = (1.0 - beta2.powf(t)).sqrt() as f32;
+                }
+            }
+        }
+        self.gpu
+            .queue
+            .write_buffer(&self.batch, 0, bytemuck::bytes_of(&info));
+        Ok(n as u32)
+    }
+
+    /// One training step on the batch at `offset..offset + n` of the current order; its loss
+    /// goes to slot `step` of the loss log. One encoder, one submit, no readback.
+    pub fn train_step(&mut self, offset: usize, n: usize, step: u32) -> Result<()> {
+        ensure!(
+            self.hyper.is_some(),
+            "this network was built without training kernels"
+        );
+        self.t += 1;
+        let n = self.write_batch(n, offset, step)?;
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.record(&mut enc, n, true);
+        self.gpu.queue.submit([enc.finish()]);
+        Ok(())
+    }
+
+    /// Loss and gradient of the batch `offset..offset + n` (no update); reads back.
+    pub fn loss_grad(&self, offset: usize, n: usize) -> Result<(f32, Params<f32>)> {
+        let n = self.write_batch(n, offset, 0)?;
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.record(&mut enc, n, false);
+        self.gpu.queue.submit([enc.finish()]);
+        let loss = self.read(&self.loss_log, 1)?[0];
+        let grads = self.read(&self.grads, self.layout.count as usize)?;
+        Ok((loss, self.unflatten(&grads)))
+    }
+
+    /// The losses logged by the last `count` training steps (slots 0..count).
+    pub fn losses(&self, count: usize) -> Result<Vec<f32>> {
+        self.read(&self.loss_log, count)
+    }
+
+    pub fn params(&self) -> Result<Params<f32>> {
+        Ok(self.unflatten(&self.read(&self.params, self.layout.count as usize)?))
+    }
+
+    /// Optimiser step count (for Adam's bias correction).
+    pub fn steps_taken(&self) -> u32 {
+        self.t
+    }
+
+    fn unflatten(&self, flat: &[f32]) -> Params<f32> {
+        let mut p = Params::zeros(&self.cfg);
+        let mut at = 0;
+        for (_, v) in p.groups_mut() {
+            let len = v.len();
+            v.copy_from_slice(&flat[at..at + len]);
+            at += len;
+        }
+        p
+    }
+
+    fn read(&self, src: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let bytes = 4 * len as u64;
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(src, 0, &self.readback, 0, bytes);
+        self.gpu.queue.submit([enc.finish()]);
+        let slice = self.readback.slice(..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.gpu.device.poll(wgpu::PollType::wait_indefinitely())?;
+        rx.recv()??;
+        let out = bytemuck::cast_slice::<u8, f32>(&slice.get_mapped_range()?).to_vec();
+        self.readback.unmap();
+        Ok(out)
+    }
+}

@@ -1,0 +1,10 @@
+//! stablenet-gpu: the GPU backend of stablenet on wgpu.
+//!
+//! Every kernel in `shaders/` has a CPU twin in `stablenet-core` and is compared with it on a
+//! real adapter (tests, `cargo xtask validate`).
+pub mod device;
+pub mod engine;
+pub mod shaders;
+
+pub use device::{DeviceRequest, Gpu};
+pub use engine::{GpuNet, Hyper};

@@ -1,0 +1,41 @@
+//! The WGSL sources (`shaders/` at the repository root) and how they combine into modules.
+//! WGSL has no includes: every module is `common.wgsl` followed by its own files.
+use stablenet_core::Integrator;
+
+pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+pub const NETWORK: &str = include_str!("../../../shaders/network.wgsl");
+pub const RESNET: &str = include_str!("../../../shaders/resnet.wgsl");
+pub const VERLET: &str = include_str!("../../../shaders/verlet.wgsl");
+pub const LEAPFROG: &str = include_str!("../../../shaders/leapfrog.wgsl");
+pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
+pub const OPTIM: &str = include_str!("../../../shaders/optim.wgsl");
+
+/// The network module of an integrator: opening, classifier and the integrator's steps.
+pub fn network(integrator: Integrator) -> String {
+    let steps = match integrator {
+        Integrator::Resnet | Integrator::Antisym => RESNET,
+        Integrator::Hamiltonian => VERLET,
+        Integrator::Leapfrog => LEAPFROG,
+    };
+    [COMMON, NETWORK, steps].join("\n")
+}
+
+pub fn reduce() -> String {
+    [COMMON, REDUCE].join("\n")
+}
+
+pub fn optim() -> String {
+    [COMMON, OPTIM].join("\n")
+}
+
+/// Every module the engine builds, by name (for `cargo xtask validate`).
+pub fn all_modules() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Integrator::ALL
+        .iter()
+        .filter(|i| **i != Integrator::Antisym) // same module as resnet
+        .map(|i| (format!("network+{}", i.name()), network(*i)))
+        .collect();
+    out.push(("reduce".into(), reduce()));
+    out.push(("optim".into(), optim()));
+    out
+}

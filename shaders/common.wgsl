@@ -1,0 +1,55 @@
+// common.wgsl — prepended to every stablenet module: the per-dispatch uniforms and sigma.
+//
+// Binding table (group 1, shared by every module):
+//   0  job    uniform, dynamic offset: what this dispatch does (step range, reduction shape)
+//   1  batch  uniform: the current mini-batch (size, offset into the shuffled order, Adam t)
+
+struct Meta {
+    j0: u32,        // first step of the dispatch (or the step of an adjoint dispatch)
+    j1: u32,        // one past the last step
+    rows: u32,      // reductions: A in G[a][b] = sum_s P[s,a] Q[s,b] (+ R[s,a] S[s,b])
+    cols: u32,      // reductions: B (1 for bias sums)
+    flags: u32,     // reductions: 1 = has R,S; 2 = Q is all ones; 4 = antisymmetrise; 8 = out += step
+    out_off: u32,   // element offset of the result in `out`
+    p_off: u32,     // element offsets of P, Q, R, S in their buffers
+    q_off: u32,
+    r_off: u32,
+    s_off: u32,
+    slot: u32,      // state slot that holds y_N (leapfrog: N % 2)
+    aslot: u32,     // adjoint slot that receives ybar = dLoss/dy_N (leapfrog: N % 3)
+}
+
+struct Batch {
+    n: u32,         // examples in this batch (<= NMAX)
+    offset: u32,    // first position of the batch in the shuffled order
+    step: u32,      // index of this step within the epoch (loss log slot)
+    t: u32,         // optimiser step count, from 1
+    lr: f32,
+    c1: f32,        // Adam: lr / (1 - beta1^t) and sqrt(1 - beta2^t), computed in f64 on the host
+    c2: f32,
+    pad: f32,
+}
+
+@group(1) @binding(0) var<uniform> job: Meta;
+@group(1) @binding(1) var<uniform> batch: Batch;
+
+// 0 = tanh, 1 = relu (MODEL.md section 1).
+override ACT: u32 = 0u;
+const WG: u32 = 64u;
+
+// tanh saturates to +-1 in f32 beyond |x| = 9; clamping avoids exp overflow on drivers that
+// implement tanh through exp.
+fn act(x: f32) -> f32 {
+    if ACT == 0u {
+        return tanh(clamp(x, -15.0, 15.0));
+    }
+    return max(x, 0.0);
+}
+
+fn dact(x: f32) -> f32 {
+    if ACT == 0u {
+        let t = tanh(clamp(x, -15.0, 15.0));
+        return 1.0 - t * t;
+    }
+    return select(0.0, 1.0, x > 0.0);
+}

@@ -1,0 +1,164 @@
+// network.wgsl — opening layer, classifier with softmax cross-entropy, and the operator build,
+// for one example per invocation (MODEL.md section 1). Prepended by common.wgsl; one of
+// resnet.wgsl / verlet.wgsl / leapfrog.wgsl follows with the integrator's step kernels.
+// CPU twin: stablenet_core::network (Network::open, classify, softmax_xent).
+//
+// Binding table (group 0):
+//   0  params  read   [K_in | b_in | K_0..K_{N-1} | b_0..b_{N-1} | W | mu]  (row-major)
+//   1  data_x  read   [ndata][D]   the device-resident data set
+//   2  data_y  read   [ndata]      labels
+//   3  order   read   [ndata]      this epoch's shuffled example order
+//   4  xb      rw     [NMAX][D]    the batch's inputs, gathered
+//   5  st      rw     [2][NMAX][W] states: resnet y | verlet (y, z) | leapfrog y_j in slot j % 2
+//   6  acc     rw     [3][NMAX][W] adjoints: slot 0 ybar, 1 zbar | leapfrog a_j in slot j % 3
+//   7  tmp     rw     [NMAX][W]    per-example scratch (pre-activations)
+//   8  fac     rw     [5][NMAX][W] per-example gradient factors P, Q, R, S, B (see reduce.wgsl)
+//   9  store   rw     [N][NMAX][W] resnet/antisym: the state before every step
+//  10  ops     rw     [N][W][W]    resnet/antisym: the operator M_j that acts (MODEL.md section 2)
+//  11  dlog    rw     [NMAX][C]    dLoss/dlogits
+//  12  loss_s  rw     [NMAX]       per-example loss / n
+
+override W: u32;
+override D: u32;
+override C: u32;
+override N: u32;
+override NMAX: u32;
+override H: f32;
+override GAMMA: f32 = 0.0;
+// 0 resnet, 1 antisym, 2 hamiltonian, 3 leapfrog
+override INTEG: u32;
+
+override OFF_BIN: u32 = W * D;
+override OFF_K: u32 = OFF_BIN + W;
+override OFF_B: u32 = OFF_K + N * W * W;
+override OFF_WC: u32 = OFF_B + N * W;
+override OFF_MU: u32 = OFF_WC + C * W;
+override SLOT: u32 = NMAX * W;
+
+@group(0) @binding(0) var<storage, read> params: array<f32>;
+@group(0) @binding(1) var<storage, read> data_x: array<f32>;
+@group(0) @binding(2) var<storage, read> data_y: array<u32>;
+@group(0) @binding(3) var<storage, read> order: array<u32>;
+@group(0) @binding(4) var<storage, read_write> xb: array<f32>;
+@group(0) @binding(5) var<storage, read_write> st: array<f32>;
+@group(0) @binding(6) var<storage, read_write> acc: array<f32>;
+@group(0) @binding(7) var<storage, read_write> tmp: array<f32>;
+@group(0) @binding(8) var<storage, read_write> fac: array<f32>;
+@group(0) @binding(9) var<storage, read_write> store: array<f32>;
+@group(0) @binding(10) var<storage, read_write> ops: array<f32>;
+@group(0) @binding(11) var<storage, read_write> dlog: array<f32>;
+@group(0) @binding(12) var<storage, read_write> loss_s: array<f32>;
+
+// Factor regions of `fac`.
+const FP: u32 = 0u;
+const FQ: u32 = 1u;
+const FR: u32 = 2u;
+const FS: u32 = 3u;
+const FB: u32 = 4u;
+
+fn example(gid: vec3<u32>) -> u32 {
+    return gid.x;
+}
+
+// y_0 = sigma(K_in x + b_in); initialises the integrator's second state.
+@compute @workgroup_size(WG)
+fn open_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let s = example(gid);
+    if s >= batch.n {
+        return;
+    }
+    let g = order[batch.offset + s];
+    for (var k = 0u; k < D; k++) {
+        xb[s * D + k] = data_x[g * D + k];
+    }
+    for (var i = 0u; i < W; i++) {
+        var u = params[OFF_BIN + i];
+        for (var k = 0u; k < D; k++) {
+            u += params[i * D + k] * xb[s * D + k];
+        }
+        let y = act(u);
+        st[s * W + i] = y;
+        if INTEG == 2u {
+            st[SLOT + s * W + i] = 0.0; // z_0 = 0
+        } else if INTEG == 3u {
+            st[SLOT + s * W + i] = y; // y_{-1} = y_0
+        }
+    }
+}
+
+// logits = W y_N + mu; loss_s = -log softmax[label] / n; dlog = (softmax - onehot) / n;
+// ybar = W^T dlog in acc slot job.aslot, the other adjoint slots zeroed.
+@compute @workgroup_size(WG)
+fn classify(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let s = example(gid);
+    if s >= batch.n {
+        return;
+    }
+    let y0 = job.slot * SLOT + s * W;
+    var mx = -3.4e38;
+    for (var c = 0u; c < C; c++) {
+        var z = params[OFF_MU + c];
+        for (var i = 0u; i < W; i++) {
+            z += params[OFF_WC + c * W + i] * st[y0 + i];
+        }
+        dlog[s * C + c] = z;
+        mx = max(mx, z);
+    }
+    var sum = 0.0;
+    for (var c = 0u; c < C; c++) {
+        let e = exp(dlog[s * C + c] - mx);
+        dlog[s * C + c] = e;
+        sum += e;
+    }
+    let label = data_y[order[batch.offset + s]];
+    let inv_n = 1.0 / f32(batch.n);
+    loss_s[s] = (log(sum) - log(dlog[s * C + label])) * inv_n;
+    for (var c = 0u; c < C; c++) {
+        let p = dlog[s * C + c] / sum;
+        dlog[s * C + c] = (p - select(0.0, 1.0, c == label)) * inv_n;
+    }
+    for (var i = 0u; i < W; i++) {
+        var yb = 0.0;
+        for (var c = 0u; c < C; c++) {
+            yb += params[OFF_WC + c * W + i] * dlog[s * C + c];
+        }
+        for (var a = 0u; a < 3u; a++) {
+            acc[a * SLOT + s * W + i] = select(0.0, yb, a == job.aslot);
+        }
+    }
+}
+
+// Opening layer backward: P = sigma'(K_in x + b_in) * ybar (reduced against Q = xb).
+@compute @workgroup_size(WG)
+fn open_adjoint(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let s = example(gid);
+    if s >= batch.n {
+        return;
+    }
+    for (var i = 0u; i < W; i++) {
+        var u = params[OFF_BIN + i];
+        for (var k = 0u; k < D; k++) {
+            u += params[i * D + k] * xb[s * D + k];
+        }
+        fac[FP * SLOT + s * W + i] = dact(u) * acc[s * W + i];
+    }
+}
+
+// M_j = K_j (resnet) or (K_j - K_j^T - gamma I) / 2 (antisym), one entry per invocation.
+@compute @workgroup_size(WG)
+fn build_ops(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = gid.x;
+    if e >= N * W * W {
+        return;
+    }
+    let j = e / (W * W);
+    let a = (e / W) % W;
+    let b = e % W;
+    let k = params[OFF_K + e];
+    if INTEG == 1u {
+        let kt = params[OFF_K + j * W * W + b * W + a];
+        ops[e] = 0.5 * (k - kt) - select(0.0, 0.5 * GAMMA, a == b);
+    } else {
+        ops[e] = k;
+    }
+}

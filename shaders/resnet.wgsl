@@ -1,0 +1,60 @@
+// resnet.wgsl — forward Euler for resnet and antisym (MODEL.md section 2):
+// y_{j+1} = y_j + h sigma(M_j y_j + b_j), M_j from build_ops. Not invertible: the forward pass
+// keeps the state before every step in `store` (MODEL.md section 3).
+// CPU twin: stablenet_core::integrators::resnet. Bindings: network.wgsl.
+
+fn m_at(j: u32, a: u32, b: u32) -> f32 {
+    return ops[j * W * W + a * W + b];
+}
+
+// Steps job.j0 .. job.j1 for one example; the host bounds the range so that no loop runs
+// near lavapipe's 65535-iteration limit.
+@compute @workgroup_size(WG)
+fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let s = example(gid);
+    if s >= batch.n {
+        return;
+    }
+    for (var j = job.j0; j < job.j1; j++) {
+        for (var i = 0u; i < W; i++) {
+            store[(j * NMAX + s) * W + i] = st[s * W + i];
+        }
+        for (var i = 0u; i < W; i++) {
+            var u = params[OFF_B + j * W + i];
+            for (var k = 0u; k < W; k++) {
+                u += m_at(j, i, k) * st[s * W + k];
+            }
+            tmp[s * W + i] = u;
+        }
+        for (var i = 0u; i < W; i++) {
+            st[s * W + i] += H * act(tmp[s * W + i]);
+        }
+    }
+}
+
+// Adjoint of step j = job.j0: P = sigma'(u) h ybar, Q = y_j, B = P; ybar += M^T P.
+@compute @workgroup_size(WG)
+fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let s = example(gid);
+    if s >= batch.n {
+        return;
+    }
+    let j = job.j0;
+    for (var i = 0u; i < W; i++) {
+        var u = params[OFF_B + j * W + i];
+        for (var k = 0u; k < W; k++) {
+            u += m_at(j, i, k) * store[(j * NMAX + s) * W + k];
+        }
+        let p = dact(u) * H * acc[s * W + i];
+        fac[FP * SLOT + s * W + i] = p;
+        fac[FB * SLOT + s * W + i] = p;
+        fac[FQ * SLOT + s * W + i] = store[(j * NMAX + s) * W + i];
+    }
+    for (var i = 0u; i < W; i++) {
+        var g = 0.0;
+        for (var k = 0u; k < W; k++) {
+            g += m_at(j, k, i) * fac[FP * SLOT + s * W + k];
+        }
+        acc[s * W + i] += g;
+    }
+}

@@ -32,37 +32,15 @@ fn main() -> anyhow::Result<()> {
         let report = trainer.run_epoch(&split.train, Some(&split.val), |_, _, _| {})?;
         val_acc = report.val_acc.unwrap_or(0.0);
     }
-    println!(
-        "validation accuracy after {epochs} epochs: {:.2}%",
-        100.0 * val_acc
-    );
+    println!("validation accuracy after {epochs} epochs: {:.2}%", 100.0 * val_acc);
 
-    let path = std::env::temp_dir().join(format!(
-        "stablenet-embed-{}.safetensors",
-        std::process::id()
-    ));
+    let path = std::env::temp_dir().join(format!("stablenet-embed-{}.safetensors", std::process::id()));
     stablenet::io::save_model(&path, &cfg, &trainer.params, &[], &Default::default())?;
     let loaded = stablenet::io::load_model(&path)?;
     std::fs::remove_file(&path)?;
-    assert_eq!(
-        loaded.params, trainer.params,
-        "a saved model loads back bit for bit"
-    );
-    let e = stablenet::evaluate(
-        &loaded.config,
-        &loaded.params,
-        &split.val.x,
-        &split.val.labels,
-    )?;
-    anyhow::ensure!(
-        e.accuracy > 0.9,
-        "embedded training reached only {:.2}%",
-        100.0 * e.accuracy
-    );
-    println!(
-        "reloaded model: validation loss {:.4}, accuracy {:.2}%",
-        e.loss,
-        100.0 * e.accuracy
-    );
+    assert_eq!(loaded.params, trainer.params, "a saved model loads back bit for bit");
+    let e = stablenet::evaluate(&loaded.config, &loaded.params, &split.val.x, &split.val.labels)?;
+    anyhow::ensure!(e.accuracy > 0.9, "embedded training reached only {:.2}%", 100.0 * e.accuracy);
+    println!("reloaded model: validation loss {:.4}, accuracy {:.2}%", e.loss, 100.0 * e.accuracy);
     Ok(())
 }

@@ -18,7 +18,8 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let e = s * W;
-    for (var j = job.j0; j < job.j1; j++) {
+    let range = forward_range();
+    for (var j = range.x; j < range.y; j++) {
         let cur = (j % 2u) * SLOT + e;
         let prev = ((j + 1u) % 2u) * SLOT + e; // y_{j-1}, overwritten by y_{j+1}
         for (var i = 0u; i < W; i++) {
@@ -38,7 +39,7 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// Step j = job.j0 backwards (MODEL.md section 4): with v = h^2 a_{j+1}, u = K y_j + b,
+// Step j = cursor backwards (MODEL.md section 4): with v = h^2 a_{j+1}, u = K y_j + b,
 // g = sigma'(u) (K v): a_j += 2 a_{j+1} - K^T g (a_1 - K^T g at j = 0), a_{j-1} -= a_{j+1},
 // and y_{j-1} = 2 y_j - y_{j+1} + h^2 F(y_j) replaces y_{j+1}.
 // Factors: P = -sigma(u), Q = v, R = -g, S = y_j, B = -g.
@@ -48,7 +49,7 @@ fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>) {
     if s >= batch.n {
         return;
     }
-    let j = job.j0;
+    let j = cursor[0];
     let e = s * W;
     let cur = (j % 2u) * SLOT + e;
     let nxt = ((j + 1u) % 2u) * SLOT + e;

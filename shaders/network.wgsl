@@ -17,6 +17,9 @@
 //  10  ops     rw     [N][W][W]    resnet/antisym: the operator M_j that acts (MODEL.md section 2)
 //  11  dlog    rw     [NMAX][C]    dLoss/dlogits
 //  12  loss_s  rw     [NMAX]       per-example loss / n
+//  13  hits    rw     [NMAX]       1 where the arg-max logit is the label
+//  14  cursor  rw     [1]          the step the next step kernel works on; advanced on the
+//                                  device, so the per-dispatch uniforms stay O(1) in depth
 
 override W: u32;
 override D: u32;
@@ -34,6 +37,8 @@ override OFF_B: u32 = OFF_K + N * W * W;
 override OFF_WC: u32 = OFF_B + N * W;
 override OFF_MU: u32 = OFF_WC + C * W;
 override SLOT: u32 = NMAX * W;
+// Steps per forward dispatch (the host keeps every loop far below lavapipe's limit).
+override SPD: u32 = 1u;
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> data_x: array<f32>;
@@ -48,6 +53,8 @@ override SLOT: u32 = NMAX * W;
 @group(0) @binding(10) var<storage, read_write> ops: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dlog: array<f32>;
 @group(0) @binding(12) var<storage, read_write> loss_s: array<f32>;
+@group(0) @binding(13) var<storage, read_write> hits: array<f32>;
+@group(0) @binding(14) var<storage, read_write> cursor: array<u32>;
 
 // Factor regions of `fac`.
 const FP: u32 = 0u;
@@ -96,13 +103,17 @@ fn classify(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let y0 = job.slot * SLOT + s * W;
     var mx = -3.4e38;
+    var arg = 0u;
     for (var c = 0u; c < C; c++) {
         var z = params[OFF_MU + c];
         for (var i = 0u; i < W; i++) {
             z += params[OFF_WC + c * W + i] * st[y0 + i];
         }
         dlog[s * C + c] = z;
-        mx = max(mx, z);
+        if c == 0u || z > mx {
+            mx = z;
+            arg = c;
+        }
     }
     var sum = 0.0;
     for (var c = 0u; c < C; c++) {
@@ -111,6 +122,7 @@ fn classify(@builtin(global_invocation_id) gid: vec3<u32>) {
         sum += e;
     }
     let label = data_y[order[batch.offset + s]];
+    hits[s] = select(0.0, 1.0, arg == label);
     let inv_n = 1.0 / f32(batch.n);
     loss_s[s] = (log(sum) - log(dlog[s * C + label])) * inv_n;
     for (var c = 0u; c < C; c++) {
@@ -161,4 +173,21 @@ fn build_ops(@builtin(global_invocation_id) gid: vec3<u32>) {
     } else {
         ops[e] = k;
     }
+}
+
+// The step cursor: job.flags 0 sets it to job.j0, 1 adds job.j0 (wrapping, so 0xffffffff
+// steps back by one).
+@compute @workgroup_size(1)
+fn advance() {
+    if job.flags == 0u {
+        cursor[0] = job.j0;
+    } else {
+        cursor[0] = cursor[0] + job.j0;
+    }
+}
+
+// The step range of a forward dispatch.
+fn forward_range() -> vec2<u32> {
+    let j0 = cursor[0];
+    return vec2<u32>(j0, min(j0 + SPD, N));
 }

@@ -3,7 +3,8 @@
 // chunk of CHUNK examples in order, then reduce_finish sums the chunks in order, so the same
 // inputs give the same bits on the same device.
 //   G[a][b] = sum_s P[s][a] Q[s][b]  (+ R[s][a] S[s][b] when job.flags & 1; Q = 1 when & 2)
-//   flags & 4: out = (G - G^T) / 2 (antisym, MODEL.md section 2); & 8: out index += batch.step
+//   flags & 4: out = (G - G^T) / 2 (antisym, MODEL.md section 2); & 8: out index += batch.step;
+//   & 16: out index += cursor * job.j1 (the step's slot in the gradient)
 // CPU twin: stablenet_core::linalg::add_outer summed over the batch.
 //
 // Binding table (group 0):
@@ -13,6 +14,7 @@
 //   3  s        read  factor S at job.s_off, row stride job.cols
 //   4  partial  rw    [chunks][rows * cols]
 //   5  out      rw    the result at job.out_off (gradients, or the loss log)
+//   6  cursor   read  the step the reduction belongs to (network.wgsl)
 
 const CHUNK: u32 = 256u;
 
@@ -22,6 +24,7 @@ const CHUNK: u32 = 256u;
 @group(0) @binding(3) var<storage, read> sf: array<f32>;
 @group(0) @binding(4) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read> cursor: array<u32>;
 
 @compute @workgroup_size(WG)
 fn reduce_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -72,6 +75,9 @@ fn reduce_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     var at = job.out_off + e;
     if (job.flags & 8u) != 0u {
         at += batch.step;
+    }
+    if (job.flags & 16u) != 0u {
+        at += cursor[0] * job.j1;
     }
     out[at] = total;
 }

@@ -7,7 +7,7 @@ fn m_at(j: u32, a: u32, b: u32) -> f32 {
     return ops[j * W * W + a * W + b];
 }
 
-// Steps job.j0 .. job.j1 for one example; the host bounds the range so that no loop runs
+// Steps the cursor's range for one example; the host bounds the range so that no loop runs
 // near lavapipe's 65535-iteration limit.
 @compute @workgroup_size(WG)
 fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -15,7 +15,8 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if s >= batch.n {
         return;
     }
-    for (var j = job.j0; j < job.j1; j++) {
+    let range = forward_range();
+    for (var j = range.x; j < range.y; j++) {
         for (var i = 0u; i < W; i++) {
             store[(j * NMAX + s) * W + i] = st[s * W + i];
         }
@@ -32,14 +33,14 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// Adjoint of step j = job.j0: P = sigma'(u) h ybar, Q = y_j, B = P; ybar += M^T P.
+// Adjoint of step j = cursor: P = sigma'(u) h ybar, Q = y_j, B = P; ybar += M^T P.
 @compute @workgroup_size(WG)
 fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>) {
     let s = example(gid);
     if s >= batch.n {
         return;
     }
-    let j = job.j0;
+    let j = cursor[0];
     for (var i = 0u; i < W; i++) {
         var u = params[OFF_B + j * W + i];
         for (var k = 0u; k < W; k++) {

@@ -10,7 +10,7 @@ fn b_at(j: u32, i: u32) -> f32 {
     return params[OFF_B + j * W + i];
 }
 
-// z -= h sigma(K^T y + b); y += h sigma(K z + b), for steps job.j0 .. job.j1.
+// z -= h sigma(K^T y + b); y += h sigma(K z + b), for steps the cursor's range.
 @compute @workgroup_size(WG)
 fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let s = example(gid);
@@ -19,7 +19,8 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let y = s * W;
     let z = SLOT + s * W;
-    for (var j = job.j0; j < job.j1; j++) {
+    let range = forward_range();
+    for (var j = range.x; j < range.y; j++) {
         for (var i = 0u; i < W; i++) {
             var c = b_at(j, i);
             for (var k = 0u; k < W; k++) {
@@ -43,7 +44,7 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// Step j = job.j0 backwards: on entry st holds (y_{j+1}, z_{j+1}), on exit (y_j, z_j).
+// Step j = cursor backwards: on entry st holds (y_{j+1}, z_{j+1}), on exit (y_j, z_j).
 // Factors: P = s, Q = z_{j+1}, R = y_j, S = t, B = s + t, so that
 // dK_j = sum P Q^T + R S^T and db_j = sum B over the batch (reduce.wgsl).
 @compute @workgroup_size(WG)
@@ -52,7 +53,7 @@ fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>) {
     if s >= batch.n {
         return;
     }
-    let j = job.j0;
+    let j = cursor[0];
     let y = s * W;
     let z = SLOT + s * W;
     let yb = s * W;

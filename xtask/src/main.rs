@@ -10,9 +10,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("accuracy") => accuracy(args.get(1).map(|s| s.parse()).transpose()?),
-        _ => bail!(
-            "usage: cargo xtask accuracy [EPOCHS]  (default: the CLI's per-data-set schedule)"
-        ),
+        _ => bail!("usage: cargo xtask accuracy [EPOCHS]  (default: the CLI's per-data-set schedule)"),
     }
 }
 
@@ -32,11 +30,7 @@ fn accuracy(epochs: Option<usize>) -> Result<()> {
                 final_time: 5.0,
                 integrator,
                 activation: Activation::Tanh,
-                gamma: if integrator == Integrator::Antisym {
-                    0.05
-                } else {
-                    0.0
-                },
+                gamma: if integrator == Integrator::Antisym { 0.05 } else { 0.0 },
                 classes: split.train.classes,
             };
             let tc = TrainConfig {
@@ -53,8 +47,7 @@ fn accuracy(epochs: Option<usize>) -> Result<()> {
             for _ in 0..epochs {
                 last = Some(t.run_epoch(&split.train, Some(&split.val), |_, _, _| {})?);
             }
-            let train =
-                stablenet_core::evaluate(&cfg, &t.params, &split.train.x, &split.train.labels)?;
+            let train = stablenet_core::evaluate(&cfg, &t.params, &split.train.x, &split.train.labels)?;
             let val = last.and_then(|r| r.val_acc).unwrap_or(f64::NAN);
             println!(
                 "| {data} | {integrator} | {:.2}% | {:.2}% | {:.1} |",

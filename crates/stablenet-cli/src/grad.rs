@@ -45,11 +45,7 @@ pub fn parse_method(s: &str) -> Result<GradMethod, String> {
             .and_then(|k| k.parse().ok())
             .filter(|k| *k > 0)
             .map(GradMethod::Checkpoint)
-            .ok_or_else(|| {
-                format!(
-                    "unknown gradient method {s:?}: use stored, reverse or checkpoint:K (K >= 1)"
-                )
-            }),
+            .ok_or_else(|| format!("unknown gradient method {s:?}: use stored, reverse or checkpoint:K (K >= 1)")),
     }
 }
 
@@ -69,21 +65,14 @@ pub fn run(a: GradArgs) -> Result<()> {
         Precision::F64 => compute::<f64>(&model.config, &model.params.cast(), &data, a.method)?,
         Precision::F32 => compute::<f32>(&model.config, &model.params, &data, a.method)?,
     };
-    let mut tensors: Vec<Tensor> = grad
-        .groups()
-        .iter()
-        .map(|(name, v)| Tensor::new(*name, grad.group_shape(name), v.to_vec()))
-        .collect();
+    let mut tensors: Vec<Tensor> =
+        grad.groups().iter().map(|(name, v)| Tensor::new(*name, grad.group_shape(name), v.to_vec())).collect();
     tensors.push(Tensor::new("loss", vec![], vec![loss]));
     let mut meta = BTreeMap::new();
     meta.insert("n".to_string(), data.len().to_string());
     crate::ensure_parent(&a.out)?;
     save_tensors(&a.out, &tensors, &meta).with_context(|| "writing the gradient file")?;
-    eprintln!(
-        "loss {loss:.7} over {} examples; gradients written to {}",
-        data.len(),
-        a.out.display()
-    );
+    eprintln!("loss {loss:.7} over {} examples; gradients written to {}", data.len(), a.out.display());
     Ok(())
 }
 

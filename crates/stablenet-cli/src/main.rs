@@ -6,11 +6,7 @@ mod grad;
 mod train;
 
 #[derive(Parser)]
-#[command(
-    name = "stablenet",
-    version,
-    about = "Stable ODE-inspired deep networks (Haber & Ruthotto 2018)"
-)]
+#[command(name = "stablenet", version, about = "Stable ODE-inspired deep networks (Haber & Ruthotto 2018)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

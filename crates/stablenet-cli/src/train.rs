@@ -9,9 +9,7 @@ use stablenet_core::data::Synthetic;
 use stablenet_core::io::{Tensor, save_model};
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
-use stablenet_core::{
-    Activation, GradMethod, Integrator, ModelConfig, Params, TrainConfig, Trainer,
-};
+use stablenet_core::{Activation, GradMethod, Integrator, ModelConfig, Params, TrainConfig, Trainer};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -75,10 +73,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     a.backend.resolve()?;
     let split = a.data.generate(a.seed);
     let (epochs, batch_size) = stablenet_core::train::default_schedule(a.data);
-    let (epochs, batch_size) = (
-        a.epochs.unwrap_or(epochs),
-        a.batch_size.unwrap_or(batch_size),
-    );
+    let (epochs, batch_size) = (a.epochs.unwrap_or(epochs), a.batch_size.unwrap_or(batch_size));
     let cfg = ModelConfig {
         d: split.train.d,
         width: a.width,
@@ -86,11 +81,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         final_time: a.final_time,
         integrator: a.integrator,
         activation: a.activation,
-        gamma: if a.integrator == Integrator::Antisym {
-            a.gamma
-        } else {
-            0.0
-        },
+        gamma: if a.integrator == Integrator::Antisym { a.gamma } else { 0.0 },
         classes: split.train.classes,
     };
     cfg.validate()?;
@@ -154,8 +145,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         );
         last = Some(r);
     }
-    let train_eval =
-        stablenet_core::evaluate(&cfg, &trainer.params, &split.train.x, &split.train.labels)?;
+    let train_eval = stablenet_core::evaluate(&cfg, &trainer.params, &split.train.x, &split.train.labels)?;
     let r = last.expect("epochs >= 1");
     println!(
         "{} {} final: train acc {:.2}%  validation acc {:.2}%  ({} epochs, {:.1}s)",
@@ -177,10 +167,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     meta.insert("optimizer".into(), optimizer.to_string());
     meta.insert("dataset".into(), a.data.to_string());
     meta.insert("epochs".into(), r.epoch.to_string());
-    meta.insert(
-        "val_acc".into(),
-        format!("{}", r.val_acc.unwrap_or(f64::NAN)),
-    );
+    meta.insert("val_acc".into(), format!("{}", r.val_acc.unwrap_or(f64::NAN)));
     save_model(&a.out, &cfg, &trainer.params, &extras, &meta).context("writing the model")?;
     eprintln!("model written to {}", a.out.display());
     Ok(())

@@ -33,26 +33,11 @@ fn worst_error(ours: &Path, torch: &Path) -> f64 {
     assert_eq!(a.len(), b.len(), "same tensors as PyTorch's gradient file");
     let mut worst: f64 = 0.0;
     for tb in &b {
-        let ta = a
-            .iter()
-            .find(|t| t.name == tb.name)
-            .unwrap_or_else(|| panic!("missing {}", tb.name));
+        let ta = a.iter().find(|t| t.name == tb.name).unwrap_or_else(|| panic!("missing {}", tb.name));
         assert_eq!(ta.shape, tb.shape, "{}", tb.name);
-        let scale = tb
-            .data
-            .iter()
-            .fold(0f64, |m, v| m.max(v.abs() as f64))
-            .max(1e-12);
-        let diff = ta
-            .data
-            .iter()
-            .zip(&tb.data)
-            .fold(0f64, |m, (x, y)| m.max((x - y).abs() as f64));
-        assert!(
-            scale > 1e-8 || tb.name == "steps.weight",
-            "fixture gradient {} is trivially zero",
-            tb.name
-        );
+        let scale = tb.data.iter().fold(0f64, |m, v| m.max(v.abs() as f64)).max(1e-12);
+        let diff = ta.data.iter().zip(&tb.data).fold(0f64, |m, (x, y)| m.max((x - y).abs() as f64));
+        assert!(scale > 1e-8 || tb.name == "steps.weight", "fixture gradient {} is trivially zero", tb.name);
         worst = worst.max(diff / scale);
     }
     worst
@@ -62,27 +47,16 @@ fn worst_error(ours: &Path, torch: &Path) -> f64 {
 fn grad_agrees_with_pytorch_autograd() {
     let mut cases: Vec<String> = std::fs::read_dir(fixtures())
         .expect("tests/fixtures/torch exists")
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_suffix(".model.safetensors")
-                .map(String::from)
-        })
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".model.safetensors").map(String::from))
         .collect();
     cases.sort();
     assert!(cases.len() >= 4, "fixtures for every integrator: {cases:?}");
     for integrator in ["resnet", "antisym", "hamiltonian", "leapfrog"] {
-        assert!(
-            cases.iter().any(|c| c.starts_with(integrator)),
-            "no fixture for {integrator}"
-        );
+        assert!(cases.iter().any(|c| c.starts_with(integrator)), "no fixture for {integrator}");
     }
     for case in &cases {
         let model = fixtures().join(format!("{case}.model.safetensors"));
-        let reversible = ["hamiltonian", "leapfrog"]
-            .iter()
-            .any(|i| case.starts_with(i));
+        let reversible = ["hamiltonian", "leapfrog"].iter().any(|i| case.starts_with(i));
         let mut variants = vec![("f64", "stored"), ("f32", "stored")];
         if reversible {
             variants.push(("f32", "reverse"));
@@ -90,15 +64,7 @@ fn grad_agrees_with_pytorch_autograd() {
         for (precision, method) in variants {
             let out = tmp(&format!("{case}.{precision}.{method}.grads.safetensors"));
             let o = run(bin()
-                .args([
-                    "grad",
-                    "--backend",
-                    "cpu",
-                    "--precision",
-                    precision,
-                    "--method",
-                    method,
-                ])
+                .args(["grad", "--backend", "cpu", "--precision", precision, "--method", method])
                 .arg("--model")
                 .arg(&model)
                 .arg("--data")
@@ -108,10 +74,7 @@ fn grad_agrees_with_pytorch_autograd() {
             assert!(o.status.success(), "{case}: {}", stderr(&o));
             let err = worst_error(&out, &fixtures().join(format!("{case}.grads.safetensors")));
             println!("{case:<20} {precision} {method:<8} worst relative error {err:.2e}");
-            assert!(
-                err <= 1e-4,
-                "{case} {precision} {method}: relative error {err:.2e} > 1e-4"
-            );
+            assert!(err <= 1e-4, "{case} {precision} {method}: relative error {err:.2e} > 1e-4");
         }
     }
 }
@@ -122,50 +85,25 @@ fn grad_reports_bad_input_clearly() {
     let data = fixtures().join("hamiltonian.data.safetensors");
     let out = tmp("never.safetensors");
     // Missing file: the message names it.
-    let o = run(bin()
-        .args(["grad", "--model", "no/such/model.safetensors", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&out));
+    let o =
+        run(bin().args(["grad", "--model", "no/such/model.safetensors", "--data"]).arg(&data).arg("--out").arg(&out));
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("no/such/model.safetensors"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("no/such/model.safetensors"), "{}", stderr(&o));
     // A data file whose x has the wrong width for the model.
     let wrong = fixtures().join("antisym_odd.data.safetensors");
-    let o = run(bin()
-        .args(["grad", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&wrong)
-        .arg("--out")
-        .arg(&out));
+    let o = run(bin().args(["grad", "--model"]).arg(&model).arg("--data").arg(&wrong).arg("--out").arg(&out));
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("d =") || e.contains("label"), "{e}");
     // The model file used as data: no `x` tensor.
-    let o = run(bin()
-        .args(["grad", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&model)
-        .arg("--out")
-        .arg(&out));
+    let o = run(bin().args(["grad", "--model"]).arg(&model).arg("--data").arg(&model).arg("--out").arg(&out));
     assert!(!o.status.success());
     assert!(stderr(&o).contains('x'), "{}", stderr(&o));
     // A truncated model file.
     let bytes = std::fs::read(&model).unwrap();
     let cut = tmp("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let o = run(bin()
-        .args(["grad", "--model"])
-        .arg(&cut)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out));
+    let o = run(bin().args(["grad", "--model"]).arg(&cut).arg("--data").arg(&data).arg("--out").arg(&out));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("cut.safetensors"), "{}", stderr(&o));
     assert!(!out.exists(), "no output is written on error");
@@ -185,18 +123,7 @@ fn grad_reports_bad_input_clearly() {
 fn train_writes_a_model_and_rejects_nonsense() {
     let out = tmp("trained.safetensors");
     let o = run(bin()
-        .args([
-            "train",
-            "--data",
-            "ellipses",
-            "--integrator",
-            "leapfrog",
-            "--epochs",
-            "8",
-            "--backend",
-            "cpu",
-            "--out",
-        ])
+        .args(["train", "--data", "ellipses", "--integrator", "leapfrog", "--epochs", "8", "--backend", "cpu", "--out"])
         .arg(&out));
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -209,10 +136,7 @@ fn train_writes_a_model_and_rejects_nonsense() {
     assert!(acc > 90.0, "ellipses leapfrog after 8 epochs: {acc}%");
     let m = load_model(&out).unwrap();
     assert_eq!(m.config.integrator.name(), "leapfrog");
-    assert!(
-        m.extras.iter().any(|t| t.name.starts_with("optim.")),
-        "optimiser state is saved"
-    );
+    assert!(m.extras.iter().any(|t| t.name.starts_with("optim.")), "optimiser state is saved");
     for (args, needle) in [
         (vec!["--steps", "0"], "steps"),
         (vec!["--final-time=-1"], "final time"),
@@ -221,11 +145,7 @@ fn train_writes_a_model_and_rejects_nonsense() {
         (vec!["--backend", "gpu"], "GPU"),
         (vec!["--lr", "0"], "learning rate"),
     ] {
-        let o = run(bin()
-            .arg("train")
-            .args(&args)
-            .arg("--out")
-            .arg(tmp("bad.safetensors")));
+        let o = run(bin().arg("train").args(&args).arg("--out").arg(tmp("bad.safetensors")));
         assert!(!o.status.success(), "{args:?} must fail");
         assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
     }

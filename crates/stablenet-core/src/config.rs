@@ -18,12 +18,8 @@ pub enum Integrator {
 }
 
 impl Integrator {
-    pub const ALL: [Integrator; 4] = [
-        Integrator::Resnet,
-        Integrator::Antisym,
-        Integrator::Hamiltonian,
-        Integrator::Leapfrog,
-    ];
+    pub const ALL: [Integrator; 4] =
+        [Integrator::Resnet, Integrator::Antisym, Integrator::Hamiltonian, Integrator::Leapfrog];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,9 +46,7 @@ impl FromStr for Integrator {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         Integrator::ALL.into_iter().find(|i| i.name() == s).ok_or_else(|| {
-            Error::Config(format!(
-                "unknown integrator {s:?}; expected one of resnet, antisym, hamiltonian, leapfrog"
-            ))
+            Error::Config(format!("unknown integrator {s:?}; expected one of resnet, antisym, hamiltonian, leapfrog"))
         })
     }
 }
@@ -86,9 +80,7 @@ impl FromStr for Activation {
         match s {
             "tanh" => Ok(Activation::Tanh),
             "relu" => Ok(Activation::Relu),
-            _ => Err(Error::Config(format!(
-                "unknown activation {s:?}; expected tanh or relu"
-            ))),
+            _ => Err(Error::Config(format!("unknown activation {s:?}; expected tanh or relu"))),
         }
     }
 }
@@ -131,16 +123,10 @@ impl ModelConfig {
             return bad("the number of steps N must be at least 1".into());
         }
         if self.classes < 2 {
-            return bad(format!(
-                "a classifier needs at least 2 classes, got {}",
-                self.classes
-            ));
+            return bad(format!("a classifier needs at least 2 classes, got {}", self.classes));
         }
         if !(self.final_time.is_finite() && self.final_time > 0.0) {
-            return bad(format!(
-                "final time T must be finite and > 0, got {}",
-                self.final_time
-            ));
+            return bad(format!("final time T must be finite and > 0, got {}", self.final_time));
         }
         if !(self.gamma.is_finite() && self.gamma >= 0.0) {
             return bad(format!("gamma must be finite and >= 0, got {}", self.gamma));
@@ -200,13 +186,7 @@ mod tests {
         for i in Integrator::ALL {
             assert_eq!(i.name().parse::<Integrator>().unwrap(), i);
         }
-        assert!(
-            "rk4"
-                .parse::<Integrator>()
-                .unwrap_err()
-                .to_string()
-                .contains("leapfrog")
-        );
+        assert!("rk4".parse::<Integrator>().unwrap_err().to_string().contains("leapfrog"));
         assert_eq!("relu".parse::<Activation>().unwrap(), Activation::Relu);
         assert!("gelu".parse::<Activation>().is_err());
     }

@@ -5,6 +5,7 @@
 //! regularisers, multi-level training and the data sets. Everything here is generic over
 //! [`Real`] (f32 and f64) and free of GPU dependencies; the GPU backend is checked against it.
 pub mod activation;
+pub mod backend;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod rng;
 pub mod stability;
 pub mod train;
 
+pub use backend::Backend;
 pub use config::{Activation, Integrator, ModelConfig};
 pub use error::{Error, Result};
 pub use network::{GradMethod, LossGrad, Network, evaluate, logits, loss_grad};

@@ -56,9 +56,7 @@ pub fn levels(spec: &str) -> Result<Vec<usize>> {
     let mut out: Vec<usize> = Vec::new();
     for item in spec.split(',').map(str::trim) {
         let n: usize = item.parse().map_err(|_| {
-            bad(format!(
-                "{item:?} is not a step count; write positive integers separated by commas, e.g. 4,8,16"
-            ))
+            bad(format!("{item:?} is not a step count; write positive integers separated by commas, e.g. 4,8,16"))
         })?;
         if n == 0 {
             return Err(bad("step counts must be at least 1".into()));
@@ -119,10 +117,7 @@ mod tests {
         assert!((c2.h() - c.h() / 2.0).abs() < 1e-15);
         c2.validate().unwrap();
         q.check_shape(&c2).unwrap();
-        assert_eq!(
-            (q.k_in.clone(), q.b_in.clone()),
-            (p.k_in.clone(), p.b_in.clone())
-        );
+        assert_eq!((q.k_in.clone(), q.b_in.clone()), (p.k_in.clone(), p.b_in.clone()));
         assert_eq!((q.wc.clone(), q.mu.clone()), (p.wc.clone(), p.mu.clone()));
     }
 

@@ -40,9 +40,7 @@ impl GradMethod {
 
     fn check(self, integrator: Integrator) -> Result<()> {
         match self {
-            GradMethod::Checkpoint(0) => {
-                Err(Error::Config("checkpoint interval must be >= 1".into()))
-            }
+            GradMethod::Checkpoint(0) => Err(Error::Config("checkpoint interval must be >= 1".into())),
             GradMethod::Reverse if !integrator.is_reversible() => Err(Error::Config(format!(
                 "{integrator} steps cannot be run backwards in time; use stored states or checkpoints"
             ))),
@@ -93,22 +91,13 @@ impl<'a, T: Real> Network<'a, T> {
                 resnet::operator(cfg.integrator, p.k_step(j), w, cfg.gamma, m);
             }
         }
-        Ok(Network {
-            cfg,
-            p,
-            ops,
-            h: T::c(cfg.h()),
-        })
+        Ok(Network { cfg, p, ops, h: T::c(cfg.h()) })
     }
 
     /// Step j's parameters (with M_j in place of K_j for resnet/antisym).
     pub fn step(&self, j: usize) -> Step<'_, T> {
         let ww = self.cfg.width * self.cfg.width;
-        let k = if self.ops.is_empty() {
-            self.p.k_step(j)
-        } else {
-            &self.ops[j * ww..(j + 1) * ww]
-        };
+        let k = if self.ops.is_empty() { self.p.k_step(j) } else { &self.ops[j * ww..(j + 1) * ww] };
         Step::new(k, self.p.b_step(j), self.h, self.cfg.activation)
     }
 
@@ -167,11 +156,7 @@ impl<'a, T: Real> Network<'a, T> {
         let (n, d, w, c) = (labels.len(), cfg.d, cfg.width, cfg.classes);
         let mut grad = self.p.zeros_like();
         // resnet/antisym accumulate dL/dM_j and map it to K_j at the end.
-        let mut dm = if self.ops.is_empty() {
-            Vec::new()
-        } else {
-            vec![T::zero(); self.ops.len()]
-        };
+        let mut dm = if self.ops.is_empty() { Vec::new() } else { vec![T::zero(); self.ops.len()] };
         let mut ws = Workspace::new(cfg, method);
         let mut xi = vec![T::zero(); d];
         let mut logits = vec![T::zero(); c];
@@ -184,15 +169,7 @@ impl<'a, T: Real> Network<'a, T> {
             }
             // Forward, keeping the states the method asks for.
             {
-                let Workspace {
-                    y,
-                    z,
-                    u_in,
-                    sc,
-                    store,
-                    slot,
-                    ..
-                } = &mut ws;
+                let Workspace { y, z, u_in, sc, store, slot, .. } = &mut ws;
                 self.open(&xi, y, u_in);
                 self.run_steps(0, cfg.steps, y, z, sc, |j, y, z| {
                     if let Some(s) = slot[j] {
@@ -213,9 +190,7 @@ impl<'a, T: Real> Network<'a, T> {
             // Backward through the steps.
             let gk = if dm.is_empty() { &mut grad.k } else { &mut dm };
             match cfg.integrator {
-                Integrator::Resnet | Integrator::Antisym => {
-                    self.back_euler(&mut ws, gk, &mut grad.b)
-                }
+                Integrator::Resnet | Integrator::Antisym => self.back_euler(&mut ws, gk, &mut grad.b),
                 Integrator::Hamiltonian => self.back_verlet(&mut ws, gk, &mut grad.b),
                 Integrator::Leapfrog => self.back_leapfrog(&mut ws, gk, &mut grad.b),
             }
@@ -225,43 +200,19 @@ impl<'a, T: Real> Network<'a, T> {
                 *s *= cfg.activation.df(*ui);
             }
             add_outer(&mut grad.k_in, ybar, &xi);
-            grad.b_in
-                .iter_mut()
-                .zip(ybar.iter())
-                .for_each(|(a, b)| *a += *b);
+            grad.b_in.iter_mut().zip(ybar.iter()).for_each(|(a, b)| *a += *b);
         }
         for (j, g) in dm.chunks_exact(w * w).enumerate() {
-            resnet::operator_grad(
-                cfg.integrator,
-                g,
-                w,
-                &mut grad.k[j * w * w..(j + 1) * w * w],
-            );
+            resnet::operator_grad(cfg.integrator, g, w, &mut grad.k[j * w * w..(j + 1) * w * w]);
         }
-        Ok(LossGrad {
-            loss: loss * inv_n,
-            correct,
-            grad,
-            stored_states: ws.held_states(),
-        })
+        Ok(LossGrad { loss: loss * inv_n, correct, grad, stored_states: ws.held_states() })
     }
 
     /// resnet/antisym: walk the checkpointed segments backwards, recomputing each.
     fn back_euler(&self, ws: &mut Workspace<T>, gk: &mut [T], gb: &mut [T]) {
         let (n, w) = (self.cfg.steps, self.cfg.width);
-        let k = ws
-            .interval
-            .expect("checked: resnet/antisym always have an interval");
-        let Workspace {
-            y,
-            z,
-            ybar,
-            sc,
-            store,
-            slot,
-            seg,
-            ..
-        } = ws;
+        let k = ws.interval.expect("checked: resnet/antisym always have an interval");
+        let Workspace { y, z, ybar, sc, store, slot, seg, .. } = ws;
         let mut end = n;
         while end > 0 {
             let start = (end - 1) / k * k;
@@ -284,16 +235,7 @@ impl<'a, T: Real> Network<'a, T> {
     /// hamiltonian: the fused adjoint-and-rebuild of MODEL.md section 4.
     fn back_verlet(&self, ws: &mut Workspace<T>, gk: &mut [T], gb: &mut [T]) {
         let (n, w) = (self.cfg.steps, self.cfg.width);
-        let Workspace {
-            y,
-            z,
-            ybar,
-            zbar,
-            sc,
-            store,
-            slot,
-            ..
-        } = ws;
+        let Workspace { y, z, ybar, zbar, sc, store, slot, .. } = ws;
         zbar.iter_mut().for_each(|v| *v = T::zero());
         for j in (0..n).rev() {
             let stored = slot[j].map(|s| {
@@ -310,17 +252,7 @@ impl<'a, T: Real> Network<'a, T> {
     /// rebuilt from (y_j, y_{j+1}) (MODEL.md sections 3 and 4).
     fn back_leapfrog(&self, ws: &mut Workspace<T>, gk: &mut [T], gb: &mut [T]) {
         let (n, w) = (self.cfg.steps, self.cfg.width);
-        let Workspace {
-            y,
-            z,
-            ybar,
-            acc,
-            f,
-            sc,
-            store,
-            slot,
-            ..
-        } = ws;
+        let Workspace { y, z, ybar, acc, f, sc, store, slot, .. } = ws;
         // Forward left (y, z) = (y_N, y_{N-1}); name them (nxt, cur) = (y_{j+1}, y_j).
         let (mut nxt, mut cur) = (y, z);
         // acc[ia] = a_{j+1}, acc[ib] = a_j, acc[ic] = a_{j-1}.
@@ -383,9 +315,7 @@ impl<T: Real> Workspace<T> {
         let (n, w) = (cfg.steps, cfg.width);
         let z = |len| vec![T::zero(); len];
         let interval = method.interval();
-        let slot: Vec<Option<usize>> = (0..n)
-            .map(|j| interval.filter(|k| j % k == 0).map(|k| j / k))
-            .collect();
+        let slot: Vec<Option<usize>> = (0..n).map(|j| interval.filter(|k| j % k == 0).map(|k| j / k)).collect();
         let kept = slot.iter().flatten().count();
         let seg_len = match cfg.integrator {
             Integrator::Resnet | Integrator::Antisym => interval.unwrap_or(n).min(n) * w,
@@ -436,11 +366,7 @@ fn softmax_xent<T: Real>(z: &mut [T], label: usize) -> (T, bool) {
         sum += *v;
     }
     let loss = sum.ln() - z[label].ln();
-    let loss = if loss.is_finite() {
-        loss
-    } else {
-        sum.ln() - (z[label] / sum).ln() - sum.ln()
-    };
+    let loss = if loss.is_finite() { loss } else { sum.ln() - (z[label] / sum).ln() - sum.ln() };
     z.iter_mut().for_each(|v| *v /= sum);
     z[label] -= T::one();
     (loss, arg == label)
@@ -467,11 +393,7 @@ pub fn check_batch(cfg: &ModelConfig, x: &[f32], labels: &[u32]) -> Result<()> {
         )));
     }
     if let Some(k) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::Data(format!(
-            "example {} has a non-finite input {}",
-            k / cfg.d,
-            x[k]
-        )));
+        return Err(Error::Data(format!("example {} has a non-finite input {}", k / cfg.d, x[k])));
     }
     Ok(())
 }
@@ -491,20 +413,14 @@ pub fn loss_grad<T: Real>(
 pub fn logits<T: Real>(cfg: &ModelConfig, p: &Params<T>, x: &[f32]) -> Result<Vec<T>> {
     let net = Network::new(cfg, p)?;
     if !x.len().is_multiple_of(cfg.d) {
-        return Err(Error::Shape(format!(
-            "x holds {} values, not a multiple of d = {}",
-            x.len(),
-            cfg.d
-        )));
+        return Err(Error::Shape(format!("x holds {} values, not a multiple of d = {}", x.len(), cfg.d)));
     }
     let n = x.len() / cfg.d;
     let mut ws = Workspace::new(cfg, GradMethod::Checkpoint(cfg.steps.max(1)));
     let mut out = vec![T::zero(); n * cfg.classes];
     let mut xi = vec![T::zero(); cfg.d];
     for (xs, o) in x.chunks_exact(cfg.d).zip(out.chunks_exact_mut(cfg.classes)) {
-        xi.iter_mut()
-            .zip(xs)
-            .for_each(|(a, b)| *a = T::c(*b as f64));
+        xi.iter_mut().zip(xs).for_each(|(a, b)| *a = T::c(*b as f64));
         net.logits(&xi, o, &mut ws);
     }
     Ok(out)
@@ -518,12 +434,7 @@ pub struct Evaluation {
     pub n: usize,
 }
 
-pub fn evaluate<T: Real>(
-    cfg: &ModelConfig,
-    p: &Params<T>,
-    x: &[f32],
-    labels: &[u32],
-) -> Result<Evaluation> {
+pub fn evaluate<T: Real>(cfg: &ModelConfig, p: &Params<T>, x: &[f32], labels: &[u32]) -> Result<Evaluation> {
     check_batch(cfg, x, labels)?;
     let z = logits(cfg, p, x)?;
     let (mut loss, mut correct) = (0.0, 0usize);
@@ -534,9 +445,5 @@ pub fn evaluate<T: Real>(
         correct += hit as usize;
     }
     let n = labels.len();
-    Ok(Evaluation {
-        loss: loss / n as f64,
-        accuracy: correct as f64 / n as f64,
-        n,
-    })
+    Ok(Evaluation { loss: loss / n as f64, accuracy: correct as f64 / n as f64, n })
 }

@@ -12,12 +12,7 @@ pub enum OptimizerKind {
     /// v = momentum v + g; p -= lr v (momentum 0 is plain SGD).
     Sgd { lr: f64, momentum: f64 },
     /// Adam with bias correction: p -= lr m_hat / (sqrt(v_hat) + eps).
-    Adam {
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-    },
+    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64 },
 }
 
 impl OptimizerKind {
@@ -37,12 +32,7 @@ impl OptimizerKind {
     }
 
     pub fn adam_with(lr: f64, beta1: f64, beta2: f64, eps: f64) -> Result<Self> {
-        let k = OptimizerKind::Adam {
-            lr,
-            beta1,
-            beta2,
-            eps,
-        };
+        let k = OptimizerKind::Adam { lr, beta1, beta2, eps };
         k.validate()?;
         Ok(k)
     }
@@ -52,9 +42,7 @@ impl OptimizerKind {
         match name.trim().to_ascii_lowercase().as_str() {
             "sgd" => Self::sgd(lr, 0.0),
             "adam" => Self::adam(lr),
-            _ => Err(Error::Config(format!(
-                "unknown optimizer {name:?}; expected sgd or adam"
-            ))),
+            _ => Err(Error::Config(format!("unknown optimizer {name:?}; expected sgd or adam"))),
         }
     }
 
@@ -62,9 +50,7 @@ impl OptimizerKind {
     pub fn with_momentum(self, momentum: f64) -> Result<Self> {
         match self {
             OptimizerKind::Sgd { lr, .. } => Self::sgd(lr, momentum),
-            OptimizerKind::Adam { .. } => Err(Error::Config(
-                "momentum applies to sgd only; adam uses beta1".into(),
-            )),
+            OptimizerKind::Adam { .. } => Err(Error::Config("momentum applies to sgd only; adam uses beta1".into())),
         }
     }
 
@@ -93,12 +79,8 @@ impl OptimizerKind {
             OptimizerKind::Sgd { momentum, .. } if !unit(momentum) => {
                 bad(format!("momentum must lie in [0, 1), got {momentum}"))
             }
-            OptimizerKind::Adam { beta1, .. } if !unit(beta1) => {
-                bad(format!("beta1 must lie in [0, 1), got {beta1}"))
-            }
-            OptimizerKind::Adam { beta2, .. } if !unit(beta2) => {
-                bad(format!("beta2 must lie in [0, 1), got {beta2}"))
-            }
+            OptimizerKind::Adam { beta1, .. } if !unit(beta1) => bad(format!("beta1 must lie in [0, 1), got {beta1}")),
+            OptimizerKind::Adam { beta2, .. } if !unit(beta2) => bad(format!("beta2 must lie in [0, 1), got {beta2}")),
             OptimizerKind::Adam { eps, .. } if !(eps.is_finite() && eps > 0.0) => {
                 bad(format!("eps must be finite and > 0, got {eps}"))
             }
@@ -111,12 +93,9 @@ impl fmt::Display for OptimizerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             OptimizerKind::Sgd { lr, momentum } => write!(f, "sgd(lr {lr}, momentum {momentum})"),
-            OptimizerKind::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-            } => write!(f, "adam(lr {lr}, betas ({beta1}, {beta2}), eps {eps})"),
+            OptimizerKind::Adam { lr, beta1, beta2, eps } => {
+                write!(f, "adam(lr {lr}, betas ({beta1}, {beta2}), eps {eps})")
+            }
         }
     }
 }
@@ -139,11 +118,7 @@ impl<T: Real> Optimizer<T> {
             OptimizerKind::Sgd { .. } => 1,
             OptimizerKind::Adam { .. } => 2,
         };
-        Ok(Optimizer {
-            kind,
-            bufs: vec![params.zeros_like(); nbufs],
-            t: 0,
-        })
+        Ok(Optimizer { kind, bufs: vec![params.zeros_like(); nbufs], t: 0 })
     }
 
     pub fn kind(&self) -> OptimizerKind {
@@ -161,10 +136,7 @@ impl<T: Real> Optimizer<T> {
 
     /// Changes the learning rate (schedules). Panics unless lr is finite and > 0.
     pub fn set_lr(&mut self, new: f64) {
-        assert!(
-            new.is_finite() && new > 0.0,
-            "learning rate must be finite and > 0, got {new}"
-        );
+        assert!(new.is_finite() && new > 0.0, "learning rate must be finite and > 0, got {new}");
         match &mut self.kind {
             OptimizerKind::Sgd { lr, .. } | OptimizerKind::Adam { lr, .. } => *lr = new,
         }
@@ -183,39 +155,26 @@ impl<T: Real> Optimizer<T> {
             OptimizerKind::Sgd { lr, momentum } => {
                 let (lr, mom) = (T::c(lr), T::c(momentum));
                 let vel = self.bufs[0].groups_mut();
-                for (((_, p), (_, g)), (_, v)) in
-                    params.groups_mut().into_iter().zip(grad.groups()).zip(vel)
-                {
+                for (((_, p), (_, g)), (_, v)) in params.groups_mut().into_iter().zip(grad.groups()).zip(vel) {
                     for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
                         *v = mom * *v + g;
                         *p -= lr * *v;
                     }
                 }
             }
-            OptimizerKind::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-            } => {
+            OptimizerKind::Adam { lr, beta1, beta2, eps } => {
                 // PyTorch: denom = sqrt(v) / sqrt(1 - b2^t) + eps; p -= lr / (1 - b1^t) * m / denom.
                 let t = self.t as f64;
                 let step = T::c(lr / (1.0 - beta1.powf(t)));
                 let sqrt_bc2 = T::c((1.0 - beta2.powf(t)).sqrt());
                 let (b1, b2, eps) = (T::c(beta1), T::c(beta2), T::c(eps));
                 let one = T::one();
-                let [m, v] = &mut self.bufs[..] else {
-                    unreachable!("adam keeps two moment buffers")
-                };
+                let [m, v] = &mut self.bufs[..] else { unreachable!("adam keeps two moment buffers") };
                 let moments = m.groups_mut().into_iter().zip(v.groups_mut());
-                for (((_, p), (_, g)), ((_, m), (_, v))) in params
-                    .groups_mut()
-                    .into_iter()
-                    .zip(grad.groups())
-                    .zip(moments)
+                for (((_, p), (_, g)), ((_, m), (_, v))) in
+                    params.groups_mut().into_iter().zip(grad.groups()).zip(moments)
                 {
-                    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
-                    {
+                    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                         *m = b1 * *m + (one - b1) * g;
                         *v = b2 * *v + (one - b2) * g * g;
                         *p -= step * *m / (v.sqrt() / sqrt_bc2 + eps);
@@ -239,11 +198,7 @@ impl<T: Real> Optimizer<T> {
         let mut out = Vec::new();
         for (prefix, buf) in self.buf_prefixes().iter().zip(&self.bufs) {
             for (name, v) in buf.groups() {
-                out.push((
-                    format!("{prefix}.{name}"),
-                    buf.group_shape(name),
-                    v.to_vec(),
-                ));
+                out.push((format!("{prefix}.{name}"), buf.group_shape(name), v.to_vec()));
             }
         }
         out.push(("optim.t".into(), vec![1], vec![T::c(self.t as f64)]));
@@ -255,19 +210,12 @@ impl<T: Real> Optimizer<T> {
     /// the model too); a missing, mis-shaped or unexpected `optim.*` entry is an error, and
     /// nothing is changed then.
     pub fn load_state(&mut self, tensors: &[(String, Vec<usize>, Vec<T>)]) -> Result<()> {
-        let bad = |m: String| {
-            Err(Error::Shape(format!(
-                "optimizer state ({}): {m}",
-                self.kind.name()
-            )))
-        };
+        let bad = |m: String| Err(Error::Shape(format!("optimizer state ({}): {m}", self.kind.name())));
         let find = |name: &str| tensors.iter().find(|(n, _, _)| n == name);
         let expected = self.state_tensors();
         for (name, _, _) in tensors.iter().filter(|(n, _, _)| n.starts_with("optim.")) {
             if !expected.iter().any(|(n, _, _)| n == name) {
-                return bad(format!(
-                    "unexpected tensor {name}; was the checkpoint written by another optimizer?"
-                ));
+                return bad(format!("unexpected tensor {name}; was the checkpoint written by another optimizer?"));
             }
         }
         for (name, shape, _) in &expected {
@@ -276,10 +224,7 @@ impl<T: Real> Optimizer<T> {
             };
             let len: usize = shape.iter().product();
             if s != shape || v.len() != len {
-                return bad(format!(
-                    "{name} has shape {s:?} with {} values, expected {shape:?} with {len}",
-                    v.len()
-                ));
+                return bad(format!("{name} has shape {s:?} with {} values, expected {shape:?} with {len}", v.len()));
             }
         }
         let t = find("optim.t").expect("checked above").2[0].f64();

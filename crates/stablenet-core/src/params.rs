@@ -8,14 +8,8 @@ use crate::real::{Real, dot};
 use crate::rng::Rng;
 
 /// The six tensor groups, in model-file order.
-pub const GROUP_NAMES: [&str; 6] = [
-    "opening.weight",
-    "opening.bias",
-    "steps.weight",
-    "steps.bias",
-    "classifier.weight",
-    "classifier.bias",
-];
+pub const GROUP_NAMES: [&str; 6] =
+    ["opening.weight", "opening.bias", "steps.weight", "steps.bias", "classifier.weight", "classifier.bias"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params<T> {
@@ -45,18 +39,7 @@ impl<T: Real> Params<T> {
 
     pub fn zeros_shape(d: usize, w: usize, n: usize, c: usize) -> Self {
         let z = |len| vec![T::zero(); len];
-        Params {
-            d,
-            w,
-            n,
-            c,
-            k_in: z(w * d),
-            b_in: z(w),
-            k: z(n * w * w),
-            b: z(n * w),
-            wc: z(c * w),
-            mu: z(c),
-        }
+        Params { d, w, n, c, k_in: z(w * d), b_in: z(w), k: z(n * w * w), b: z(n * w), wc: z(c * w), mu: z(c) }
     }
 
     pub fn zeros_like(&self) -> Self {
@@ -92,10 +75,7 @@ impl<T: Real> Params<T> {
         for (name, v) in self.groups() {
             let len = self.group_len(name);
             if v.len() != len {
-                return Err(Error::Shape(format!(
-                    "{name} holds {} values, expected {len}",
-                    v.len()
-                )));
+                return Err(Error::Shape(format!("{name} holds {} values, expected {len}", v.len())));
             }
         }
         Ok(())
@@ -167,11 +147,7 @@ impl<T: Real> Params<T> {
 
     /// Inner product over all groups (deterministic order).
     pub fn dot(&self, other: &Self) -> T {
-        self.groups()
-            .iter()
-            .zip(other.groups().iter())
-            .map(|((_, a), (_, b))| dot(a, b))
-            .sum()
+        self.groups().iter().zip(other.groups().iter()).map(|((_, a), (_, b))| dot(a, b)).sum()
     }
 
     /// self += alpha * other
@@ -212,17 +188,11 @@ impl<T: Real> Params<T> {
 
     /// The first group holding a NaN or infinity, if any.
     pub fn first_non_finite(&self) -> Option<&'static str> {
-        self.groups()
-            .into_iter()
-            .find(|(_, v)| v.iter().any(|x| !x.is_finite()))
-            .map(|(n, _)| n)
+        self.groups().into_iter().find(|(_, v)| v.iter().any(|x| !x.is_finite())).map(|(n, _)| n)
     }
 
     /// Largest |x| over all groups.
     pub fn max_abs(&self) -> T {
-        self.groups()
-            .iter()
-            .flat_map(|(_, v)| v.iter())
-            .fold(T::zero(), |m, x| m.max(x.abs()))
+        self.groups().iter().flat_map(|(_, v)| v.iter()).fold(T::zero(), |m, x| m.max(x.abs()))
     }
 }

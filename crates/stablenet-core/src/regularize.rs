@@ -31,9 +31,7 @@ impl Regularizer {
     pub fn validate(&self) -> Result<()> {
         for (name, a) in [("alpha_t", self.alpha_t), ("alpha_w", self.alpha_w)] {
             if !(a.is_finite() && a >= 0.0) {
-                return Err(Error::Config(format!(
-                    "regularisation weight {name} must be finite and >= 0, got {a}"
-                )));
+                return Err(Error::Config(format!("regularisation weight {name} must be finite and >= 0, got {a}")));
             }
         }
         Ok(())
@@ -62,10 +60,7 @@ impl Regularizer {
     fn eval<T: Real>(&self, p: &Params<T>, h: f64, mut grad: Option<&mut Params<T>>) -> T {
         let mut total = T::zero();
         if self.alpha_t != 0.0 && p.n >= 2 {
-            assert!(
-                h.is_finite() && h > 0.0,
-                "regulariser: step size h must be finite and > 0, got {h}"
-            );
+            assert!(h.is_finite() && h > 0.0, "regulariser: step size h must be finite and > 0, got {h}");
             // d/dx of (a/(2h)) |x_{j+1} - x_j|^2 is (a/h)(x_{j+1} - x_j) at j+1 and minus that at j.
             let half = T::c(self.alpha_t / (2.0 * h));
             let full = T::c(self.alpha_t / h);
@@ -126,12 +121,7 @@ mod tests {
     fn validation_rejects_bad_weights() {
         assert!(Regularizer::new(0.0, 0.0).unwrap().is_zero());
         assert!(!Regularizer::new(0.1, 0.0).unwrap().is_zero());
-        for (at, aw) in [
-            (-1.0, 0.0),
-            (0.0, -1e-9),
-            (f64::NAN, 0.0),
-            (0.0, f64::INFINITY),
-        ] {
+        for (at, aw) in [(-1.0, 0.0), (0.0, -1e-9), (f64::NAN, 0.0), (0.0, f64::INFINITY)] {
             let e = Regularizer::new(at, aw).unwrap_err().to_string();
             assert!(e.contains("finite and >= 0"), "{e}");
         }

@@ -15,10 +15,7 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self {
-            inner: Pcg64Mcg::seed_from_u64(seed),
-            spare_normal: None,
-        }
+        Self { inner: Pcg64Mcg::seed_from_u64(seed), spare_normal: None }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -86,9 +83,6 @@ mod tests {
             acc[c.below(3)] += 1;
             acc
         });
-        assert!(
-            counts.iter().all(|&k| (9000..11000).contains(&k)),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&k| (9000..11000).contains(&k)), "{counts:?}");
     }
 }

@@ -39,9 +39,7 @@ pub fn warnings<T: Real>(cfg: &ModelConfig, p: &Params<T>) -> Vec<String> {
                 let worst = (0..cfg.steps)
                     .map(|j| {
                         let k = kj(j);
-                        let skew: Vec<f64> = (0..w * w)
-                            .map(|i| 0.5 * (k[i] - k[(i % w) * w + i / w]))
-                            .collect();
+                        let skew: Vec<f64> = (0..w * w).map(|i| 0.5 * (k[i] - k[(i % w) * w + i / w])).collect();
                         let lam = spectral_norm(&skew, w, w);
                         (1.0 - 0.5 * h * cfg.gamma).powi(2) + (h * lam).powi(2)
                     })
@@ -95,10 +93,7 @@ mod tests {
     fn verlet_and_leapfrog_bound_is_h_times_smax_below_two() {
         for integrator in [Integrator::Hamiltonian, Integrator::Leapfrog] {
             let c = cfg(integrator, 4, 0.0); // h = 0.25
-            assert!(
-                warnings(&c, &scaled_identity(&c, 7.9)).is_empty(),
-                "h s = 1.975 is stable"
-            );
+            assert!(warnings(&c, &scaled_identity(&c, 7.9)).is_empty(), "h s = 1.975 is stable");
             let w = warnings(&c, &scaled_identity(&c, 8.1));
             assert_eq!(w.len(), 1, "h s = 2.025 breaks the bound");
             assert!(w[0].contains("h * s_max(K_0) = 2.025"), "{}", w[0]);

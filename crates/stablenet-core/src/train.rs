@@ -72,15 +72,7 @@ impl<T: Real> Trainer<T> {
         }
         let opt = Optimizer::new(tc.optimizer, &params)?;
         let rng = Rng::new(tc.seed);
-        Ok(Trainer {
-            cfg,
-            params,
-            tc,
-            opt,
-            rng,
-            epoch: 0,
-            order: Vec::new(),
-        })
+        Ok(Trainer { cfg, params, tc, opt, rng, epoch: 0, order: Vec::new() })
     }
 
     pub fn epoch(&self) -> usize {
@@ -124,10 +116,7 @@ impl<T: Real> Trainer<T> {
     pub fn step(&mut self, x: &[f32], labels: &[u32]) -> Result<(f64, f64, usize)> {
         let net = Network::new(&self.cfg, &self.params)?;
         let mut lg = net.loss_grad(x, labels, self.method())?;
-        let reg = self
-            .tc
-            .regularizer
-            .add_gradient(&self.params, self.cfg.h(), &mut lg.grad);
+        let reg = self.tc.regularizer.add_gradient(&self.params, self.cfg.h(), &mut lg.grad);
         let loss = lg.loss.f64();
         let objective = loss + reg.f64();
         if !objective.is_finite() {
@@ -156,12 +145,7 @@ impl<T: Real> Trainer<T> {
         self.order.extend(0..n);
         self.rng.shuffle(&mut self.order);
         let (mut loss_sum, mut correct) = (0.0, 0usize);
-        let mut batch = Dataset {
-            x: Vec::new(),
-            labels: Vec::new(),
-            d: train.d,
-            classes: train.classes,
-        };
+        let mut batch = Dataset { x: Vec::new(), labels: Vec::new(), d: train.d, classes: train.classes };
         let total = n.div_ceil(self.tc.batch_size);
         for b in 0..total {
             let range = b * self.tc.batch_size..((b + 1) * self.tc.batch_size).min(n);

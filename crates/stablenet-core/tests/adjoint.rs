@@ -11,34 +11,17 @@ const H: f64 = 0.3;
 
 fn close(lhs: f64, rhs: f64, what: &str) {
     let scale = lhs.abs().max(rhs.abs()).max(1e-3);
-    assert!(
-        (lhs - rhs).abs() <= 1e-12 * scale,
-        "{what}: <L dx, ybar> = {lhs} but <dx, A ybar> = {rhs}"
-    );
+    assert!((lhs - rhs).abs() <= 1e-12 * scale, "{what}: <L dx, ybar> = {lhs} but <dx, A ybar> = {rhs}");
 }
 
 #[test]
 fn euler_steps_resnet_and_antisym() {
-    for (integrator, w) in [
-        (Integrator::Resnet, 5),
-        (Integrator::Antisym, 5),
-        (Integrator::Antisym, 1),
-    ] {
+    for (integrator, w) in [(Integrator::Resnet, 5), (Integrator::Antisym, 5), (Integrator::Antisym, 1)] {
         for act in [Activation::Tanh, Activation::Relu] {
             let mut rng = Rng::new(1);
-            let (k, b) = (
-                random_vec::<f64>(w * w, &mut rng),
-                random_vec::<f64>(w, &mut rng),
-            );
-            let (dk, db) = (
-                random_vec::<f64>(w * w, &mut rng),
-                random_vec::<f64>(w, &mut rng),
-            );
-            let (y, dy0, ybar0) = (
-                random_vec(w, &mut rng),
-                random_vec(w, &mut rng),
-                random_vec(w, &mut rng),
-            );
+            let (k, b) = (random_vec::<f64>(w * w, &mut rng), random_vec::<f64>(w, &mut rng));
+            let (dk, db) = (random_vec::<f64>(w * w, &mut rng), random_vec::<f64>(w, &mut rng));
+            let (y, dy0, ybar0) = (random_vec(w, &mut rng), random_vec(w, &mut rng), random_vec(w, &mut rng));
             let (mut m, mut dm) = (vec![0.0; w * w], vec![0.0; w * w]);
             resnet::operator(integrator, &k, w, 0.1, &mut m);
             resnet::operator(integrator, &dk, w, 0.0, &mut dm); // linear part of K -> M
@@ -62,31 +45,15 @@ fn verlet_step_stored_and_rebuilt() {
     for act in [Activation::Tanh, Activation::Relu] {
         for w in [1, 4, 7] {
             let mut rng = Rng::new(2 + w as u64);
-            let (k, b) = (
-                random_vec::<f64>(w * w, &mut rng),
-                random_vec::<f64>(w, &mut rng),
-            );
-            let (dk, db) = (
-                random_vec::<f64>(w * w, &mut rng),
-                random_vec::<f64>(w, &mut rng),
-            );
+            let (k, b) = (random_vec::<f64>(w * w, &mut rng), random_vec::<f64>(w, &mut rng));
+            let (dk, db) = (random_vec::<f64>(w * w, &mut rng), random_vec::<f64>(w, &mut rng));
             let (y0, z0): (Vec<f64>, Vec<f64>) = (random_vec(w, &mut rng), random_vec(w, &mut rng));
-            let (dy0, dz0): (Vec<f64>, Vec<f64>) =
-                (random_vec(w, &mut rng), random_vec(w, &mut rng));
-            let (yb0, zb0): (Vec<f64>, Vec<f64>) =
-                (random_vec(w, &mut rng), random_vec(w, &mut rng));
+            let (dy0, dz0): (Vec<f64>, Vec<f64>) = (random_vec(w, &mut rng), random_vec(w, &mut rng));
+            let (yb0, zb0): (Vec<f64>, Vec<f64>) = (random_vec(w, &mut rng), random_vec(w, &mut rng));
             let st = Step::new(&k, &b, H, act);
             let mut sc = Scratch::new(w);
             let (mut dy, mut dz) = (dy0.clone(), dz0.clone());
-            verlet::tangent_step(
-                &st,
-                &Step::new(&dk, &db, H, act),
-                &y0,
-                &z0,
-                &mut dy,
-                &mut dz,
-                &mut sc,
-            );
+            verlet::tangent_step(&st, &Step::new(&dk, &db, H, act), &y0, &z0, &mut dy, &mut dz, &mut sc);
             let lhs = dot(&dy, &yb0) + dot(&dz, &zb0);
             let (mut y1, mut z1) = (y0.clone(), z0.clone());
             verlet::forward_step(&st, &mut y1, &mut z1, &mut sc);
@@ -95,9 +62,7 @@ fn verlet_step_stored_and_rebuilt() {
                 let (mut yb, mut zb) = (yb0.clone(), zb0.clone());
                 let (mut gk, mut gb) = (vec![0.0; w * w], vec![0.0; w]);
                 let keep = stored.then_some((&y0[..], &z0[..]));
-                verlet::adjoint_step(
-                    &st, &mut y, &mut z, keep, &mut yb, &mut zb, &mut gk, &mut gb, &mut sc,
-                );
+                verlet::adjoint_step(&st, &mut y, &mut z, keep, &mut yb, &mut zb, &mut gk, &mut gb, &mut sc);
                 let rhs = dot(&dy0, &yb) + dot(&dz0, &zb) + dot(&dk, &gk) + dot(&db, &gb);
                 close(lhs, rhs, &format!("verlet {act} w={w} stored={stored}"));
                 // The fused adjoint also rebuilt (y_j, z_j).
@@ -112,17 +77,10 @@ fn leapfrog_step_interior_and_first() {
     for act in [Activation::Tanh, Activation::Relu] {
         for w in [1, 4, 7] {
             let mut rng = Rng::new(30 + w as u64);
-            let (k, b) = (
-                random_vec::<f64>(w * w, &mut rng),
-                random_vec::<f64>(w, &mut rng),
-            );
-            let (dk, db) = (
-                random_vec::<f64>(w * w, &mut rng),
-                random_vec::<f64>(w, &mut rng),
-            );
+            let (k, b) = (random_vec::<f64>(w * w, &mut rng), random_vec::<f64>(w, &mut rng));
+            let (dk, db) = (random_vec::<f64>(w * w, &mut rng), random_vec::<f64>(w, &mut rng));
             let y: Vec<f64> = random_vec(w, &mut rng);
-            let (dyp0, dy0): (Vec<f64>, Vec<f64>) =
-                (random_vec(w, &mut rng), random_vec(w, &mut rng));
+            let (dyp0, dy0): (Vec<f64>, Vec<f64>) = (random_vec(w, &mut rng), random_vec(w, &mut rng));
             let abar: Vec<f64> = random_vec(w, &mut rng);
             let st = Step::new(&k, &b, H, act);
             let mut sc = Scratch::new(w);
@@ -130,14 +88,7 @@ fn leapfrog_step_interior_and_first() {
                 // At j = 0, y_{-1} = y_0: the two inputs are one variable.
                 let dyp_in = if first { dy0.clone() } else { dyp0.clone() };
                 let (mut dyp, mut dy) = (dyp_in.clone(), dy0.clone());
-                leapfrog::tangent_step(
-                    &st,
-                    &Step::new(&dk, &db, H, act),
-                    &y,
-                    &mut dyp,
-                    &mut dy,
-                    &mut sc,
-                );
+                leapfrog::tangent_step(&st, &Step::new(&dk, &db, H, act), &y, &mut dyp, &mut dy, &mut sc);
                 let lhs = dot(&dy, &abar);
                 let (mut a_cur, mut a_prev) = (vec![0.0; w], vec![0.0; w]);
                 let (mut gk, mut gb, mut f) = (vec![0.0; w * w], vec![0.0; w], vec![0.0; w]);

@@ -27,28 +27,15 @@ fn example_1_diverges_collapses_and_rotates() {
     let before = distances(&[[0.1, 0.1], [-0.1, -0.1], [0.0, 0.5]]);
     let ratio = |k| {
         let after = distances(&flow(k));
-        [
-            after[0] / before[0],
-            after[1] / before[1],
-            after[2] / before[2],
-        ]
+        [after[0] / before[0], after[1] / before[1], after[2] / before[2]]
     };
     let plus = ratio([2.0, -2.0, 0.0, 2.0]);
     let minus = ratio([-2.0, 0.0, 2.0, -2.0]);
     let zero = ratio([0.0, -1.0, 1.0, 0.0]);
     println!("distance ratios after T = 1: K+ {plus:.3?}  K- {minus:.3?}  K0 {zero:.3?}");
-    assert!(
-        plus.iter().all(|r| *r > 2.5),
-        "K+ must push the points apart: {plus:?}"
-    );
-    assert!(
-        minus.iter().all(|r| *r < 0.3),
-        "K- must collapse the points: {minus:?}"
-    );
-    assert!(
-        zero.iter().all(|r| (0.9..1.1).contains(r)),
-        "K0 must keep distances: {zero:?}"
-    );
+    assert!(plus.iter().all(|r| *r > 2.5), "K+ must push the points apart: {plus:?}");
+    assert!(minus.iter().all(|r| *r < 0.3), "K- must collapse the points: {minus:?}");
+    assert!(zero.iter().all(|r| (0.9..1.1).contains(r)), "K0 must keep distances: {zero:?}");
     // Collapse to 0, not just together.
     let m = flow([-2.0, 0.0, 2.0, -2.0]);
     assert!(m.iter().all(|p| p[0].hypot(p[1]) < 0.1));

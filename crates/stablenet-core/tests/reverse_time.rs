@@ -24,18 +24,14 @@ fn drift<T: Real>(integrator: Integrator, n: usize) -> f64 {
         match integrator {
             Integrator::Hamiltonian => {
                 (0..n).for_each(|j| verlet::forward_step(&step(j), &mut y, &mut z, &mut sc));
-                (0..n)
-                    .rev()
-                    .for_each(|j| verlet::reverse_step(&step(j), &mut y, &mut z, &mut sc));
+                (0..n).rev().for_each(|j| verlet::reverse_step(&step(j), &mut y, &mut z, &mut sc));
                 max = max.max(max_abs(&z)); // z_0 = 0
             }
             _ => {
                 z.copy_from_slice(&y); // y_{-1} = y_0
                 (0..n).for_each(|j| leapfrog::forward_step(&step(j), &mut z, &mut y, &mut sc));
                 // (y, z) = (y_N, y_{N-1}); walk back to (y_1, y_0).
-                (1..n)
-                    .rev()
-                    .for_each(|j| leapfrog::reverse_step(&step(j), &mut y, &mut z, &mut sc));
+                (1..n).rev().for_each(|j| leapfrog::reverse_step(&step(j), &mut y, &mut z, &mut sc));
                 std::mem::swap(&mut y, &mut z);
             }
         }
@@ -63,12 +59,7 @@ fn reconstruction_drift_table() {
 
 fn rel_err(a: &Params<f32>, b: &Params<f64>) -> f64 {
     let b32: Params<f32> = b.cast();
-    let num = a
-        .groups()
-        .iter()
-        .zip(b32.groups())
-        .map(|((_, x), (_, y))| max_abs_diff(x, y))
-        .fold(0.0, f64::max);
+    let num = a.groups().iter().zip(b32.groups()).map(|((_, x), (_, y))| max_abs_diff(x, y)).fold(0.0, f64::max);
     num / b32.max_abs() as f64
 }
 
@@ -85,17 +76,10 @@ fn reverse_time_gradients_match_stored() {
             let p32: Params<f32> = p64.cast();
             let (x, l) = random_batch(&cfg, 8, 4);
             let exact = loss_grad(&cfg, &p64, &x, &l, GradMethod::Stored).unwrap();
-            for method in [
-                GradMethod::Stored,
-                GradMethod::Reverse,
-                GradMethod::Checkpoint(64),
-            ] {
+            for method in [GradMethod::Stored, GradMethod::Reverse, GradMethod::Checkpoint(64)] {
                 let g = loss_grad(&cfg, &p32, &x, &l, method).unwrap();
                 let err = rel_err(&g.grad, &exact.grad);
-                println!(
-                    "{integrator:<12} {n:<5} {:<17} {err:.2e}",
-                    format!("{method:?}")
-                );
+                println!("{integrator:<12} {n:<5} {:<17} {err:.2e}", format!("{method:?}"));
                 // Deep f32 leapfrog amplifies round-off even with stored states (2 y_j - y_{j-1}
                 // in the forward pass); pure reverse time amplifies it a second time.
                 let bound = match (integrator, method) {
@@ -117,15 +101,8 @@ fn reverse_time_memory_is_flat_in_depth() {
             let cfg = config(integrator, 2, 8, n, 5);
             let p = Params::<f32>::init(&cfg, 1);
             let (x, l) = random_batch(&cfg, 2, 2);
-            assert_eq!(
-                loss_grad(&cfg, &p, &x, &l, GradMethod::Reverse)
-                    .unwrap()
-                    .stored_states,
-                0
-            );
-            let stored = loss_grad(&cfg, &p, &x, &l, GradMethod::Stored)
-                .unwrap()
-                .stored_states;
+            assert_eq!(loss_grad(&cfg, &p, &x, &l, GradMethod::Reverse).unwrap().stored_states, 0);
+            let stored = loss_grad(&cfg, &p, &x, &l, GradMethod::Stored).unwrap().stored_states;
             assert_eq!(stored, 2 * n);
         }
     }

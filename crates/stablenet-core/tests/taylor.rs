@@ -40,10 +40,7 @@ fn assert_second_order(cfg: &ModelConfig, method: GradMethod) {
             let p = random_params::<f64>(cfg, 3, 0.5);
             let (x, l) = random_batch(cfg, 4, 4);
             let g = loss_grad(cfg, &p, &x, &l, method).unwrap().grad;
-            assert!(
-                g.k.iter().all(|v| *v == 0.0),
-                "antisym w = 1: dK must vanish"
-            );
+            assert!(g.k.iter().all(|v| *v == 0.0), "antisym w = 1: dK must vanish");
             continue;
         }
         let ratios = taylor_ratios(cfg, method, group, 10 + gi as u64);
@@ -67,11 +64,7 @@ fn taylor_every_group_every_integrator() {
 fn taylor_with_memory_saving_methods() {
     for integrator in Integrator::ALL {
         let cfg = config(integrator, 2, 3, 7, 4);
-        let method = if integrator.is_reversible() {
-            GradMethod::Reverse
-        } else {
-            GradMethod::Checkpoint(3)
-        };
+        let method = if integrator.is_reversible() { GradMethod::Reverse } else { GradMethod::Checkpoint(3) };
         assert_second_order(&cfg, method);
     }
 }
@@ -92,9 +85,7 @@ fn relu_gradient_matches_central_differences() {
         cfg.activation = Activation::Relu;
         let p = random_params::<f64>(&cfg, 5, 0.5);
         let (x, l) = random_batch(&cfg, 5, 6);
-        let g = loss_grad(&cfg, &p, &x, &l, GradMethod::default_for(&cfg))
-            .unwrap()
-            .grad;
+        let g = loss_grad(&cfg, &p, &x, &l, GradMethod::default_for(&cfg)).unwrap().grad;
         let mut v = p.zeros_like();
         let mut rng = Rng::new(7);
         for (_, vals) in v.groups_mut() {
@@ -106,10 +97,7 @@ fn relu_gradient_matches_central_differences() {
         b.axpy(-eps, &v);
         let fd = (loss(&cfg, &a, &x, &l) - loss(&cfg, &b, &x, &l)) / (2.0 * eps);
         let exact = g.dot(&v);
-        assert!(
-            (fd - exact).abs() <= 1e-6 * exact.abs().max(1e-3),
-            "{integrator}: fd {fd} exact {exact}"
-        );
+        assert!((fd - exact).abs() <= 1e-6 * exact.abs().max(1e-3), "{integrator}: fd {fd} exact {exact}");
     }
 }
 
@@ -121,11 +109,7 @@ fn methods_agree_in_f64() {
         let p = random_params::<f64>(&cfg, 21, 0.5);
         let (x, l) = random_batch(&cfg, 9, 22);
         let reference = loss_grad(&cfg, &p, &x, &l, GradMethod::Stored).unwrap();
-        let mut methods = vec![
-            GradMethod::Checkpoint(1),
-            GradMethod::Checkpoint(4),
-            GradMethod::Checkpoint(50),
-        ];
+        let mut methods = vec![GradMethod::Checkpoint(1), GradMethod::Checkpoint(4), GradMethod::Checkpoint(50)];
         if integrator.is_reversible() {
             methods.push(GradMethod::Reverse);
         }
@@ -134,10 +118,7 @@ fn methods_agree_in_f64() {
             assert_eq!(reference.loss, other.loss);
             for ((name, a), (_, b)) in reference.grad.groups().iter().zip(other.grad.groups()) {
                 let err = max_abs_diff(a, b);
-                assert!(
-                    err <= 1e-12 * max_abs(a).max(1.0),
-                    "{integrator} {m:?} {name}: {err}"
-                );
+                assert!(err <= 1e-12 * max_abs(a).max(1.0), "{integrator} {m:?} {name}: {err}");
             }
         }
     }

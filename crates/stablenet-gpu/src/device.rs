@@ -19,9 +19,7 @@ impl DeviceRequest {
     /// `STABLENET_DEVICE` and `STABLENET_FALLBACK` fill what the caller left open.
     pub fn with_env(mut self) -> Self {
         if self.name.is_none() {
-            self.name = std::env::var("STABLENET_DEVICE")
-                .ok()
-                .filter(|s| !s.is_empty());
+            self.name = std::env::var("STABLENET_DEVICE").ok().filter(|s| !s.is_empty());
         }
         if let Ok(v) = std::env::var("STABLENET_FALLBACK") {
             self.fallback |= matches!(v.as_str(), "1" | "true" | "yes");
@@ -50,8 +48,7 @@ fn rank(t: wgpu::DeviceType) -> u8 {
 
 /// Every adapter wgpu can see, best first (discrete, integrated, virtual, software).
 pub fn adapters() -> Vec<wgpu::Adapter> {
-    let instance =
-        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let mut list = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
     list.sort_by_key(|a| rank(a.get_info().device_type));
     list
@@ -59,9 +56,7 @@ pub fn adapters() -> Vec<wgpu::Adapter> {
 
 /// Whether a hardware (non-software) GPU adapter exists.
 pub fn hardware_available() -> bool {
-    adapters()
-        .iter()
-        .any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+    adapters().iter().any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
 }
 
 pub fn describe(info: &wgpu::AdapterInfo) -> String {
@@ -71,10 +66,7 @@ pub fn describe(info: &wgpu::AdapterInfo) -> String {
         .copied()
         .collect::<Vec<_>>()
         .join(" ");
-    format!(
-        "{} ({:?}, {:?}, driver {})",
-        info.name, info.backend, info.device_type, driver
-    )
+    format!("{} ({:?}, {:?}, driver {})", info.name, info.backend, info.device_type, driver)
 }
 
 impl Gpu {
@@ -89,10 +81,7 @@ impl Gpu {
         let names: Vec<String> = all.iter().map(|a| describe(&a.get_info())).collect();
         let chosen = all.into_iter().find(|a| {
             let info = a.get_info();
-            let name_ok = req
-                .name
-                .as_ref()
-                .is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
+            let name_ok = req.name.as_ref().is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
             name_ok && (!req.fallback || info.device_type == wgpu::DeviceType::Cpu)
         });
         let Some(adapter) = chosen else {
@@ -115,12 +104,7 @@ impl Gpu {
         }))
         .with_context(|| format!("opening {}", describe(&info)))?;
         log::info!("GPU adapter: {}", describe(&info));
-        Ok(Gpu {
-            device,
-            queue,
-            info,
-            limits,
-        })
+        Ok(Gpu { device, queue, info, limits })
     }
 
     pub fn describe(&self) -> String {

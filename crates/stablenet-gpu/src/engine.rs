@@ -55,6 +55,7 @@ const HAS_RS: u32 = 1;
 const Q_ONES: u32 = 2;
 const ANTISYM: u32 = 4;
 const AT_STEP: u32 = 8;
+const AT_CURSOR: u32 = 16;
 
 /// Offsets of the parameter groups in the flat parameter vector.
 struct Layout {
@@ -68,25 +69,13 @@ struct Layout {
 
 impl Layout {
     fn new(cfg: &ModelConfig) -> Self {
-        let (d, w, n, c) = (
-            cfg.d as u32,
-            cfg.width as u32,
-            cfg.steps as u32,
-            cfg.classes as u32,
-        );
+        let (d, w, n, c) = (cfg.d as u32, cfg.width as u32, cfg.steps as u32, cfg.classes as u32);
         let bin = w * d;
         let k = bin + w;
         let b = k + n * w * w;
         let wc = b + n * w;
         let mu = wc + c * w;
-        Layout {
-            bin,
-            k,
-            b,
-            wc,
-            mu,
-            count: mu + c,
-        }
+        Layout { bin, k, b, wc, mu, count: mu + c }
     }
 }
 
@@ -120,6 +109,7 @@ pub struct GpuNet {
     data_y: wgpu::Buffer,
     order: wgpu::Buffer,
     loss_log: wgpu::Buffer,
+    hit_log: wgpu::Buffer,
     batch: wgpu::Buffer,
     readback: wgpu::Buffer,
     loss_slots: u32,
@@ -135,15 +125,21 @@ pub struct GpuNet {
     bg_opt: Option<wgpu::BindGroup>,
     bg_uni: wgpu::BindGroup,
     meta_stride: u32,
-    // meta entries
+    /// Device bytes by buffer, parameter-shaped buffers marked (for the memory reports).
+    memory: Vec<(&'static str, u64, bool)>,
+    // meta entries (a fixed number, whatever the depth: the step index lives on the device)
     m_plain: u32,
-    m_forward: Vec<u32>,
-    m_adjoint: Vec<u32>,
-    red_k: Vec<Red>,
-    red_b: Vec<Red>,
+    m_first: u32,
+    m_last: u32,
+    m_next: u32,
+    m_back: u32,
+    forward_dispatches: u32,
+    red_k: Red,
+    red_b: Red,
     red_cls: [Red; 2],
     red_open: [Red; 2],
     red_loss: Red,
+    red_hits: Red,
 }
 
 struct NetPipes {
@@ -152,6 +148,7 @@ struct NetPipes {
     classify: wgpu::ComputePipeline,
     step_adjoint: wgpu::ComputePipeline,
     open_adjoint: wgpu::ComputePipeline,
+    advance: wgpu::ComputePipeline,
     build_ops: Option<wgpu::ComputePipeline>,
 }
 
@@ -163,20 +160,11 @@ impl GpuNet {
     /// Builds everything for a model shape, a batch capacity `nmax` and a data set capacity
     /// `ndata`. `hyper` adds the regulariser and optimiser kernels (training); without it the
     /// network computes losses and gradients only.
-    pub fn new(
-        gpu: Gpu,
-        cfg: &ModelConfig,
-        nmax: usize,
-        ndata: usize,
-        hyper: Option<Hyper>,
-    ) -> Result<Self> {
+    pub fn new(gpu: Gpu, cfg: &ModelConfig, nmax: usize, ndata: usize, hyper: Option<Hyper>) -> Result<Self> {
         cfg.validate()?;
         ensure!(nmax > 0 && ndata > 0, "empty batch or data set");
         if cfg.width > MAX_WIDTH {
-            bail!(
-                "the GPU backend supports width up to {MAX_WIDTH}, the model has {}",
-                cfg.width
-            );
+            bail!("the GPU backend supports width up to {MAX_WIDTH}, the model has {}", cfg.width);
         }
         let lim = &gpu.limits;
         let max_groups = lim.max_compute_workgroups_per_dimension as usize;
@@ -187,19 +175,14 @@ impl GpuNet {
                 nmax.div_ceil(WG as usize)
             );
         }
-        if lim.max_storage_buffers_per_shader_stage < 13 {
+        if lim.max_storage_buffers_per_shader_stage < 15 {
             bail!(
-                "the network kernels bind 13 storage buffers; this adapter allows {} \
+                "the network kernels bind 15 storage buffers; this adapter allows {} \
                  (max_storage_buffers_per_shader_stage)",
                 lim.max_storage_buffers_per_shader_stage
             );
         }
-        let (d, w, n, c) = (
-            cfg.d as u32,
-            cfg.width as u32,
-            cfg.steps as u32,
-            cfg.classes as u32,
-        );
+        let (d, w, n, c) = (cfg.d as u32, cfg.width as u32, cfg.steps as u32, cfg.classes as u32);
         let euler = matches!(cfg.integrator, Integrator::Resnet | Integrator::Antisym);
         let layout = Layout::new(cfg);
         let nm = nmax as u64;
@@ -214,7 +197,7 @@ impl GpuNet {
             ("adjoints", 3 * slot),
             ("gradient factors", 5 * slot),
             ("stored states (resnet/antisym keep every state)", store_len),
-            ("operators", n as u64 * (w * w) as u64),
+            ("operators", if euler { n as u64 * (w * w) as u64 } else { 1 }),
             ("logits", nm * c as u64),
             ("batch inputs", nm * d as u64),
             ("reduction partials", chunks * max_rc),
@@ -230,22 +213,19 @@ impl GpuNet {
                     "the {what} buffer needs {bytes} bytes, above this adapter's storage binding \
                      limit of {cap} bytes (max_storage_buffer_binding_size / max_buffer_size); \
                      use a smaller batch{}",
-                    if euler {
-                        ", fewer steps, or a reversible integrator"
-                    } else {
-                        ""
-                    }
+                    if euler { ", fewer steps, or a reversible integrator" } else { "" }
                 );
             }
         }
         let dev = &gpu.device;
-        let buf = |label: &str, len: u64| {
+        let memory = std::cell::RefCell::new(Vec::new());
+        let buf = |label: &'static str, len: u64| {
+            let param_shaped = matches!(label, "params" | "grads" | "optimizer m" | "optimizer v" | "operators");
+            memory.borrow_mut().push((label, 4 * len.max(1), param_shaped));
             dev.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: 4 * len.max(1),
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_DST
-                    | wgpu::BufferUsages::COPY_SRC,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             })
         };
@@ -262,12 +242,15 @@ impl GpuNet {
         let tmp = buf("scratch", slot);
         let fac = buf("factors", 5 * slot);
         let store = buf("stored states", store_len);
-        let ops = buf("operators", n as u64 * (w * w) as u64);
+        let ops = buf("operators", if euler { n as u64 * (w * w) as u64 } else { 1 });
         let dlog = buf("dlogits", nm * c as u64);
         let loss_s = buf("loss per example", nm);
+        let hits = buf("hits per example", nm);
+        let cursor = buf("step cursor", 1);
         let partial = buf("partials", chunks * max_rc);
         let loss_slots = ndata as u32; // at most one training step per example and epoch
         let loss_log = buf("loss log", loss_slots as u64);
+        let hit_log = buf("hit log", loss_slots as u64);
         let batch = dev.create_buffer(&wgpu::BufferDescriptor {
             label: Some("batch"),
             size: std::mem::size_of::<BatchInfo>() as u64,
@@ -292,134 +275,61 @@ impl GpuNet {
         let leap = cfg.integrator == Integrator::Leapfrog;
         let slot_n = if leap { n % 2 } else { 0 };
         let aslot_n = if leap { n % 3 } else { 0 };
-        let m_plain = push(Meta {
-            slot: slot_n,
-            aslot: aslot_n,
-            ..Meta::default()
-        });
+        let m_plain = push(Meta { slot: slot_n, aslot: aslot_n, ..Meta::default() });
         let per_step = 2 * w * w; // loop-statement iterations per step (verlet: two mat-vecs)
         let spd = (LOOP_BUDGET / per_step).max(1);
-        let mut m_forward = Vec::new();
-        let mut j = 0;
-        while j < n {
-            let j1 = (j + spd).min(n);
-            m_forward.push(push(Meta {
-                j0: j,
-                j1,
-                ..Meta::default()
-            }));
-            j = j1;
-        }
+        let forward_dispatches = n.div_ceil(spd);
+        // The step cursor: set to 0, advance by spd; set to N - 1, step back by one.
+        let m_first = push(Meta { j0: 0, ..Meta::default() });
+        let m_next = push(Meta { j0: spd, flags: 1, ..Meta::default() });
+        let m_last = push(Meta { j0: n - 1, ..Meta::default() });
+        let m_back = push(Meta { j0: u32::MAX, flags: 1, ..Meta::default() });
         let sl = slot as u32;
         let (fp, fq, fr, fs, fb) = (0, sl, 2 * sl, 3 * sl, 4 * sl);
-        let m_adjoint: Vec<u32> = (0..n)
-            .map(|j| {
-                push(Meta {
-                    j0: j,
-                    j1: j + 1,
-                    ..Meta::default()
-                })
-            })
-            .collect();
         let red = |push: &mut dyn FnMut(Meta) -> u32, group: usize, m: Meta| Red {
             meta: push(m),
             group,
             rc: m.rows * m.cols,
         };
         let rs = if euler { 0 } else { HAS_RS };
-        let anti = if cfg.integrator == Integrator::Antisym {
-            ANTISYM
-        } else {
-            0
+        let anti = if cfg.integrator == Integrator::Antisym { ANTISYM } else { 0 };
+        let k_meta = Meta {
+            j1: w * w,
+            rows: w,
+            cols: w,
+            flags: rs | anti | AT_CURSOR,
+            out_off: layout.k,
+            p_off: fp,
+            q_off: fq,
+            r_off: fr,
+            s_off: fs,
+            ..Meta::default()
         };
-        let red_k: Vec<Red> = (0..n)
-            .map(|j| {
-                let m = Meta {
-                    rows: w,
-                    cols: w,
-                    flags: rs | anti,
-                    out_off: layout.k + j * w * w,
-                    p_off: fp,
-                    q_off: fq,
-                    r_off: fr,
-                    s_off: fs,
-                    ..Meta::default()
-                };
-                red(&mut push, 0, m)
-            })
-            .collect();
-        let red_b: Vec<Red> = (0..n)
-            .map(|j| {
-                let m = Meta {
-                    rows: w,
-                    cols: 1,
-                    flags: Q_ONES,
-                    out_off: layout.b + j * w,
-                    p_off: fb,
-                    ..Meta::default()
-                };
-                red(&mut push, 0, m)
-            })
-            .collect();
+        let red_k = red(&mut push, 0, k_meta);
+        let b_meta = Meta {
+            j1: w,
+            rows: w,
+            cols: 1,
+            flags: Q_ONES | AT_CURSOR,
+            out_off: layout.b,
+            p_off: fb,
+            ..Meta::default()
+        };
+        let red_b = red(&mut push, 0, b_meta);
         let red_cls = [
-            red(
-                &mut push,
-                1,
-                Meta {
-                    rows: c,
-                    cols: w,
-                    out_off: layout.wc,
-                    q_off: slot_n * sl,
-                    ..Meta::default()
-                },
-            ),
-            red(
-                &mut push,
-                1,
-                Meta {
-                    rows: c,
-                    cols: 1,
-                    flags: Q_ONES,
-                    out_off: layout.mu,
-                    ..Meta::default()
-                },
-            ),
+            red(&mut push, 1, Meta { rows: c, cols: w, out_off: layout.wc, q_off: slot_n * sl, ..Meta::default() }),
+            red(&mut push, 1, Meta { rows: c, cols: 1, flags: Q_ONES, out_off: layout.mu, ..Meta::default() }),
         ];
         let red_open = [
+            red(&mut push, 2, Meta { rows: w, cols: d, out_off: 0, p_off: fp, ..Meta::default() }),
             red(
                 &mut push,
                 2,
-                Meta {
-                    rows: w,
-                    cols: d,
-                    out_off: 0,
-                    p_off: fp,
-                    ..Meta::default()
-                },
-            ),
-            red(
-                &mut push,
-                2,
-                Meta {
-                    rows: w,
-                    cols: 1,
-                    flags: Q_ONES,
-                    out_off: layout.bin,
-                    p_off: fp,
-                    ..Meta::default()
-                },
+                Meta { rows: w, cols: 1, flags: Q_ONES, out_off: layout.bin, p_off: fp, ..Meta::default() },
             ),
         ];
-        let red_loss = red(
-            &mut push,
-            3,
-            Meta {
-                rows: 1,
-                cols: 1,
-                flags: Q_ONES | AT_STEP,
-                ..Meta::default()
-            },
-        );
+        let red_loss = red(&mut push, 3, Meta { rows: 1, cols: 1, flags: Q_ONES | AT_STEP, ..Meta::default() });
+        let red_hits = red(&mut push, 4, Meta { rows: 1, cols: 1, flags: Q_ONES | AT_STEP, ..Meta::default() });
         let mut meta_bytes = vec![0u8; metas.len() * meta_stride as usize];
         for (i, m) in metas.iter().enumerate() {
             let at = i * meta_stride as usize;
@@ -443,14 +353,11 @@ impl GpuNet {
             count: None,
         };
         let bgl = |label: &str, entries: &[wgpu::BindGroupLayoutEntry]| {
-            dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(label),
-                entries,
-            })
+            dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries })
         };
-        let net_entries: Vec<_> = (0..13).map(|b| storage(b, b < 4)).collect();
+        let net_entries: Vec<_> = (0..15).map(|b| storage(b, b < 4)).collect();
         let bgl_net = bgl("network", &net_entries);
-        let red_entries: Vec<_> = (0..6).map(|b| storage(b, b < 4)).collect();
+        let red_entries: Vec<_> = (0..7).map(|b| storage(b, b < 4 || b == 6)).collect();
         let bgl_red = bgl("reduce", &red_entries);
         let opt_entries: Vec<_> = (0..4).map(|b| storage(b, false)).collect();
         let bgl_opt = bgl("optim", &opt_entries);
@@ -504,6 +411,7 @@ impl GpuNet {
             ("H", h),
             ("GAMMA", cfg.gamma),
             ("INTEG", integ),
+            ("SPD", spd as f64),
         ];
         let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = |label: &str, src: String| {
@@ -515,10 +423,7 @@ impl GpuNet {
         let net_mod = module("network", shaders::network(cfg.integrator));
         let red_mod = module("reduce", shaders::reduce());
         let opt_mod = module("optim", shaders::optim());
-        let pipe = |layout: &wgpu::PipelineLayout,
-                    m: &wgpu::ShaderModule,
-                    entry: &str,
-                    consts: &[(&str, f64)]| {
+        let pipe = |layout: &wgpu::PipelineLayout, m: &wgpu::ShaderModule, entry: &str, consts: &[(&str, f64)]| {
             dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
                 layout: Some(layout),
@@ -537,6 +442,7 @@ impl GpuNet {
             classify: pipe(&pl_net, &net_mod, "classify", &net_consts),
             step_adjoint: pipe(&pl_net, &net_mod, "step_adjoint", &net_consts),
             open_adjoint: pipe(&pl_net, &net_mod, "open_adjoint", &net_consts),
+            advance: pipe(&pl_net, &net_mod, "advance", &net_consts),
             build_ops: euler.then(|| pipe(&pl_net, &net_mod, "build_ops", &net_consts)),
         };
         let reduce_partial = pipe(&pl_red, &red_mod, "reduce_partial", &[]);
@@ -547,9 +453,7 @@ impl GpuNet {
             hp.regularizer.validate()?;
             let (momentum, beta1, beta2, eps) = match hp.optimizer {
                 OptimizerKind::Sgd { momentum, .. } => (momentum, 0.9, 0.999, 1e-8),
-                OptimizerKind::Adam {
-                    beta1, beta2, eps, ..
-                } => (0.0, beta1, beta2, eps),
+                OptimizerKind::Adam { beta1, beta2, eps, .. } => (0.0, beta1, beta2, eps),
             };
             let consts: Vec<(&str, f64)> = vec![
                 ("W", w as f64),
@@ -581,32 +485,23 @@ impl GpuNet {
             let entries: Vec<wgpu::BindGroupEntry> = bufs
                 .iter()
                 .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: b.as_entire_binding(),
-                })
+                .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
                 .collect();
-            dev.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout,
-                entries: &entries,
-            })
+            dev.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout, entries: &entries })
         };
         let bg_net = bind(
             &bgl_net,
             &[
-                &params, &data_x, &data_y, &order, &xb, &st, &acc, &tmp, &fac, &store, &ops, &dlog,
-                &loss_s,
+                &params, &data_x, &data_y, &order, &xb, &st, &acc, &tmp, &fac, &store, &ops, &dlog, &loss_s, &hits,
+                &cursor,
             ],
         );
         let bg_red = vec![
-            bind(&bgl_red, &[&fac, &fac, &fac, &fac, &partial, &grads]),
-            bind(&bgl_red, &[&dlog, &st, &dlog, &dlog, &partial, &grads]),
-            bind(&bgl_red, &[&fac, &xb, &fac, &fac, &partial, &grads]),
-            bind(
-                &bgl_red,
-                &[&loss_s, &loss_s, &loss_s, &loss_s, &partial, &loss_log],
-            ),
+            bind(&bgl_red, &[&fac, &fac, &fac, &fac, &partial, &grads, &cursor]),
+            bind(&bgl_red, &[&dlog, &st, &dlog, &dlog, &partial, &grads, &cursor]),
+            bind(&bgl_red, &[&fac, &xb, &fac, &fac, &partial, &grads, &cursor]),
+            bind(&bgl_red, &[&loss_s, &loss_s, &loss_s, &loss_s, &partial, &loss_log, &cursor]),
+            bind(&bgl_red, &[&hits, &hits, &hits, &hits, &partial, &hit_log, &cursor]),
         ];
         let bg_opt = hyper.map(|_| bind(&bgl_opt, &[&params, &grads, &opt_m, &opt_v]));
         let bg_uni = dev.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -621,10 +516,7 @@ impl GpuNet {
                         size: wgpu::BufferSize::new(std::mem::size_of::<Meta>() as u64),
                     }),
                 },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: batch.as_entire_binding(),
-                },
+                wgpu::BindGroupEntry { binding: 1, resource: batch.as_entire_binding() },
             ],
         });
         Ok(GpuNet {
@@ -641,6 +533,7 @@ impl GpuNet {
             data_y,
             order,
             loss_log,
+            hit_log,
             batch,
             readback,
             loss_slots,
@@ -654,14 +547,23 @@ impl GpuNet {
             bg_opt,
             bg_uni,
             meta_stride,
+            memory: {
+                let mut m = memory.into_inner();
+                m.push(("meta", meta_bytes.len() as u64, false));
+                m
+            },
             m_plain,
-            m_forward,
-            m_adjoint,
+            m_first,
+            m_last,
+            m_next,
+            m_back,
+            forward_dispatches,
             red_k,
             red_b,
             red_cls,
             red_open,
             red_loss,
+            red_hits,
         })
     }
 
@@ -669,37 +571,31 @@ impl GpuNet {
         &self.gpu
     }
 
+    /// Device bytes a training step needs beyond the parameters (and their gradients and
+    /// optimiser state): states, adjoints, factors, partial sums, the data set, uniforms.
+    pub fn work_bytes(&self) -> u64 {
+        self.memory.iter().filter(|m| !m.2).map(|m| m.1).sum()
+    }
+
+    /// Every device buffer and its size in bytes.
+    pub fn buffers(&self) -> &[(&'static str, u64, bool)] {
+        &self.memory
+    }
+
     /// Uploads parameters (row-major groups in model-file order).
     pub fn set_params(&self, p: &Params<f32>) -> Result<()> {
         p.check_shape(&self.cfg)?;
-        let flat: Vec<f32> = p
-            .groups()
-            .iter()
-            .flat_map(|(_, v)| v.iter().copied())
-            .collect();
-        self.gpu
-            .queue
-            .write_buffer(&self.params, 0, bytemuck::cast_slice(&flat));
+        let flat: Vec<f32> = p.groups().iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        self.gpu.queue.write_buffer(&self.params, 0, bytemuck::cast_slice(&flat));
         Ok(())
     }
 
     /// Uploads a data set (at most the capacity given at construction) and the identity order.
     pub fn set_data(&self, data: &Dataset) -> Result<()> {
         data.validate()?;
-        ensure!(
-            data.d == self.cfg.d,
-            "data has d = {} but the model expects {}",
-            data.d,
-            self.cfg.d
-        );
-        ensure!(
-            data.classes <= self.cfg.classes,
-            "data has more classes than the model"
-        );
-        ensure!(
-            data.len() as u32 <= self.ndata,
-            "data set larger than the device capacity"
-        );
+        ensure!(data.d == self.cfg.d, "data has d = {} but the model expects {}", data.d, self.cfg.d);
+        ensure!(data.classes <= self.cfg.classes, "data has more classes than the model");
+        ensure!(data.len() as u32 <= self.ndata, "data set larger than the device capacity");
         let q = &self.gpu.queue;
         q.write_buffer(&self.data_x, 0, bytemuck::cast_slice(&data.x));
         q.write_buffer(&self.data_y, 0, bytemuck::cast_slice(&data.labels));
@@ -709,24 +605,12 @@ impl GpuNet {
 
     /// The example order of an epoch (positions into the uploaded data set).
     pub fn set_order(&self, order: &[u32]) -> Result<()> {
-        ensure!(
-            order.len() as u32 <= self.ndata,
-            "order longer than the data set"
-        );
-        self.gpu
-            .queue
-            .write_buffer(&self.order, 0, bytemuck::cast_slice(order));
+        ensure!(order.len() as u32 <= self.ndata, "order longer than the data set");
+        self.gpu.queue.write_buffer(&self.order, 0, bytemuck::cast_slice(order));
         Ok(())
     }
 
-    fn dispatch(
-        &self,
-        pass: &mut wgpu::ComputePass,
-        pipe: &wgpu::ComputePipeline,
-        meta: u32,
-        x: u32,
-        y: u32,
-    ) {
+    fn dispatch(&self, pass: &mut wgpu::ComputePass, pipe: &wgpu::ComputePipeline, meta: u32, x: u32, y: u32) {
         pass.set_pipeline(pipe);
         pass.set_bind_group(1, &self.bg_uni, &[meta * self.meta_stride]);
         pass.dispatch_workgroups(x, y, 1);
@@ -734,23 +618,15 @@ impl GpuNet {
 
     fn reduce(&self, pass: &mut wgpu::ComputePass, r: Red, n: u32) {
         pass.set_bind_group(0, &self.bg_red[r.group], &[]);
-        self.dispatch(
-            pass,
-            &self.reduce_partial,
-            r.meta,
-            groups(r.rc),
-            n.div_ceil(CHUNK),
-        );
+        self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc), n.div_ceil(CHUNK));
         self.dispatch(pass, &self.reduce_finish, r.meta, groups(r.rc), 1);
     }
 
     /// Records forward, loss, adjoint and reductions (and the update when training) for the
     /// batch of `n` examples at `offset` in the current order.
     fn record(&self, enc: &mut wgpu::CommandEncoder, n: u32, update: bool) {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("step"),
-            timestamp_writes: None,
-        });
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
         let g = groups(n);
         let net = &self.net;
         pass.set_bind_group(0, &self.bg_net, &[]);
@@ -759,18 +635,25 @@ impl GpuNet {
             self.dispatch(&mut pass, p, self.m_plain, groups(e), 1);
         }
         self.dispatch(&mut pass, &net.open_forward, self.m_plain, g, 1);
-        for &m in &self.m_forward {
-            self.dispatch(&mut pass, &net.steps_forward, m, g, 1);
+        self.dispatch(&mut pass, &net.advance, self.m_first, 1, 1);
+        for _ in 0..self.forward_dispatches {
+            self.dispatch(&mut pass, &net.steps_forward, self.m_plain, g, 1);
+            self.dispatch(&mut pass, &net.advance, self.m_next, 1, 1);
         }
         self.dispatch(&mut pass, &net.classify, self.m_plain, g, 1);
         self.reduce(&mut pass, self.red_loss, n);
+        self.reduce(&mut pass, self.red_hits, n);
         self.reduce(&mut pass, self.red_cls[0], n);
         self.reduce(&mut pass, self.red_cls[1], n);
-        for j in (0..self.cfg.steps).rev() {
+        pass.set_bind_group(0, &self.bg_net, &[]);
+        self.dispatch(&mut pass, &net.advance, self.m_last, 1, 1);
+        for _ in 0..self.cfg.steps {
             pass.set_bind_group(0, &self.bg_net, &[]);
-            self.dispatch(&mut pass, &net.step_adjoint, self.m_adjoint[j], g, 1);
-            self.reduce(&mut pass, self.red_k[j], n);
-            self.reduce(&mut pass, self.red_b[j], n);
+            self.dispatch(&mut pass, &net.step_adjoint, self.m_plain, g, 1);
+            self.reduce(&mut pass, self.red_k, n);
+            self.reduce(&mut pass, self.red_b, n);
+            pass.set_bind_group(0, &self.bg_net, &[]);
+            self.dispatch(&mut pass, &net.advance, self.m_back, 1, 1);
         }
         pass.set_bind_group(0, &self.bg_net, &[]);
         self.dispatch(&mut pass, &net.open_adjoint, self.m_plain, g, 1);
@@ -790,49 +673,29 @@ impl GpuNet {
     }
 
     fn write_batch(&self, n: usize, offset: usize, step: u32) -> Result<u32> {
-        ensure!(
-            n > 0 && n as u32 <= self.nmax,
-            "batch of {n} examples (capacity {})",
-            self.nmax
-        );
-        ensure!(
-            (offset + n) as u32 <= self.ndata,
-            "batch runs past the data set"
-        );
+        ensure!(n > 0 && n as u32 <= self.nmax, "batch of {n} examples (capacity {})", self.nmax);
+        ensure!((offset + n) as u32 <= self.ndata, "batch runs past the data set");
         ensure!(step < self.loss_slots, "loss log full");
-        let mut info = BatchInfo {
-            n: n as u32,
-            offset: offset as u32,
-            step,
-            t: self.t,
-            ..BatchInfo::default()
-        };
+        let mut info = BatchInfo { n: n as u32, offset: offset as u32, step, t: self.t, ..BatchInfo::default() };
         if let Some(hp) = self.hyper {
             let t = f64::from(self.t);
             match hp.optimizer {
                 OptimizerKind::Sgd { lr, .. } => info.lr = lr as f32,
-                OptimizerKind::Adam {
-                    lr, beta1, beta2, ..
-                } => {
+                OptimizerKind::Adam { lr, beta1, beta2, .. } => {
                     info.lr = lr as f32;
                     info.c1 = (lr / (1.0 - beta1.powf(t))) as f32;
                     info.c2 = (1.0 - beta2.powf(t)).sqrt() as f32;
                 }
             }
         }
-        self.gpu
-            .queue
-            .write_buffer(&self.batch, 0, bytemuck::bytes_of(&info));
+        self.gpu.queue.write_buffer(&self.batch, 0, bytemuck::bytes_of(&info));
         Ok(n as u32)
     }
 
     /// One training step on the batch at `offset..offset + n` of the current order; its loss
     /// goes to slot `step` of the loss log. One encoder, one submit, no readback.
     pub fn train_step(&mut self, offset: usize, n: usize, step: u32) -> Result<()> {
-        ensure!(
-            self.hyper.is_some(),
-            "this network was built without training kernels"
-        );
+        ensure!(self.hyper.is_some(), "this network was built without training kernels");
         self.t += 1;
         let n = self.write_batch(n, offset, step)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
@@ -855,6 +718,11 @@ impl GpuNet {
     /// The losses logged by the last `count` training steps (slots 0..count).
     pub fn losses(&self, count: usize) -> Result<Vec<f32>> {
         self.read(&self.loss_log, count)
+    }
+
+    /// How many examples of each of the last `count` batches were classified correctly.
+    pub fn hits(&self, count: usize) -> Result<Vec<f32>> {
+        self.read(&self.hit_log, count)
     }
 
     pub fn params(&self) -> Result<Params<f32>> {

@@ -5,6 +5,8 @@
 pub mod device;
 pub mod engine;
 pub mod shaders;
+pub mod trainer;
 
 pub use device::{DeviceRequest, Gpu};
 pub use engine::{GpuNet, Hyper};
+pub use trainer::GpuTrainer;

@@ -32,12 +32,7 @@ fn draw(rng: &mut Rng, per_class: usize) -> Dataset {
             labels.push(class);
         }
     }
-    Dataset {
-        x,
-        labels,
-        d: 2,
-        classes: 2,
-    }
+    Dataset { x, labels, d: 2, classes: 2 }
 }
 
 #[cfg(test)]
@@ -72,10 +67,7 @@ mod tests {
                 let r = radius(set.sample(i));
                 match set.labels[i] {
                     0 => assert!(r < 1.0 + eps, "class 0 sample {i} has r = {r}"),
-                    _ => assert!(
-                        r > 1.0 - eps && r < 2.0 + eps,
-                        "class 1 sample {i}: r = {r}"
-                    ),
+                    _ => assert!(r > 1.0 - eps && r < 2.0 + eps, "class 1 sample {i}: r = {r}"),
                 }
             }
         }

@@ -50,11 +50,7 @@ pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Vec<u8>> {
 
 /// Reads an image file and its label file into a [`Dataset`] with d = rows * cols, pixels
 /// scaled to [0, 1] (p / 255). `classes` is 10 for MNIST and Fashion-MNIST.
-pub fn load_idx_pair(
-    images: impl AsRef<Path>,
-    labels: impl AsRef<Path>,
-    classes: usize,
-) -> Result<Dataset> {
+pub fn load_idx_pair(images: impl AsRef<Path>, labels: impl AsRef<Path>, classes: usize) -> Result<Dataset> {
     let (ipath, lpath) = (images.as_ref(), labels.as_ref());
     let img = read_idx_images(ipath)?;
     let lab = read_idx_labels(lpath)?;
@@ -68,24 +64,13 @@ pub fn load_idx_pair(
 /// agree and every label is below `classes`.
 pub fn idx_dataset(images: &IdxImages, labels: &[u8], classes: usize) -> Result<Dataset> {
     if labels.len() != images.n {
-        return Err(Error::Data(format!(
-            "count mismatch: {} labels for {} images",
-            labels.len(),
-            images.n
-        )));
+        return Err(Error::Data(format!("count mismatch: {} labels for {} images", labels.len(), images.n)));
     }
     if let Some(i) = labels.iter().position(|&l| usize::from(l) >= classes) {
-        return Err(Error::Data(format!(
-            "label value {} of item {i} is >= classes = {classes}",
-            labels[i]
-        )));
+        return Err(Error::Data(format!("label value {} of item {i} is >= classes = {classes}", labels[i])));
     }
     Ok(Dataset {
-        x: images
-            .pixels
-            .iter()
-            .map(|&p| f32::from(p) / 255.0)
-            .collect(),
+        x: images.pixels.iter().map(|&p| f32::from(p) / 255.0).collect(),
         labels: labels.iter().map(|&l| u32::from(l)).collect(),
         d: images.rows * images.cols,
         classes,
@@ -94,59 +79,33 @@ pub fn idx_dataset(images: &IdxImages, labels: &[u8], classes: usize) -> Result<
 
 fn parse_images(bytes: &[u8]) -> std::result::Result<IdxImages, String> {
     let (dims, data) = parse(bytes, IDX_IMAGES_MAGIC, "images")?;
-    Ok(IdxImages {
-        n: dims[0],
-        rows: dims[1],
-        cols: dims[2],
-        pixels: data.to_vec(),
-    })
+    Ok(IdxImages { n: dims[0], rows: dims[1], cols: dims[2], pixels: data.to_vec() })
 }
 
 /// Checks the header against `magic` and the length against the sizes; returns the sizes and
 /// the data bytes. Messages say what was found and what was expected.
-fn parse<'a>(
-    bytes: &'a [u8],
-    magic: u32,
-    what: &str,
-) -> std::result::Result<(Vec<usize>, &'a [u8]), String> {
+fn parse<'a>(bytes: &'a [u8], magic: u32, what: &str) -> std::result::Result<(Vec<usize>, &'a [u8]), String> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         return Err("file is gzip-compressed; gunzip it first".into());
     }
     let ndim = (magic & 0xff) as usize;
     let header = 4 + 4 * ndim;
     if bytes.len() < 4 {
-        return Err(format!(
-            "truncated file: expected at least {header} header bytes, found {}",
-            bytes.len()
-        ));
+        return Err(format!("truncated file: expected at least {header} header bytes, found {}", bytes.len()));
     }
     let found = be_u32(&bytes[..4]);
     if found != magic {
         let why = if found >> 8 != magic >> 8 {
-            format!(
-                "data type 0x{:02x} is not unsigned byte (0x08)",
-                (found >> 8) & 0xff
-            )
+            format!("data type 0x{:02x} is not unsigned byte (0x08)", (found >> 8) & 0xff)
         } else {
-            format!(
-                "wrong number of dimensions: {} instead of {ndim}",
-                found & 0xff
-            )
+            format!("wrong number of dimensions: {} instead of {ndim}", found & 0xff)
         };
-        return Err(format!(
-            "bad magic number 0x{found:08x}, expected 0x{magic:08x} for {what} ({why})"
-        ));
+        return Err(format!("bad magic number 0x{found:08x}, expected 0x{magic:08x} for {what} ({why})"));
     }
     if bytes.len() < header {
-        return Err(format!(
-            "truncated file: expected {header} header bytes, found {}",
-            bytes.len()
-        ));
+        return Err(format!("truncated file: expected {header} header bytes, found {}", bytes.len()));
     }
-    let dims: Vec<usize> = bytes[4..header]
-        .chunks_exact(4)
-        .map(|c| be_u32(c) as usize)
-        .collect();
+    let dims: Vec<usize> = bytes[4..header].chunks_exact(4).map(|c| be_u32(c) as usize).collect();
     if dims.contains(&0) {
         return Err(format!("zero-sized dimension in sizes {dims:?}"));
     }
@@ -157,9 +116,7 @@ fn parse<'a>(
     let expected = header as u128 + body as u128;
     let got = bytes.len() as u128;
     if got < expected {
-        return Err(format!(
-            "truncated file: sizes {dims:?} need {expected} bytes, found {got}"
-        ));
+        return Err(format!("truncated file: sizes {dims:?} need {expected} bytes, found {got}"));
     }
     if got > expected {
         return Err(format!(
@@ -222,29 +179,17 @@ mod tests {
         // A labels file given as images: type is right, dimension count is not.
         let m = err_images(&lab);
         assert!(m.contains("0x00000801") && m.contains("0x00000803"), "{m}");
-        assert!(
-            m.contains("wrong number of dimensions: 1 instead of 3"),
-            "{m}"
-        );
+        assert!(m.contains("wrong number of dimensions: 1 instead of 3"), "{m}");
         let m = parse_idx_labels(&img).unwrap_err().to_string();
-        assert!(
-            m.contains("bad magic number 0x00000803, expected 0x00000801"),
-            "{m}"
-        );
+        assert!(m.contains("bad magic number 0x00000803, expected 0x00000801"), "{m}");
         // Float data (type 0x0d).
         let mut f = img.clone();
         f[2] = 0x0d;
         let m = err_images(&f);
-        assert!(
-            m.contains("bad magic") && m.contains("not unsigned byte"),
-            "{m}"
-        );
+        assert!(m.contains("bad magic") && m.contains("not unsigned byte"), "{m}");
         // Zero dimensions.
         let m = err_images(&header(0x0000_0800, &[]));
-        assert!(
-            m.contains("wrong number of dimensions: 0 instead of 3"),
-            "{m}"
-        );
+        assert!(m.contains("wrong number of dimensions: 0 instead of 3"), "{m}");
         let m = err_images(&[0x1f, 0x8b, 8, 0, 0, 0]);
         assert!(m.contains("gzip"), "{m}");
     }
@@ -255,15 +200,9 @@ mod tests {
         assert!(m.contains("zero-sized dimension"), "{m}");
         let (img, lab) = sample_files();
         let m = err_images(&img[..img.len() - 1]);
-        assert!(
-            m.contains("truncated") && m.contains("need 34 bytes, found 33"),
-            "{m}"
-        );
+        assert!(m.contains("truncated") && m.contains("need 34 bytes, found 33"), "{m}");
         let m = err_images(&img[..10]);
-        assert!(
-            m.contains("truncated") && m.contains("expected 16 header bytes, found 10"),
-            "{m}"
-        );
+        assert!(m.contains("truncated") && m.contains("expected 16 header bytes, found 10"), "{m}");
         let m = err_images(&img[..2]);
         assert!(m.contains("truncated"), "{m}");
         let mut long = lab.clone();
@@ -276,13 +215,8 @@ mod tests {
     fn idx_rejects_bad_labels_and_count_mismatch() {
         let (img, _) = sample_files();
         let images = parse_idx_images(&img).unwrap();
-        let m = idx_dataset(&images, &[1, 10, 2], 10)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            m.contains("label value 10 of item 1 is >= classes = 10"),
-            "{m}"
-        );
+        let m = idx_dataset(&images, &[1, 10, 2], 10).unwrap_err().to_string();
+        assert!(m.contains("label value 10 of item 1 is >= classes = 10"), "{m}");
         let m = idx_dataset(&images, &[1, 2], 10).unwrap_err().to_string();
         assert!(m.contains("count mismatch: 2 labels for 3 images"), "{m}");
     }
@@ -296,18 +230,12 @@ mod tests {
         std::fs::write(&ip, &img).unwrap();
         std::fs::write(&lp, &lab).unwrap();
         let ds = load_idx_pair(&ip, &lp, 10).unwrap();
-        assert_eq!(
-            ds,
-            idx_dataset(&parse_idx_images(&img).unwrap(), &[7, 0, 9], 10).unwrap()
-        );
+        assert_eq!(ds, idx_dataset(&parse_idx_images(&img).unwrap(), &[7, 0, 9], 10).unwrap());
         // Wrong files: the message names the file and the problem.
         let m = load_idx_pair(&lp, &lp, 10).unwrap_err().to_string();
         assert!(m.contains("lab-idx1") && m.contains("bad magic"), "{m}");
         let m = load_idx_pair(&ip, &lp, 5).unwrap_err().to_string();
-        assert!(
-            m.contains("lab-idx1") && m.contains("img-idx3") && m.contains(">= classes"),
-            "{m}"
-        );
+        assert!(m.contains("lab-idx1") && m.contains("img-idx3") && m.contains(">= classes"), "{m}");
         let missing = dir.join("no-such-file");
         let m = read_idx_labels(&missing).unwrap_err().to_string();
         assert!(m.contains("no-such-file"), "{m}");

@@ -9,8 +9,7 @@ mod synthetic;
 
 pub use ellipses::ellipses;
 pub use idx::{
-    IdxImages, idx_dataset, load_idx_pair, parse_idx_images, parse_idx_labels, read_idx_images,
-    read_idx_labels,
+    IdxImages, idx_dataset, load_idx_pair, parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels,
 };
 pub use peaks::{PEAKS_CLASSES, PEAKS_GRID, peaks, peaks_class_counts, peaks_f};
 pub use swiss_roll::swiss_roll;
@@ -55,10 +54,7 @@ impl Dataset {
             )));
         }
         if let Some(i) = self.labels.iter().position(|&l| l as usize >= self.classes) {
-            return Err(Error::Data(format!(
-                "label {} of sample {i} is outside 0..{}",
-                self.labels[i], self.classes
-            )));
+            return Err(Error::Data(format!("label {} of sample {i} is outside 0..{}", self.labels[i], self.classes)));
         }
         if let Some(k) = self.x.iter().position(|v| !v.is_finite()) {
             return Err(Error::Data(format!(
@@ -77,12 +73,7 @@ impl Dataset {
         for &i in idx {
             x.extend_from_slice(self.sample(i));
         }
-        Dataset {
-            x,
-            labels: idx.iter().map(|&i| self.labels[i]).collect(),
-            d: self.d,
-            classes: self.classes,
-        }
+        Dataset { x, labels: idx.iter().map(|&i| self.labels[i]).collect(), d: self.d, classes: self.classes }
     }
 }
 

@@ -48,10 +48,7 @@ struct Grid {
 impl Grid {
     fn new() -> Self {
         let axis: Vec<f64> = linspace(-3.0, 3.0, PEAKS_GRID).collect();
-        let f: Vec<f64> = axis
-            .iter()
-            .flat_map(|&x| axis.iter().map(move |&y| peaks_f(x, y)))
-            .collect();
+        let f: Vec<f64> = axis.iter().flat_map(|&x| axis.iter().map(move |&y| peaks_f(x, y))).collect();
         let lo = f.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = f.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let width = (hi - lo) / PEAKS_CLASSES as f64;
@@ -78,12 +75,7 @@ impl Grid {
                 labels.push(c as u32);
             }
         }
-        Dataset {
-            x,
-            labels,
-            d: 2,
-            classes: PEAKS_CLASSES,
-        }
+        Dataset { x, labels, d: 2, classes: PEAKS_CLASSES }
     }
 }
 
@@ -137,16 +129,10 @@ mod tests {
             for i in 0..set.len() {
                 let p = set.sample(i);
                 let (ix, iy) = (axis_index(p[0]), axis_index(p[1]));
-                let f = peaks_f(
-                    -3.0 + 6.0 * (ix as f64 / 255.0),
-                    -3.0 + 6.0 * (iy as f64 / 255.0),
-                );
+                let f = peaks_f(-3.0 + 6.0 * (ix as f64 / 255.0), -3.0 + 6.0 * (iy as f64 / 255.0));
                 let c = f64::from(set.labels[i]);
                 let (b0, b1) = (lo + c * w, lo + (c + 1.0) * w);
-                assert!(
-                    f >= b0 - 1e-12 && f <= b1 + 1e-12,
-                    "sample {i}: f = {f}, class {c}"
-                );
+                assert!(f >= b0 - 1e-12 && f <= b1 + 1e-12, "sample {i}: f = {f}, class {c}");
             }
         }
         // Separate draws, not a copy.

@@ -27,12 +27,7 @@ pub fn swiss_roll(n_arm: usize) -> Split {
 }
 
 fn empty(cap: usize) -> Dataset {
-    Dataset {
-        x: Vec::with_capacity(2 * cap),
-        labels: Vec::with_capacity(cap),
-        d: 2,
-        classes: 2,
-    }
+    Dataset { x: Vec::with_capacity(2 * cap), labels: Vec::with_capacity(cap), d: 2, classes: 2 }
 }
 
 #[cfg(test)]
@@ -68,21 +63,12 @@ mod tests {
             let set = if k % 2 == 0 { &s.train } else { &s.val };
             let p = set.sample(k / 2);
             assert_eq!(set.labels[k / 2], class as u32, "k = {k}");
-            assert!(
-                (f64::from(p[0]) - r * phi.cos()).abs() < 1e-6,
-                "k = {k}: {p:?}"
-            );
-            assert!(
-                (f64::from(p[1]) - r * phi.sin()).abs() < 1e-6,
-                "k = {k}: {p:?}"
-            );
+            assert!((f64::from(p[0]) - r * phi.cos()).abs() < 1e-6, "k = {k}: {p:?}");
+            assert!((f64::from(p[1]) - r * phi.sin()).abs() < 1e-6, "k = {k}: {p:?}");
         }
         // Last point of class 1: phi = 4 pi, r = 1.2.
         let last = s.val.sample(512);
-        assert!(
-            (last[0] - 1.2).abs() < 1e-6 && last[1].abs() < 1e-6,
-            "{last:?}"
-        );
+        assert!((last[0] - 1.2).abs() < 1e-6 && last[1].abs() < 1e-6, "{last:?}");
     }
 
     #[test]

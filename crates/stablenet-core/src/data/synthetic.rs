@@ -46,29 +46,17 @@ impl FromStr for Synthetic {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        Synthetic::ALL
-            .into_iter()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Synthetic::ALL.iter().map(|d| d.name()).collect();
-                Error::Data(format!(
-                    "unknown synthetic data set '{s}'; expected one of: {}",
-                    names.join(", ")
-                ))
-            })
+        Synthetic::ALL.into_iter().find(|d| d.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Synthetic::ALL.iter().map(|d| d.name()).collect();
+            Error::Data(format!("unknown synthetic data set '{s}'; expected one of: {}", names.join(", ")))
+        })
     }
 }
 
 /// `m` equally spaced values from `a` to `b`, both ends included exactly (MATLAB/NumPy
 /// `linspace`); the swiss roll and the peaks grid are defined with it in MODEL.md section 8.
 pub(crate) fn linspace(a: f64, b: f64, m: usize) -> impl Iterator<Item = f64> {
-    (0..m).map(move |i| {
-        if m == 1 {
-            a
-        } else {
-            a + (b - a) * (i as f64 / (m - 1) as f64)
-        }
-    })
+    (0..m).map(move |i| if m == 1 { a } else { a + (b - a) * (i as f64 / (m - 1) as f64) })
 }
 
 #[cfg(test)]
@@ -92,16 +80,10 @@ mod tests {
         assert_eq!((s.train.len(), s.val.len()), (513, 513));
         assert_eq!(s, Synthetic::SwissRoll.generate(99));
         let e = Synthetic::Ellipses.generate(3);
-        assert_eq!(
-            (e.train.len(), e.val.len(), e.train.classes),
-            (2000, 400, 2)
-        );
+        assert_eq!((e.train.len(), e.val.len(), e.train.classes), (2000, 400, 2));
         assert_eq!(e, ellipses(1000, 200, 3));
         let p = Synthetic::Peaks.generate(3);
-        assert_eq!(
-            (p.train.len(), p.val.len(), p.train.classes),
-            (5000, 1000, 5)
-        );
+        assert_eq!((p.train.len(), p.val.len(), p.train.classes), (5000, 1000, 5));
         for s in [&s, &e, &p] {
             s.train.validate().unwrap();
             s.val.validate().unwrap();

@@ -45,12 +45,7 @@ pub struct Scratch<T> {
 
 impl<T: Real> Scratch<T> {
     pub fn new(w: usize) -> Self {
-        Scratch {
-            u: vec![T::zero(); w],
-            s: vec![T::zero(); w],
-            t: vec![T::zero(); w],
-            v: vec![T::zero(); w],
-        }
+        Scratch { u: vec![T::zero(); w], s: vec![T::zero(); w], t: vec![T::zero(); w], v: vec![T::zero(); w] }
     }
 }
 

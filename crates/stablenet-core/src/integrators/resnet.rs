@@ -48,14 +48,7 @@ pub fn forward_step<T: Real>(st: &Step<T>, y: &mut [T], sc: &mut Scratch<T>) {
 
 /// Backpropagates through one step taken from `y` (the state before the step):
 /// ybar <- ybar + M^T s, dM += s y^T, db += s, with s = sigma'(M y + b) * (h ybar).
-pub fn adjoint_step<T: Real>(
-    st: &Step<T>,
-    y: &[T],
-    ybar: &mut [T],
-    dm: &mut [T],
-    db: &mut [T],
-    sc: &mut Scratch<T>,
-) {
+pub fn adjoint_step<T: Real>(st: &Step<T>, y: &[T], ybar: &mut [T], dm: &mut [T], db: &mut [T], sc: &mut Scratch<T>) {
     affine(st.k, y, st.b, &mut sc.u);
     for ((si, ui), yb) in sc.s.iter_mut().zip(&sc.u).zip(ybar.iter()) {
         *si = st.act.df(*ui) * st.h * *yb;
@@ -68,13 +61,7 @@ pub fn adjoint_step<T: Real>(
 
 /// Tangent-linear step: given a perturbation (dM, db) of the step's parameters in `dst`
 /// (its h and act are ignored), dy <- dy + h sigma'(M y + b) * (M dy + dM y + db).
-pub fn tangent_step<T: Real>(
-    st: &Step<T>,
-    dst: &Step<T>,
-    y: &[T],
-    dy: &mut [T],
-    sc: &mut Scratch<T>,
-) {
+pub fn tangent_step<T: Real>(st: &Step<T>, dst: &Step<T>, y: &[T], dy: &mut [T], sc: &mut Scratch<T>) {
     affine(st.k, y, st.b, &mut sc.u);
     affine(dst.k, y, dst.b, &mut sc.s);
     matvec(st.k, dy, &mut sc.t);

@@ -13,25 +13,17 @@ use crate::real::Real;
 /// (y, z) <- one Verlet step.
 pub fn forward_step<T: Real>(st: &Step<T>, y: &mut [T], z: &mut [T], sc: &mut Scratch<T>) {
     affine_t(st.k, y, st.b, &mut sc.u);
-    z.iter_mut()
-        .zip(&sc.u)
-        .for_each(|(zi, ci)| *zi -= st.h * st.act.f(*ci));
+    z.iter_mut().zip(&sc.u).for_each(|(zi, ci)| *zi -= st.h * st.act.f(*ci));
     affine(st.k, z, st.b, &mut sc.u);
-    y.iter_mut()
-        .zip(&sc.u)
-        .for_each(|(yi, ui)| *yi += st.h * st.act.f(*ui));
+    y.iter_mut().zip(&sc.u).for_each(|(yi, ui)| *yi += st.h * st.act.f(*ui));
 }
 
 /// (y_{j+1}, z_{j+1}) <- (y_j, z_j): the step run backwards in time (MODEL.md section 3).
 pub fn reverse_step<T: Real>(st: &Step<T>, y: &mut [T], z: &mut [T], sc: &mut Scratch<T>) {
     affine(st.k, z, st.b, &mut sc.u);
-    y.iter_mut()
-        .zip(&sc.u)
-        .for_each(|(yi, ui)| *yi -= st.h * st.act.f(*ui));
+    y.iter_mut().zip(&sc.u).for_each(|(yi, ui)| *yi -= st.h * st.act.f(*ui));
     affine_t(st.k, y, st.b, &mut sc.u);
-    z.iter_mut()
-        .zip(&sc.u)
-        .for_each(|(zi, ci)| *zi += st.h * st.act.f(*ci));
+    z.iter_mut().zip(&sc.u).for_each(|(zi, ci)| *zi += st.h * st.act.f(*ci));
 }
 
 /// The fused adjoint step of MODEL.md section 4. On entry (y, z) = (y_{j+1}, z_{j+1}) and
@@ -66,10 +58,7 @@ pub fn adjoint_step<T: Real>(
     // Rebuild y_j = y_{j+1} - h sigma(u).
     match stored {
         Some((ys, _)) => y.copy_from_slice(ys),
-        None => y
-            .iter_mut()
-            .zip(&sc.u)
-            .for_each(|(yi, ui)| *yi -= h * st.act.f(*ui)),
+        None => y.iter_mut().zip(&sc.u).for_each(|(yi, ui)| *yi -= h * st.act.f(*ui)),
     }
     // Z update: c = K^T y_j + b, t = sigma'(c) * (-h zbar).
     affine_t(st.k, y, st.b, &mut sc.u);
@@ -83,10 +72,7 @@ pub fn adjoint_step<T: Real>(
     // Rebuild z_j = z_{j+1} + h sigma(c).
     match stored {
         Some((_, zs)) => z.copy_from_slice(zs),
-        None => z
-            .iter_mut()
-            .zip(&sc.u)
-            .for_each(|(zi, ci)| *zi += h * st.act.f(*ci)),
+        None => z.iter_mut().zip(&sc.u).for_each(|(zi, ci)| *zi += h * st.act.f(*ci)),
     }
 }
 

@@ -25,19 +25,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let context = |what: &str, e: io::Error| {
-        io::Error::new(e.kind(), format!("{what} {}: {e}", tmp.display()))
-    };
+    let context = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what} {}: {e}", tmp.display()));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .map_err(|e| context("cannot create temporary file", e))?;
-        f.write_all(bytes)
-            .map_err(|e| context("cannot write temporary file", e))?;
-        f.sync_all()
-            .map_err(|e| context("cannot sync temporary file", e))?;
+        f.write_all(bytes).map_err(|e| context("cannot write temporary file", e))?;
+        f.sync_all().map_err(|e| context("cannot sync temporary file", e))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| context("cannot move into place temporary file", e))
     })();

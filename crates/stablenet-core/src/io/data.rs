@@ -22,15 +22,10 @@ pub fn load_data(path: &Path, classes: Option<usize>) -> Result<Dataset> {
         )));
     }
     let [n, d] = x_info.shape[..] else {
-        return Err(err(format!(
-            "tensor x has shape {:?}, expected 2 dimensions [n, d]",
-            x_info.shape
-        )));
+        return Err(err(format!("tensor x has shape {:?}, expected 2 dimensions [n, d]", x_info.shape)));
     };
     if n == 0 || d == 0 {
-        return Err(err(format!(
-            "tensor x has shape [{n}, {d}]: no samples or no features"
-        )));
+        return Err(err(format!("tensor x has shape [{n}, {d}]: no samples or no features")));
     }
 
     let l_info = file.need("labels")?;
@@ -42,28 +37,18 @@ pub fn load_data(path: &Path, classes: Option<usize>) -> Result<Dataset> {
     }
     let lb = file.bytes("labels")?;
     let wide: Vec<i64> = match l_info.dtype {
-        Dtype::I64 => lb
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect(),
-        Dtype::I32 => lb
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64)
-            .collect(),
+        Dtype::I64 => lb.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+        Dtype::I32 => lb.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64).collect(),
         Dtype::U8 => lb.iter().map(|&b| b as i64).collect(),
         other => {
-            return Err(err(format!(
-                "tensor labels has dtype {other}; accepted are I64, I32 and U8"
-            )));
+            return Err(err(format!("tensor labels has dtype {other}; accepted are I64, I32 and U8")));
         }
     };
     let mut labels = Vec::with_capacity(n);
     for (i, &l) in wide.iter().enumerate() {
         let l = u32::try_from(l).map_err(|_| {
             let why = if l < 0 { "negative" } else { "too large" };
-            err(format!(
-                "label {l} of sample {i} is {why} (labels are 0-based class indices)"
-            ))
+            err(format!("label {l} of sample {i} is {why} (labels are 0-based class indices)"))
         })?;
         labels.push(l);
     }
@@ -71,12 +56,7 @@ pub fn load_data(path: &Path, classes: Option<usize>) -> Result<Dataset> {
         Some(c) => c,
         None => labels.iter().max().map_or(0, |&m| m as usize + 1),
     };
-    let ds = Dataset {
-        x: file.f32s("x")?,
-        labels,
-        d,
-        classes,
-    };
+    let ds = Dataset { x: file.f32s("x")?, labels, d, classes };
     // Dataset::validate names the first label >= classes and the first non-finite sample.
     ds.validate().map_err(|e| err(bare(e)))?;
     Ok(ds)

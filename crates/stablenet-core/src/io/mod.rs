@@ -45,29 +45,15 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn new(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Self {
-        Tensor {
-            name: name.into(),
-            shape,
-            data,
-        }
+        Tensor { name: name.into(), shape, data }
     }
 }
 
 /// Writes f32 tensors and a string map (gradient files, checkpoints of anything else).
 /// Names must be unique and non-empty; each tensor's data must fill its shape.
-pub fn save_tensors(
-    path: &Path,
-    tensors: &[Tensor],
-    metadata: &BTreeMap<String, String>,
-) -> Result<()> {
-    let views: Vec<raw::F32Ref<'_>> = tensors
-        .iter()
-        .map(|t| raw::F32Ref {
-            name: &t.name,
-            shape: &t.shape,
-            data: &t.data,
-        })
-        .collect();
+pub fn save_tensors(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>) -> Result<()> {
+    let views: Vec<raw::F32Ref<'_>> =
+        tensors.iter().map(|t| raw::F32Ref { name: &t.name, shape: &t.shape, data: &t.data }).collect();
     let bytes = raw::encode(path, &views, metadata)?;
     write_atomic(path, &bytes)
 }
@@ -81,10 +67,7 @@ pub fn load_tensors(path: &Path) -> Result<(Vec<Tensor>, BTreeMap<String, String
         .into_iter()
         .map(|name| {
             let data = file.f32s(&name)?;
-            let shape = file
-                .info(&name)
-                .map(|i| i.shape.clone())
-                .unwrap_or_default();
+            let shape = file.info(&name).map(|i| i.shape.clone()).unwrap_or_default();
             Ok(Tensor { name, shape, data })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -35,26 +35,13 @@ pub fn save_model(
     cfg.validate().or_else(|e| fail(bare(e)))?;
     params.check_shape(cfg).or_else(|e| fail(bare(e)))?;
     if let Some(name) = params.first_non_finite() {
-        return fail(format!(
-            "{name} holds a NaN or infinity (has training diverged?)"
-        ));
+        return fail(format!("{name} holds a NaN or infinity (has training diverged?)"));
     }
-    if let Some(t) = extras
-        .iter()
-        .find(|t| GROUP_NAMES.contains(&t.name.as_str()))
-    {
-        return fail(format!(
-            "extra tensor {} collides with a model tensor",
-            t.name
-        ));
+    if let Some(t) = extras.iter().find(|t| GROUP_NAMES.contains(&t.name.as_str())) {
+        return fail(format!("extra tensor {} collides with a model tensor", t.name));
     }
-    if let Some(k) = extra_meta
-        .keys()
-        .find(|k| RESERVED_KEYS.contains(&k.as_str()))
-    {
-        return fail(format!(
-            "extra metadata key {k:?} is reserved for the configuration"
-        ));
+    if let Some(k) = extra_meta.keys().find(|k| RESERVED_KEYS.contains(&k.as_str())) {
+        return fail(format!("extra metadata key {k:?} is reserved for the configuration"));
     }
     let mut meta = extra_meta.clone();
     meta.insert("integrator".into(), cfg.integrator.name().into());
@@ -68,11 +55,7 @@ pub fn save_model(
     for ((name, data), shape) in params.groups().into_iter().zip(&shapes) {
         tensors.push(F32Ref { name, shape, data });
     }
-    tensors.extend(extras.iter().map(|t| F32Ref {
-        name: &t.name,
-        shape: &t.shape,
-        data: &t.data,
-    }));
+    tensors.extend(extras.iter().map(|t| F32Ref { name: &t.name, shape: &t.shape, data: &t.data }));
     let bytes = raw::encode(path, &tensors, &meta)?;
     write_atomic(path, &bytes)
 }
@@ -83,10 +66,7 @@ pub fn load_model(path: &Path) -> Result<ModelFile> {
     let file = RawFile::parse(path, &bytes)?;
     let err = |m: String| Error::file(path, m);
 
-    let missing: Vec<&str> = GROUP_NAMES
-        .into_iter()
-        .filter(|n| file.info(n).is_none())
-        .collect();
+    let missing: Vec<&str> = GROUP_NAMES.into_iter().filter(|n| file.info(n).is_none()).collect();
     if !missing.is_empty() {
         return Err(err(format!(
             "not a stablenet model: missing tensor(s) {} (a model file holds {})",
@@ -97,9 +77,7 @@ pub fn load_model(path: &Path) -> Result<ModelFile> {
     for name in GROUP_NAMES {
         let dtype = file.need(name)?.dtype;
         if dtype != Dtype::F32 {
-            return Err(err(format!(
-                "tensor {name} has dtype {dtype}; only F32 is accepted"
-            )));
+            return Err(err(format!("tensor {name} has dtype {dtype}; only F32 is accepted")));
         }
     }
 
@@ -110,9 +88,7 @@ pub fn load_model(path: &Path) -> Result<ModelFile> {
         if s.len() == want.split(',').count() {
             Ok(s)
         } else {
-            Err(err(format!(
-                "tensor {name} has shape {s:?}, expected {want}"
-            )))
+            Err(err(format!("tensor {name} has shape {s:?}, expected {want}")))
         }
     };
     let ow = rank("opening.weight", "[width, d]")?;
@@ -148,10 +124,7 @@ pub fn load_model(path: &Path) -> Result<ModelFile> {
     for (name, v) in params.groups_mut() {
         *v = file.f32s(name)?;
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(err(format!(
-                "tensor {name} holds a non-finite value ({}) at flat index {i}",
-                v[i]
-            )));
+            return Err(err(format!("tensor {name} holds a non-finite value ({}) at flat index {i}", v[i])));
         }
     }
     params.check_shape(&config).map_err(|e| err(bare(e)))?;
@@ -173,19 +146,10 @@ pub fn load_model(path: &Path) -> Result<ModelFile> {
             continue;
         }
         let shape = info.shape.clone();
-        extras.push(Tensor {
-            data: file.f32s(&name)?,
-            name,
-            shape,
-        });
+        extras.push(Tensor { data: file.f32s(&name)?, name, shape });
     }
     metadata.retain(|k, _| !RESERVED_KEYS.contains(&k.as_str()));
-    Ok(ModelFile {
-        config,
-        params,
-        extras,
-        metadata,
-    })
+    Ok(ModelFile { config, params, extras, metadata })
 }
 
 fn parse_config(
@@ -200,24 +164,16 @@ fn parse_config(
             )
         })
     };
-    let integrator: Integrator = get("integrator")?
-        .parse()
-        .map_err(|e| format!("metadata integrator: {}", bare(e)))?;
-    let activation: Activation = get("activation")?
-        .parse()
-        .map_err(|e| format!("metadata activation: {}", bare(e)))?;
+    let integrator: Integrator = get("integrator")?.parse().map_err(|e| format!("metadata integrator: {}", bare(e)))?;
+    let activation: Activation = get("activation")?.parse().map_err(|e| format!("metadata activation: {}", bare(e)))?;
     let text = get("final_time")?;
     let final_time = match text.trim().parse::<f64>() {
         Ok(t) if t.is_finite() && t > 0.0 => t,
         Ok(_) => {
-            return Err(format!(
-                "metadata final_time = {text:?} must be finite and > 0"
-            ));
+            return Err(format!("metadata final_time = {text:?} must be finite and > 0"));
         }
         Err(_) => {
-            return Err(format!(
-                "metadata final_time = {text:?} is not a decimal number"
-            ));
+            return Err(format!("metadata final_time = {text:?} is not a decimal number"));
         }
     };
     let gamma = match meta.get("gamma") {
@@ -228,14 +184,5 @@ fn parse_config(
             Err(_) => return Err(format!("metadata gamma = {text:?} is not a decimal number")),
         },
     };
-    Ok(ModelConfig {
-        d,
-        width,
-        steps,
-        final_time,
-        integrator,
-        activation,
-        gamma,
-        classes,
-    })
+    Ok(ModelConfig { d, width, steps, final_time, integrator, activation, gamma, classes })
 }

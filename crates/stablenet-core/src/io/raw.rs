@@ -20,13 +20,9 @@ impl<'a> RawFile<'a> {
     pub fn parse(path: &'a Path, bytes: &'a [u8]) -> Result<Self> {
         // read_metadata checks that the offsets tile the data section exactly, so every
         // tensor's byte length matches its shape and dtype from here on.
-        let (n, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| Error::file(path, describe(&e, bytes.len())))?;
-        Ok(RawFile {
-            path,
-            header,
-            data: &bytes[8 + n..],
-        })
+        let (n, header) =
+            SafeTensors::read_metadata(bytes).map_err(|e| Error::file(path, describe(&e, bytes.len())))?;
+        Ok(RawFile { path, header, data: &bytes[8 + n..] })
     }
 
     /// Tensor names, sorted so that results do not depend on hash order.
@@ -47,18 +43,14 @@ impl<'a> RawFile<'a> {
     }
 
     pub fn need(&self, name: &str) -> Result<&TensorInfo> {
-        self.info(name)
-            .ok_or_else(|| Error::file(self.path, format!("tensor {name} is missing")))
+        self.info(name).ok_or_else(|| Error::file(self.path, format!("tensor {name} is missing")))
     }
 
     /// The values of an F32 tensor; any other dtype is an error naming it.
     pub fn f32s(&self, name: &str) -> Result<Vec<f32>> {
         let dtype = self.need(name)?.dtype;
         if dtype != Dtype::F32 {
-            return Err(Error::file(
-                self.path,
-                format!("tensor {name} has dtype {dtype}; only F32 is accepted"),
-            ));
+            return Err(Error::file(self.path, format!("tensor {name} has dtype {dtype}; only F32 is accepted")));
         }
         Ok(decode_f32(self.bytes(name)?))
     }
@@ -74,10 +66,7 @@ impl<'a> RawFile<'a> {
 
 /// Little-endian f32 from bytes at any alignment (the data section need not be 4-aligned).
 pub(super) fn decode_f32(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 /// Turns the library's terse parse errors into a diagnosis a user can act on.
@@ -86,15 +75,14 @@ fn describe(e: &SafeTensorError, len: usize) -> String {
     let what = match e {
         HeaderTooSmall => format!("only {len} bytes, shorter than a safetensors header"),
         HeaderTooLarge | InvalidHeaderLength => {
-            "the header length field does not fit the file: truncated, or not a safetensors file"
-                .to_string()
+            "the header length field does not fit the file: truncated, or not a safetensors file".to_string()
         }
         InvalidHeader(_) | InvalidHeaderDeserialization(_) | JsonError(_) => {
             format!("the header is not valid safetensors JSON ({e})")
         }
-        MetadataIncompleteBuffer => format!(
-            "the tensor data does not match the file size ({len} bytes): truncated or trailing bytes"
-        ),
+        MetadataIncompleteBuffer => {
+            format!("the tensor data does not match the file size ({len} bytes): truncated or trailing bytes")
+        }
         _ => format!("inconsistent safetensors header ({e})"),
     };
     format!("not a readable safetensors file: {what}")
@@ -108,11 +96,7 @@ pub(super) struct F32Ref<'a> {
 }
 
 /// Serialises f32 tensors and a string map into safetensors bytes with a canonical header.
-pub(super) fn encode(
-    path: &Path,
-    tensors: &[F32Ref<'_>],
-    metadata: &BTreeMap<String, String>,
-) -> Result<Vec<u8>> {
+pub(super) fn encode(path: &Path, tensors: &[F32Ref<'_>], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
     let fail = |m: String| Err(Error::file(path, format!("cannot save: {m}")));
     let mut seen = std::collections::BTreeSet::new();
     let mut encoded = Vec::with_capacity(tensors.len());
@@ -125,12 +109,7 @@ pub(super) fn encode(
         }
         let len = t.shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
         if len != Some(t.data.len()) {
-            return fail(format!(
-                "tensor {} has shape {:?} but holds {} values",
-                t.name,
-                t.shape,
-                t.data.len()
-            ));
+            return fail(format!("tensor {} has shape {:?} but holds {} values", t.name, t.shape, t.data.len()));
         }
         let bytes: Vec<u8> = t.data.iter().flat_map(|x| x.to_le_bytes()).collect();
         encoded.push((t.name, t.shape.to_vec(), bytes));
@@ -156,8 +135,7 @@ fn canonical_header(buf: Vec<u8>) -> Vec<u8> {
     let mut header: BTreeMap<String, serde_json::Value> =
         serde_json::from_slice(&buf[8..8 + n]).expect("safetensors wrote valid JSON");
     if let Some(meta) = header.get_mut("__metadata__") {
-        let sorted: BTreeMap<String, String> =
-            serde_json::from_value(meta.take()).expect("metadata is a string map");
+        let sorted: BTreeMap<String, String> = serde_json::from_value(meta.take()).expect("metadata is a string map");
         *meta = serde_json::to_value(sorted).expect("a string map serialises");
     }
     let mut text = serde_json::to_vec(&header).expect("a JSON map serialises");

@@ -41,11 +41,7 @@ fn config(integrator: Integrator, activation: Activation) -> ModelConfig {
         final_time: 0.1 + 0.2, // not a short decimal: tests the exact round trip
         integrator,
         activation,
-        gamma: if integrator == Integrator::Antisym {
-            1e-3 / 3.0
-        } else {
-            0.0
-        },
+        gamma: if integrator == Integrator::Antisym { 1e-3 / 3.0 } else { 0.0 },
         classes: 2,
     }
 }
@@ -86,19 +82,11 @@ fn raw_f32(name: &str, shape: &[usize], data: &[f32]) -> Raw {
 fn model_tensors() -> Vec<Raw> {
     let cfg = config(Integrator::Hamiltonian, Activation::Tanh);
     let p = params(&cfg, 7);
-    p.groups()
-        .into_iter()
-        .map(|(name, data)| raw_f32(name, &p.group_shape(name), data))
-        .collect()
+    p.groups().into_iter().map(|(name, data)| raw_f32(name, &p.group_shape(name), data)).collect()
 }
 
 fn model_meta() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("integrator", "hamiltonian"),
-        ("final_time", "2.5"),
-        ("activation", "tanh"),
-        ("gamma", "0"),
-    ]
+    vec![("integrator", "hamiltonian"), ("final_time", "2.5"), ("activation", "tanh"), ("gamma", "0")]
 }
 
 fn write_raw(path: &Path, tensors: &[Raw], meta: Option<&[(&str, &str)]>) {
@@ -109,11 +97,8 @@ fn write_raw(path: &Path, tensors: &[Raw], meta: Option<&[(&str, &str)]>) {
             (t.name.as_str(), v)
         })
         .collect();
-    let meta: Option<HashMap<String, String>> = meta.map(|m| {
-        m.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    });
+    let meta: Option<HashMap<String, String>> =
+        meta.map(|m| m.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
     std::fs::write(path, safetensors::serialize(views, meta).unwrap()).unwrap();
 }
 
@@ -121,10 +106,7 @@ fn write_raw(path: &Path, tensors: &[Raw], meta: Option<&[(&str, &str)]>) {
 #[track_caller]
 fn assert_err<T: std::fmt::Debug>(result: Result<T>, path: &Path, needles: &[&str]) {
     let msg = result.expect_err("expected an error").to_string();
-    assert!(
-        msg.contains(&path.display().to_string()),
-        "error does not name the file: {msg}"
-    );
+    assert!(msg.contains(&path.display().to_string()), "error does not name the file: {msg}");
     for n in needles {
         assert!(msg.contains(n), "error lacks {n:?}: {msg}");
     }
@@ -144,17 +126,12 @@ fn io_model_round_trip_is_bit_exact_for_every_integrator_and_activation() {
             let cfg = config(integrator, activation);
             let p = params(&cfg, 11 + i as u64);
             let extras = vec![
-                Tensor::new(
-                    "optim.m.steps.weight",
-                    vec![4, 5, 5],
-                    p.k.iter().map(|x| x * 0.5).collect(),
-                ),
+                Tensor::new("optim.m.steps.weight", vec![4, 5, 5], p.k.iter().map(|x| x * 0.5).collect()),
                 Tensor::new("optim.step", vec![], vec![17.0]),
                 Tensor::new("optim.empty", vec![0, 3], vec![]),
             ];
-            let meta: BTreeMap<String, String> = [("epoch", "3"), ("note", "ünïcode ok")]
-                .map(|(k, v)| (k.into(), v.into()))
-                .into();
+            let meta: BTreeMap<String, String> =
+                [("epoch", "3"), ("note", "ünïcode ok")].map(|(k, v)| (k.into(), v.into())).into();
             let path = dir.path(&format!("{integrator}-{activation}.safetensors"));
             save_model(&path, &cfg, &p, &extras, &meta).unwrap();
             let m = load_model(&path).unwrap();
@@ -218,14 +195,10 @@ fn io_saved_model_follows_the_pytorch_convention() {
 
     // Same input, same bytes: the header does not depend on hash order.
     let again = dir.path("again.safetensors");
-    let many: BTreeMap<String, String> =
-        (0..20).map(|i| (format!("k{i}"), i.to_string())).collect();
+    let many: BTreeMap<String, String> = (0..20).map(|i| (format!("k{i}"), i.to_string())).collect();
     save_model(&path, &cfg, &p, &extras, &many).unwrap();
     save_model(&again, &cfg, &p, &extras, &many).unwrap();
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        std::fs::read(&again).unwrap()
-    );
+    assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&again).unwrap());
 }
 
 #[test]
@@ -233,39 +206,19 @@ fn io_model_written_elsewhere_loads_with_gamma_default_and_unknown_extras() {
     let dir = TempDir::new("foreign");
     let path = dir.path("torch.safetensors");
     let mut ts = model_tensors();
-    ts.push(raw_f32(
-        "optim.exp_avg.opening.weight",
-        &[5, 3],
-        &[0.25; 15],
-    ));
-    ts.push(Raw {
-        name: "optim.step".into(),
-        dtype: Dtype::I64,
-        shape: vec![],
-        bytes: 5i64.to_le_bytes().to_vec(),
-    });
-    let meta = [
-        ("integrator", "leapfrog"),
-        ("final_time", "5"),
-        ("activation", "tanh"),
-        ("format", "pt"),
-    ];
+    ts.push(raw_f32("optim.exp_avg.opening.weight", &[5, 3], &[0.25; 15]));
+    ts.push(Raw { name: "optim.step".into(), dtype: Dtype::I64, shape: vec![], bytes: 5i64.to_le_bytes().to_vec() });
+    let meta = [("integrator", "leapfrog"), ("final_time", "5"), ("activation", "tanh"), ("format", "pt")];
     write_raw(&path, &ts, Some(&meta));
     let m = load_model(&path).unwrap();
     assert_eq!(m.config.gamma, 0.0);
     assert_eq!(m.config.final_time, 5.0);
     assert_eq!(m.config.integrator, Integrator::Leapfrog);
-    assert_eq!(
-        (m.config.d, m.config.width, m.config.steps, m.config.classes),
-        (3, 5, 4, 2)
-    );
+    assert_eq!((m.config.d, m.config.width, m.config.steps, m.config.classes), (3, 5, 4, 2));
     // The F32 extra comes back; the I64 one is skipped (with a warning), not rejected.
     assert_eq!(m.extras.len(), 1);
     assert_eq!(m.extras[0].name, "optim.exp_avg.opening.weight");
-    assert_eq!(
-        m.metadata,
-        [("format".to_string(), "pt".to_string())].into()
-    );
+    assert_eq!(m.metadata, [("format".to_string(), "pt".to_string())].into());
 }
 
 #[test]
@@ -278,10 +231,7 @@ fn io_model_with_bad_tensors_is_rejected_naming_the_tensor() {
         assert_err(load_model(&path), &path, needles);
     };
     for name in GROUP_NAMES {
-        let ts = model_tensors()
-            .into_iter()
-            .filter(|t| t.name != name)
-            .collect();
+        let ts = model_tensors().into_iter().filter(|t| t.name != name).collect();
         check(ts, &[name, "missing"]);
     }
     check(
@@ -290,48 +240,23 @@ fn io_model_with_bad_tensors_is_rejected_naming_the_tensor() {
     );
     // Inconsistent widths between tensors: the expectation comes from opening.weight.
     check(
-        with_tensor(
-            model_tensors(),
-            raw_f32("classifier.weight", &[2, 4], &[0.0; 8]),
-        ),
-        &[
-            "classifier.weight",
-            "[2, 4]",
-            "expected [2, 5]",
-            "opening.weight",
-        ],
+        with_tensor(model_tensors(), raw_f32("classifier.weight", &[2, 4], &[0.0; 8])),
+        &["classifier.weight", "[2, 4]", "expected [2, 5]", "opening.weight"],
     );
     check(
-        with_tensor(
-            model_tensors(),
-            raw_f32("steps.weight", &[4, 6, 6], &[0.0; 144]),
-        ),
+        with_tensor(model_tensors(), raw_f32("steps.weight", &[4, 6, 6], &[0.0; 144])),
         &["steps.weight", "[4, 6, 6]", "expected [4, 5, 5]"],
     );
     check(
-        with_tensor(
-            model_tensors(),
-            raw_f32("steps.weight", &[20, 5], &[0.0; 100]),
-        ),
+        with_tensor(model_tensors(), raw_f32("steps.weight", &[20, 5], &[0.0; 100])),
         &["steps.weight", "[20, 5]", "[N, width, width]"],
     );
     check(
-        with_tensor(
-            model_tensors(),
-            raw_f32("opening.weight", &[15], &[0.0; 15]),
-        ),
+        with_tensor(model_tensors(), raw_f32("opening.weight", &[15], &[0.0; 15])),
         &["opening.weight", "[15]", "[width, d]"],
     );
-    let f64s = Raw {
-        name: "opening.bias".into(),
-        dtype: Dtype::F64,
-        shape: vec![5],
-        bytes: vec![0; 40],
-    };
-    check(
-        with_tensor(model_tensors(), f64s),
-        &["opening.bias", "F64", "only F32"],
-    );
+    let f64s = Raw { name: "opening.bias".into(), dtype: Dtype::F64, shape: vec![5], bytes: vec![0; 40] };
+    check(with_tensor(model_tensors(), f64s), &["opening.bias", "F64", "only F32"]);
     let mut nan = [0.5f32; 2];
     nan[1] = f32::NAN;
     check(
@@ -339,21 +264,12 @@ fn io_model_with_bad_tensors_is_rejected_naming_the_tensor() {
         &["classifier.bias", "non-finite", "index 1"],
     );
     check(
-        with_tensor(
-            model_tensors(),
-            raw_f32("steps.bias", &[4, 5], &[f32::INFINITY; 20]),
-        ),
+        with_tensor(model_tensors(), raw_f32("steps.bias", &[4, 5], &[f32::INFINITY; 20])),
         &["steps.bias", "non-finite"],
     );
     // A single class is not a classifier: the configuration check runs on loaded files.
-    let one = with_tensor(
-        model_tensors(),
-        raw_f32("classifier.weight", &[1, 5], &[0.0; 5]),
-    );
-    check(
-        with_tensor(one, raw_f32("classifier.bias", &[1], &[0.0])),
-        &["2 classes"],
-    );
+    let one = with_tensor(model_tensors(), raw_f32("classifier.weight", &[1, 5], &[0.0; 5]));
+    check(with_tensor(one, raw_f32("classifier.bias", &[1], &[0.0])), &["2 classes"]);
 }
 
 #[test]
@@ -370,14 +286,8 @@ fn io_model_with_bad_metadata_is_rejected_naming_the_key() {
         assert_err(load_model(&path), &path, needles);
     };
     check(("integrator", Some("euler")), &["integrator", "\"euler\""]);
-    check(
-        ("activation", Some("sigmoid")),
-        &["activation", "\"sigmoid\""],
-    );
-    check(
-        ("final_time", Some("abc")),
-        &["final_time", "\"abc\"", "not a decimal"],
-    );
+    check(("activation", Some("sigmoid")), &["activation", "\"sigmoid\""]);
+    check(("final_time", Some("abc")), &["final_time", "\"abc\"", "not a decimal"]);
     check(("final_time", Some("0")), &["final_time", "> 0"]);
     check(("final_time", Some("-1.5")), &["final_time", "> 0"]);
     check(("final_time", Some("inf")), &["final_time", "finite"]);
@@ -402,16 +312,8 @@ fn io_truncated_and_garbage_files_fail_clearly() {
     for len in [0, 5, 8, 20, bytes.len() / 2, bytes.len() - 1] {
         std::fs::write(&cut, &bytes[..len]).unwrap();
         assert_err(load_model(&cut), &cut, &["not a readable safetensors file"]);
-        assert_err(
-            load_tensors(&cut),
-            &cut,
-            &["not a readable safetensors file"],
-        );
-        assert_err(
-            load_data(&cut, None),
-            &cut,
-            &["not a readable safetensors file"],
-        );
+        assert_err(load_tensors(&cut), &cut, &["not a readable safetensors file"]);
+        assert_err(load_data(&cut, None), &cut, &["not a readable safetensors file"]);
     }
     // Trailing bytes are as wrong as missing ones.
     let mut long = bytes.clone();
@@ -431,21 +333,13 @@ fn io_truncated_and_garbage_files_fail_clearly() {
             })
             .collect();
         std::fs::write(&garbage, &noise).unwrap();
-        assert_err(
-            load_model(&garbage),
-            &garbage,
-            &["not a readable safetensors file"],
-        );
+        assert_err(load_model(&garbage), &garbage, &["not a readable safetensors file"]);
     }
     // A small header length followed by non-JSON.
     let mut fake = 8u64.to_le_bytes().to_vec();
     fake.extend_from_slice(b"not json");
     std::fs::write(&garbage, &fake).unwrap();
-    assert_err(
-        load_model(&garbage),
-        &garbage,
-        &["not valid safetensors JSON"],
-    );
+    assert_err(load_model(&garbage), &garbage, &["not valid safetensors JSON"]);
 
     let absent = dir.path("absent.safetensors");
     assert!(matches!(load_model(&absent), Err(Error::Io { .. })));
@@ -460,42 +354,16 @@ fn io_save_model_rejects_inconsistent_input() {
     let p = params(&cfg, 2);
     let none = BTreeMap::new();
     let clash = [Tensor::new("steps.bias", vec![4, 5], vec![0.0; 20])];
-    assert_err(
-        save_model(&path, &cfg, &p, &clash, &none),
-        &path,
-        &["steps.bias", "collides"],
-    );
+    assert_err(save_model(&path, &cfg, &p, &clash, &none), &path, &["steps.bias", "collides"]);
     let reserved: BTreeMap<String, String> = [("gamma".into(), "1".into())].into();
-    assert_err(
-        save_model(&path, &cfg, &p, &[], &reserved),
-        &path,
-        &["gamma", "reserved"],
-    );
+    assert_err(save_model(&path, &cfg, &p, &[], &reserved), &path, &["gamma", "reserved"]);
     let mut nan = p.clone();
     nan.wc[3] = f32::NAN;
-    assert_err(
-        save_model(&path, &cfg, &nan, &[], &none),
-        &path,
-        &["classifier.weight", "NaN"],
-    );
-    let other = ModelConfig {
-        width: 6,
-        ..cfg.clone()
-    };
-    assert_err(
-        save_model(&path, &other, &p, &[], &none),
-        &path,
-        &["(d, w, N, C)"],
-    );
-    let twice = [
-        Tensor::new("optim.a", vec![1], vec![0.0]),
-        Tensor::new("optim.a", vec![1], vec![1.0]),
-    ];
-    assert_err(
-        save_model(&path, &cfg, &p, &twice, &none),
-        &path,
-        &["optim.a", "twice"],
-    );
+    assert_err(save_model(&path, &cfg, &nan, &[], &none), &path, &["classifier.weight", "NaN"]);
+    let other = ModelConfig { width: 6, ..cfg.clone() };
+    assert_err(save_model(&path, &other, &p, &[], &none), &path, &["(d, w, N, C)"]);
+    let twice = [Tensor::new("optim.a", vec![1], vec![0.0]), Tensor::new("optim.a", vec![1], vec![1.0])];
+    assert_err(save_model(&path, &cfg, &p, &twice, &none), &path, &["optim.a", "twice"]);
     assert!(!path.exists(), "a refused save must not create the file");
 }
 
@@ -505,11 +373,8 @@ fn io_gradient_tensors_round_trip_and_reject_other_dtypes() {
     let path = dir.path("grad.safetensors");
     let cfg = config(Integrator::Leapfrog, Activation::Tanh);
     let g = params(&cfg, 5);
-    let mut tensors: Vec<Tensor> = g
-        .groups()
-        .into_iter()
-        .map(|(name, v)| Tensor::new(name, g.group_shape(name), v.to_vec()))
-        .collect();
+    let mut tensors: Vec<Tensor> =
+        g.groups().into_iter().map(|(name, v)| Tensor::new(name, g.group_shape(name), v.to_vec())).collect();
     tensors.push(Tensor::new("loss", vec![], vec![0.612_345_7]));
     let meta: BTreeMap<String, String> = [("seed".into(), "5".into())].into();
     save_tensors(&path, &tensors, &meta).unwrap();
@@ -537,27 +402,12 @@ fn io_gradient_tensors_round_trip_and_reject_other_dtypes() {
     assert_eq!(odd_back, back);
 
     let short = [Tensor::new("loss", vec![2], vec![1.0])];
-    assert_err(
-        save_tensors(&path, &short, &meta),
-        &path,
-        &["loss", "[2]", "1 values"],
-    );
+    assert_err(save_tensors(&path, &short, &meta), &path, &["loss", "[2]", "1 values"]);
     let other = dir.path("i32.safetensors");
-    let ts = [
-        raw_f32("a", &[1], &[1.0]),
-        Raw {
-            name: "b".into(),
-            dtype: Dtype::I32,
-            shape: vec![1],
-            bytes: vec![0; 4],
-        },
-    ];
+    let ts =
+        [raw_f32("a", &[1], &[1.0]), Raw { name: "b".into(), dtype: Dtype::I32, shape: vec![1], bytes: vec![0; 4] }];
     write_raw(&other, &ts, None);
-    assert_err(
-        load_tensors(&other),
-        &other,
-        &["tensor b", "I32", "only F32"],
-    );
+    assert_err(load_tensors(&other), &other, &["tensor b", "I32", "only F32"]);
 }
 
 #[test]
@@ -589,10 +439,8 @@ fn io_write_atomic_failures_name_the_path_and_keep_the_target() {
     std::fs::write(target.join("inside"), b"keep").unwrap();
     assert_err(write_atomic(&target, b"x"), &target, &["move into place"]);
     assert_eq!(std::fs::read(target.join("inside")).unwrap(), b"keep");
-    let mut names: Vec<_> = std::fs::read_dir(&dir.0)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut names: Vec<_> =
+        std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["plain", "taken"]);
 }
@@ -613,11 +461,7 @@ fn io_write_atomic_into_read_only_directory_keeps_the_existing_file() {
     if !privileged {
         let cfg = config(Integrator::Resnet, Activation::Tanh);
         let p = params(&cfg, 1);
-        assert_err(
-            save_model(&path, &cfg, &p, &[], &BTreeMap::new()),
-            &path,
-            &["temporary file"],
-        );
+        assert_err(save_model(&path, &cfg, &p, &[], &BTreeMap::new()), &path, &["temporary file"]);
         assert_err(write_atomic(&path, b"new"), &path, &["temporary file"]);
         assert_eq!(std::fs::read(&path).unwrap(), b"existing");
     } else {
@@ -635,23 +479,12 @@ fn data_file(path: &Path, x: &[f32], shape: &[usize], labels: Raw) {
 fn labels_raw(dtype: Dtype, values: &[i64]) -> Raw {
     let bytes = match dtype {
         Dtype::I64 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        Dtype::I32 => values
-            .iter()
-            .flat_map(|&v| (v as i32).to_le_bytes())
-            .collect(),
+        Dtype::I32 => values.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect(),
         Dtype::U8 => values.iter().map(|&v| v as u8).collect(),
-        Dtype::F32 => values
-            .iter()
-            .flat_map(|&v| (v as f32).to_le_bytes())
-            .collect(),
+        Dtype::F32 => values.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
         _ => unreachable!(),
     };
-    Raw {
-        name: "labels".into(),
-        dtype,
-        shape: vec![values.len()],
-        bytes,
-    }
+    Raw { name: "labels".into(), dtype, shape: vec![values.len()], bytes }
 }
 
 #[test]
@@ -666,11 +499,7 @@ fn io_load_data_accepts_i64_i32_u8_labels() {
         assert_eq!((ds.d, ds.classes, ds.len()), (2, 3, 4));
         assert_eq!(bits(&ds.x), bits(&x));
         assert_eq!(load_data(&path, Some(5)).unwrap().classes, 5);
-        assert_err(
-            load_data(&path, Some(2)),
-            &path,
-            &["label 2 of sample 1", "0..2"],
-        );
+        assert_err(load_data(&path, Some(2)), &path, &["label 2 of sample 1", "0..2"]);
     }
 }
 
@@ -681,61 +510,24 @@ fn io_load_data_rejects_bad_files() {
     let x = [0.5f32; 6];
     let ok = || labels_raw(Dtype::I64, &[0, 1, 1]);
     data_file(&path, &x, &[3, 2], labels_raw(Dtype::I64, &[0, -1, 1]));
-    assert_err(
-        load_data(&path, None),
-        &path,
-        &["label -1 of sample 1 is negative"],
-    );
+    assert_err(load_data(&path, None), &path, &["label -1 of sample 1 is negative"]);
     data_file(&path, &x, &[3, 2], labels_raw(Dtype::I32, &[0, 1, -4]));
-    assert_err(
-        load_data(&path, None),
-        &path,
-        &["label -4 of sample 2 is negative"],
-    );
+    assert_err(load_data(&path, None), &path, &["label -4 of sample 2 is negative"]);
     data_file(&path, &x, &[3, 2], labels_raw(Dtype::F32, &[0, 1, 1]));
-    assert_err(
-        load_data(&path, None),
-        &path,
-        &["labels", "F32", "I64, I32 and U8"],
-    );
+    assert_err(load_data(&path, None), &path, &["labels", "F32", "I64, I32 and U8"]);
     data_file(&path, &x, &[3, 2], labels_raw(Dtype::I64, &[0, 1]));
-    assert_err(
-        load_data(&path, None),
-        &path,
-        &["labels", "[2]", "expected [3]"],
-    );
+    assert_err(load_data(&path, None), &path, &["labels", "[2]", "expected [3]"]);
     data_file(&path, &x, &[6], ok());
-    assert_err(
-        load_data(&path, None),
-        &path,
-        &["tensor x", "[6]", "[n, d]"],
-    );
+    assert_err(load_data(&path, None), &path, &["tensor x", "[6]", "[n, d]"]);
     data_file(&path, &x, &[3, 1, 2], ok());
-    assert_err(
-        load_data(&path, None),
-        &path,
-        &["tensor x", "[3, 1, 2]", "[n, d]"],
-    );
+    assert_err(load_data(&path, None), &path, &["tensor x", "[3, 1, 2]", "[n, d]"]);
     let mut nan = x;
     nan[5] = f32::NAN;
     data_file(&path, &nan, &[3, 2], ok());
-    assert_err(
-        load_data(&path, None),
-        &path,
-        &["sample 2", "non-finite", "feature 1"],
-    );
-    let f64x = Raw {
-        name: "x".into(),
-        dtype: Dtype::F64,
-        shape: vec![3, 2],
-        bytes: vec![0; 48],
-    };
+    assert_err(load_data(&path, None), &path, &["sample 2", "non-finite", "feature 1"]);
+    let f64x = Raw { name: "x".into(), dtype: Dtype::F64, shape: vec![3, 2], bytes: vec![0; 48] };
     write_raw(&path, &[f64x, ok()], None);
-    assert_err(
-        load_data(&path, None),
-        &path,
-        &["tensor x", "F64", "only F32"],
-    );
+    assert_err(load_data(&path, None), &path, &["tensor x", "F64", "only F32"]);
     write_raw(&path, &[ok()], None);
     assert_err(load_data(&path, None), &path, &["tensor x", "missing"]);
     write_raw(&path, &[raw_f32("x", &[3, 2], &x)], None);

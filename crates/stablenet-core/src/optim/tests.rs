@@ -27,29 +27,14 @@ fn dist<T: Real>(p: &Params<T>, q: &Params<T>) -> f64 {
 
 #[test]
 fn kinds_parse_and_validate() {
-    assert_eq!(
-        OptimizerKind::from_name("sgd", 0.1).unwrap(),
-        OptimizerKind::Sgd {
-            lr: 0.1,
-            momentum: 0.0
-        }
-    );
+    assert_eq!(OptimizerKind::from_name("sgd", 0.1).unwrap(), OptimizerKind::Sgd { lr: 0.1, momentum: 0.0 });
     let adam = OptimizerKind::from_name("Adam", 1e-3).unwrap();
-    assert_eq!(
-        adam,
-        OptimizerKind::adam_with(1e-3, 0.9, 0.999, 1e-8).unwrap()
-    );
+    assert_eq!(adam, OptimizerKind::adam_with(1e-3, 0.9, 0.999, 1e-8).unwrap());
     assert_eq!((adam.name(), adam.lr()), ("adam", 1e-3));
     let sgd = OptimizerKind::from_name("sgd", 0.1).unwrap();
-    assert_eq!(
-        sgd.with_momentum(0.9).unwrap(),
-        OptimizerKind::sgd(0.1, 0.9).unwrap()
-    );
+    assert_eq!(sgd.with_momentum(0.9).unwrap(), OptimizerKind::sgd(0.1, 0.9).unwrap());
     let cases = [
-        (
-            OptimizerKind::from_name("rmsprop", 0.1),
-            "unknown optimizer",
-        ),
+        (OptimizerKind::from_name("rmsprop", 0.1), "unknown optimizer"),
         (OptimizerKind::sgd(0.0, 0.0), "learning rate"),
         (OptimizerKind::sgd(f64::NAN, 0.0), "learning rate"),
         (OptimizerKind::adam(-1.0), "learning rate"),
@@ -184,9 +169,7 @@ fn state_round_trip_continues_bit_identically() {
 #[test]
 fn load_state_rejects_bad_entries() {
     let p = random::<f64>(6);
-    let adam_state = Optimizer::new(OptimizerKind::adam(0.1).unwrap(), &p)
-        .unwrap()
-        .state_tensors();
+    let adam_state = Optimizer::new(OptimizerKind::adam(0.1).unwrap(), &p).unwrap().state_tensors();
     let mut opt = Optimizer::new(OptimizerKind::adam(0.1).unwrap(), &p).unwrap();
     let edit = |f: &dyn Fn(&mut State<f64>)| {
         let mut s = adam_state.clone();
@@ -194,18 +177,9 @@ fn load_state_rejects_bad_entries() {
         s
     };
     let cases: [(State<f64>, &str); 5] = [
-        (
-            edit(&|s| s.retain(|t| t.0 != "optim.adam_v.steps.bias")),
-            "missing tensor optim.adam_v.steps.bias",
-        ),
-        (
-            edit(&|s| s.retain(|t| t.0 != "optim.t")),
-            "missing tensor optim.t",
-        ),
-        (
-            edit(&|s| s[2].2.pop().map(drop).unwrap()),
-            "expected [4, 3, 3]",
-        ),
+        (edit(&|s| s.retain(|t| t.0 != "optim.adam_v.steps.bias")), "missing tensor optim.adam_v.steps.bias"),
+        (edit(&|s| s.retain(|t| t.0 != "optim.t")), "missing tensor optim.t"),
+        (edit(&|s| s[2].2.pop().map(drop).unwrap()), "expected [4, 3, 3]"),
         (edit(&|s| s[0].1 = vec![6]), "has shape [6]"),
         (edit(&|s| s.last_mut().unwrap().2[0] = 1.5), "whole number"),
     ];
@@ -218,9 +192,5 @@ fn load_state_rejects_bad_entries() {
     let e = sgd.load_state(&adam_state).unwrap_err().to_string();
     assert!(e.contains("unexpected tensor optim.adam_m"), "{e}");
     assert_eq!(opt.steps_taken(), 0);
-    assert!(
-        opt.state_tensors()
-            .iter()
-            .all(|t| t.2.iter().all(|&x| x == 0.0))
-    );
+    assert!(opt.state_tensors().iter().all(|t| t.2.iter().all(|&x| x == 0.0)));
 }

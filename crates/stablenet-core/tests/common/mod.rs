@@ -10,11 +10,7 @@ pub fn config(integrator: Integrator, d: usize, w: usize, n: usize, c: usize) ->
         final_time: 1.7,
         integrator,
         activation: Activation::Tanh,
-        gamma: if integrator == Integrator::Antisym {
-            0.05
-        } else {
-            0.0
-        },
+        gamma: if integrator == Integrator::Antisym { 0.05 } else { 0.0 },
         classes: c,
     }
 }
@@ -43,10 +39,7 @@ pub fn random_batch(cfg: &ModelConfig, n: usize, seed: u64) -> (Vec<f32>, Vec<u3
 }
 
 pub fn max_abs_diff<T: Real>(a: &[T], b: &[T]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x.f64() - y.f64()).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x.f64() - y.f64()).abs()).fold(0.0, f64::max)
 }
 
 pub fn max_abs<T: Real>(a: &[T]) -> f64 {

@@ -1,7 +1,7 @@
 //! `stablenet grad`: the exact gradient of the mean cross-entropy (no regulariser) of a model
 //! on a batch. This is how anyone checks the engine against PyTorch autograd.
-use crate::BackendArg;
-use anyhow::{Context, Result};
+use crate::{BackendArg, Chosen};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use stablenet_core::io::{Tensor, load_data, load_model, save_tensors};
 use stablenet_core::{GradMethod, Params, Real, loss_grad};
@@ -25,9 +25,10 @@ pub struct GradArgs {
     /// Output: one gradient tensor per model tensor, same names and shapes, plus `loss`.
     #[arg(long)]
     out: PathBuf,
-    /// Arithmetic of the CPU computation (the file is f32 either way).
-    #[arg(long, value_enum, default_value_t = Precision::F64)]
-    precision: Precision,
+    /// Arithmetic of the CPU computation (default f64; the GPU computes in f32; the file is
+    /// f32 either way).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
     /// How the adjoint gets its states: stored, reverse (hamiltonian/leapfrog), or
     /// checkpoint:K.
     #[arg(long, default_value = "stored", value_parser = parse_method)]
@@ -50,7 +51,7 @@ pub fn parse_method(s: &str) -> Result<GradMethod, String> {
 }
 
 pub fn run(a: GradArgs) -> Result<()> {
-    a.backend.resolve()?;
+    let backend = a.backend.resolve()?;
     let model = load_model(&a.model)?;
     let data = load_data(&a.data, Some(model.config.classes))?;
     if data.d != model.config.d {
@@ -61,9 +62,21 @@ pub fn run(a: GradArgs) -> Result<()> {
             model.config.d
         );
     }
-    let (loss, grad) = match a.precision {
-        Precision::F64 => compute::<f64>(&model.config, &model.params.cast(), &data, a.method)?,
-        Precision::F32 => compute::<f32>(&model.config, &model.params, &data, a.method)?,
+    let (loss, grad) = match (backend, a.precision) {
+        (Chosen::Gpu(_), Some(Precision::F64)) => {
+            bail!("the GPU computes in f32; drop --precision f64 or use --backend cpu")
+        }
+        (Chosen::Gpu(gpu), _) => {
+            if a.method != GradMethod::Stored {
+                eprintln!("note: the GPU picks its own memory strategy; --method applies to the CPU");
+            }
+            let net = stablenet_gpu::GpuNet::new(gpu, &model.config, data.len(), data.len(), None)?;
+            net.set_params(&model.params)?;
+            net.set_data(&data)?;
+            net.loss_grad(0, data.len())?
+        }
+        (Chosen::Cpu, Some(Precision::F32)) => compute::<f32>(&model.config, &model.params, &data, a.method)?,
+        (Chosen::Cpu, _) => compute::<f64>(&model.config, &model.params.cast(), &data, a.method)?,
     };
     let mut tensors: Vec<Tensor> =
         grad.groups().iter().map(|(name, v)| Tensor::new(*name, grad.group_shape(name), v.to_vec())).collect();

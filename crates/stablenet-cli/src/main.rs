@@ -1,5 +1,5 @@
 //! The `stablenet` command: train stable networks and check gradients against other tools.
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod grad;
@@ -31,21 +31,40 @@ pub enum Backend {
 
 #[derive(Args, Clone, Debug)]
 pub struct BackendArg {
-    /// Where to compute.
+    /// Where to compute: auto picks a hardware GPU when there is one, else the CPU.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
+    /// GPU adapter whose name contains this (case-insensitive); also STABLENET_DEVICE.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Use the software (fallback) adapter, e.g. lavapipe; also STABLENET_FALLBACK=1.
+    #[arg(long)]
+    pub fallback: bool,
+}
+
+/// The backend a command runs on.
+pub enum Chosen {
+    Cpu,
+    Gpu(stablenet_gpu::Gpu),
 }
 
 impl BackendArg {
-    /// The CPU reference is the only backend of this build; `gpu` says so instead of
-    /// silently falling back.
-    pub fn resolve(&self) -> Result<Backend> {
-        match self.backend {
-            Backend::Gpu => {
-                bail!("the GPU backend is not part of this build yet; use --backend cpu")
-            }
-            Backend::Auto | Backend::Cpu => Ok(Backend::Cpu),
+    /// `gpu` (or `--device`/`--fallback`) opens the requested adapter or fails saying why;
+    /// `auto` uses a hardware GPU when there is one and the CPU otherwise.
+    pub fn resolve(&self) -> Result<Chosen> {
+        let req = stablenet_gpu::DeviceRequest { name: self.device.clone(), fallback: self.fallback }.with_env();
+        let wants_gpu = match self.backend {
+            Backend::Cpu => false,
+            Backend::Gpu => true,
+            Backend::Auto => req.name.is_some() || req.fallback || stablenet_gpu::device::hardware_available(),
+        };
+        if !wants_gpu {
+            eprintln!("backend: CPU reference");
+            return Ok(Chosen::Cpu);
         }
+        let gpu = stablenet_gpu::Gpu::new(&req).context("opening the GPU backend")?;
+        eprintln!("backend: GPU {}", gpu.describe());
+        Ok(Chosen::Gpu(gpu))
     }
 }
 

@@ -1,7 +1,7 @@
 //! `stablenet train`: train on a generated 2-D data set (MODEL.md section 8) on the CPU,
 //! report training and validation accuracy, write the model.
-use crate::BackendArg;
 use crate::grad::parse_method;
+use crate::{BackendArg, Chosen};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -9,7 +9,8 @@ use stablenet_core::data::Synthetic;
 use stablenet_core::io::{Tensor, save_model};
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
-use stablenet_core::{Activation, GradMethod, Integrator, ModelConfig, Params, TrainConfig, Trainer};
+use stablenet_core::{Activation, Backend, GradMethod, Integrator, ModelConfig, Params, TrainConfig, Trainer};
+use stablenet_gpu::GpuTrainer;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -70,7 +71,7 @@ pub struct TrainArgs {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    a.backend.resolve()?;
+    let chosen = a.backend.resolve()?;
     let split = a.data.generate(a.seed);
     let (epochs, batch_size) = stablenet_core::train::default_schedule(a.data);
     let (epochs, batch_size) = (a.epochs.unwrap_or(epochs), a.batch_size.unwrap_or(batch_size));
@@ -101,9 +102,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
     for w in stablenet_core::stability::warnings(&cfg, &params) {
         eprintln!("warning: {w}");
     }
-    let mut trainer = Trainer::new(cfg.clone(), params, tc)?;
+    let mut cpu = None;
+    let mut gpu = None;
+    let trainer: &mut dyn Backend = match chosen {
+        Chosen::Cpu => cpu.insert(Trainer::new(cfg.clone(), params, tc)?),
+        Chosen::Gpu(g) => gpu.insert(GpuTrainer::new(g, cfg.clone(), &params, tc, split.train.len())?),
+    };
     eprintln!(
-        "training {} (d {}, width {}, N {}, T {}, h {:.4}) on {} ({} train / {} validation) with {} on the CPU",
+        "training {} (d {}, width {}, N {}, T {}, h {:.4}) on {} ({} train / {} validation) with {}",
         cfg.integrator,
         cfg.d,
         cfg.width,
@@ -121,18 +127,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
     for _ in 0..epochs {
         let bar = if tty {
             ProgressBar::new(split.train.len().div_ceil(batch_size) as u64).with_style(
-                ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} loss {msg}")
+                ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} batches")
                     .expect("static template")
                     .progress_chars("=> "),
             )
         } else {
             ProgressBar::hidden()
         };
-        bar.set_prefix((trainer.epoch() + 1).to_string());
-        let r = trainer.run_epoch(&split.train, Some(&split.val), |done, _, loss| {
-            bar.set_position(done as u64);
-            bar.set_message(format!("{loss:.4}"));
-        })?;
+        bar.set_prefix((trainer.epochs_done() + 1).to_string());
+        let r = trainer.run_epoch(&split.train, Some(&split.val), &mut |done, _| bar.set_position(done as u64))?;
         bar.finish_and_clear();
         eprintln!(
             "epoch {:>3}  loss {:.4}  train acc {:6.2}%  val loss {:.4}  val acc {:6.2}%  {:.2}s",
@@ -145,7 +148,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         );
         last = Some(r);
     }
-    let train_eval = stablenet_core::evaluate(&cfg, &trainer.params, &split.train.x, &split.train.labels)?;
+    let params = trainer.params()?;
+    let train_eval = stablenet_core::evaluate(&cfg, &params, &split.train.x, &split.train.labels)?;
     let r = last.expect("epochs >= 1");
     println!(
         "{} {} final: train acc {:.2}%  validation acc {:.2}%  ({} epochs, {:.1}s)",
@@ -157,10 +161,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     crate::ensure_parent(&a.out)?;
-    let extras: Vec<Tensor> = trainer
-        .optimizer()
-        .state_tensors()
-        .into_iter()
+    // Optimiser state travels with the model from the CPU backend; the GPU keeps its own.
+    let extras: Vec<Tensor> = cpu
+        .iter()
+        .flat_map(|t| t.optimizer().state_tensors())
         .map(|(name, shape, data)| Tensor::new(name, shape, data))
         .collect();
     let mut meta = BTreeMap::new();
@@ -168,7 +172,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     meta.insert("dataset".into(), a.data.to_string());
     meta.insert("epochs".into(), r.epoch.to_string());
     meta.insert("val_acc".into(), format!("{}", r.val_acc.unwrap_or(f64::NAN)));
-    save_model(&a.out, &cfg, &trainer.params, &extras, &meta).context("writing the model")?;
+    save_model(&a.out, &cfg, &params, &extras, &meta).context("writing the model")?;
     eprintln!("model written to {}", a.out.display());
     Ok(())
 }

@@ -57,14 +57,14 @@ fn grad_agrees_with_pytorch_autograd() {
     for case in &cases {
         let model = fixtures().join(format!("{case}.model.safetensors"));
         let reversible = ["hamiltonian", "leapfrog"].iter().any(|i| case.starts_with(i));
-        let mut variants = vec![("f64", "stored"), ("f32", "stored")];
+        let mut variants = vec![("cpu", "f64", "stored"), ("cpu", "f32", "stored"), ("gpu", "f32", "stored")];
         if reversible {
-            variants.push(("f32", "reverse"));
+            variants.push(("cpu", "f32", "reverse"));
         }
-        for (precision, method) in variants {
-            let out = tmp(&format!("{case}.{precision}.{method}.grads.safetensors"));
+        for (backend, precision, method) in variants {
+            let out = tmp(&format!("{case}.{backend}.{precision}.{method}.grads.safetensors"));
             let o = run(bin()
-                .args(["grad", "--backend", "cpu", "--precision", precision, "--method", method])
+                .args(["grad", "--backend", backend, "--precision", precision, "--method", method])
                 .arg("--model")
                 .arg(&model)
                 .arg("--data")
@@ -73,8 +73,8 @@ fn grad_agrees_with_pytorch_autograd() {
                 .arg(&out));
             assert!(o.status.success(), "{case}: {}", stderr(&o));
             let err = worst_error(&out, &fixtures().join(format!("{case}.grads.safetensors")));
-            println!("{case:<20} {precision} {method:<8} worst relative error {err:.2e}");
-            assert!(err <= 1e-4, "{case} {precision} {method}: relative error {err:.2e} > 1e-4");
+            println!("{case:<20} {backend} {precision} {method:<8} worst relative error {err:.2e}");
+            assert!(err <= 1e-4, "{case} {backend} {precision} {method}: relative error {err:.2e} > 1e-4");
         }
     }
 }
@@ -142,7 +142,7 @@ fn train_writes_a_model_and_rejects_nonsense() {
         (vec!["--final-time=-1"], "final time"),
         (vec!["--data", "cifar"], "peaks"),
         (vec!["--integrator", "rk4"], "hamiltonian"),
-        (vec!["--backend", "gpu"], "GPU"),
+        (vec!["--backend", "gpu", "--device", "no-such-adapter"], "no adapter matches"),
         (vec!["--lr", "0"], "learning rate"),
     ] {
         let o = run(bin().arg("train").args(&args).arg("--out").arg(tmp("bad.safetensors")));

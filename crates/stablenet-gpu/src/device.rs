@@ -49,7 +49,7 @@ fn rank(t: wgpu::DeviceType) -> u8 {
 /// Every adapter wgpu can see, best first (discrete, integrated, virtual, software).
 pub fn adapters() -> Vec<wgpu::Adapter> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let mut list = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let mut list = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
     list.sort_by_key(|a| rank(a.get_info().device_type));
     list
 }

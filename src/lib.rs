@@ -4,3 +4,7 @@
 //! This facade re-exports the engine. See `../shared/spec/MODEL.md` (copied into the README's
 //! references) for the mathematics every backend implements.
 pub use stablenet_core::*;
+
+/// The GPU backend (wgpu): [`gpu::GpuTrainer`] implements the same [`Backend`] trait as the
+/// CPU [`Trainer`].
+pub use stablenet_gpu as gpu;

@@ -45,7 +45,7 @@ pub struct BackendArg {
 /// The backend a command runs on.
 pub enum Chosen {
     Cpu,
-    Gpu(stablenet_gpu::Gpu),
+    Gpu(Box<stablenet_gpu::Gpu>),
 }
 
 impl BackendArg {
@@ -64,7 +64,7 @@ impl BackendArg {
         }
         let gpu = stablenet_gpu::Gpu::new(&req).context("opening the GPU backend")?;
         eprintln!("backend: GPU {}", gpu.describe());
-        Ok(Chosen::Gpu(gpu))
+        Ok(Chosen::Gpu(Box::new(gpu)))
     }
 }
 

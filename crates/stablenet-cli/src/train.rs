@@ -106,7 +106,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let mut gpu = None;
     let trainer: &mut dyn Backend = match chosen {
         Chosen::Cpu => cpu.insert(Trainer::new(cfg.clone(), params, tc)?),
-        Chosen::Gpu(g) => gpu.insert(GpuTrainer::new(g, cfg.clone(), &params, tc, split.train.len())?),
+        Chosen::Gpu(g) => gpu.insert(GpuTrainer::new(*g, cfg.clone(), &params, tc, split.train.len())?),
     };
     eprintln!(
         "training {} (d {}, width {}, N {}, T {}, h {:.4}) on {} ({} train / {} validation) with {}",

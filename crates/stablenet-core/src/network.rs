@@ -110,6 +110,16 @@ impl<'a, T: Real> Network<'a, T> {
         }
     }
 
+    /// The opening state y_0 and the final state y_N of one example (the GPU's forward
+    /// kernels are checked against these).
+    pub fn states(&self, x: &[T], y0: &mut [T], y_n: &mut [T], ws: &mut Workspace<T>) {
+        let Workspace { y, z, u, sc, .. } = ws;
+        self.open(x, y, u);
+        y0.copy_from_slice(y);
+        self.run_steps(0, self.cfg.steps, y, z, sc, |_, _, _| {});
+        y_n.copy_from_slice(y);
+    }
+
     /// Logits of one example (length C) from its input x (length d).
     pub fn logits(&self, x: &[T], out: &mut [T], ws: &mut Workspace<T>) {
         let Workspace { y, z, u, sc, .. } = ws;

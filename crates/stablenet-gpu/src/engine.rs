@@ -105,6 +105,7 @@ pub struct GpuNet {
     // buffers
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
+    st: wgpu::Buffer,
     data_x: wgpu::Buffer,
     data_y: wgpu::Buffer,
     order: wgpu::Buffer,
@@ -259,7 +260,7 @@ impl GpuNet {
         });
         let readback = dev.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size: 4 * (layout.count.max(loss_slots)) as u64,
+            size: 4 * (layout.count as u64).max(loss_slots as u64).max(2 * slot),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -529,6 +530,7 @@ impl GpuNet {
             t: 0,
             params,
             grads,
+            st,
             data_x,
             data_y,
             order,
@@ -702,6 +704,44 @@ impl GpuNet {
         self.record(&mut enc, n, true);
         self.gpu.queue.submit([enc.finish()]);
         Ok(())
+    }
+
+    /// Runs only the opening layer and the forward steps and reads back the final state y_N
+    /// (n x w), for checking the forward kernels.
+    pub fn forward(&self, offset: usize, n: usize) -> Result<Vec<f32>> {
+        let n = self.write_batch(n, offset, 0)?;
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            let net = &self.net;
+            pass.set_bind_group(0, &self.bg_net, &[]);
+            if let Some(p) = &net.build_ops {
+                let e = self.cfg.steps as u32 * (self.cfg.width * self.cfg.width) as u32;
+                self.dispatch(&mut pass, p, self.m_plain, groups(e), 1);
+            }
+            self.dispatch(&mut pass, &net.open_forward, self.m_plain, groups(n), 1);
+            self.dispatch(&mut pass, &net.advance, self.m_first, 1, 1);
+            for _ in 0..self.forward_dispatches {
+                self.dispatch(&mut pass, &net.steps_forward, self.m_plain, groups(n), 1);
+                self.dispatch(&mut pass, &net.advance, self.m_next, 1, 1);
+            }
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        self.read_state(self.final_slot(), n as usize)
+    }
+
+    /// The state slot holding y_N after the forward pass (leapfrog: N % 2).
+    fn final_slot(&self) -> u32 {
+        if self.cfg.integrator == Integrator::Leapfrog { self.cfg.steps as u32 % 2 } else { 0 }
+    }
+
+    /// Reads state slot `slot` (n x w). After [`Self::loss_grad`] slot 0 holds the y_0 that the
+    /// adjoint pass rebuilt in reverse time (hamiltonian, leapfrog).
+    pub fn read_state(&self, slot: u32, n: usize) -> Result<Vec<f32>> {
+        let w = self.cfg.width;
+        let all = self.read(&self.st, 2 * self.nmax as usize * w)?;
+        let at = slot as usize * self.nmax as usize * w;
+        Ok(all[at..at + n * w].to_vec())
     }
 
     /// Loss and gradient of the batch `offset..offset + n` (no update); reads back.

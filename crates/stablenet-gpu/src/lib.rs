@@ -6,6 +6,7 @@ pub mod device;
 pub mod engine;
 pub mod shaders;
 pub mod trainer;
+pub mod validate;
 
 pub use device::{DeviceRequest, Gpu};
 pub use engine::{GpuNet, Hyper};

@@ -1,10 +1,10 @@
-//! Training on the GPU (lavapipe in CI): the same steps as the CPU reference from the same
-//! start, bit-identical reruns, real learning, and activation memory flat in depth.
+//! Training on the GPU (lavapipe in CI): bit-identical reruns, real learning, and activation
+//! memory flat in depth. (Agreement with the CPU trainer step by step: tests/validate.rs.)
 use stablenet_core::backend::Backend;
-use stablenet_core::data::{Dataset, Synthetic};
+use stablenet_core::data::Synthetic;
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
-use stablenet_core::{Activation, Integrator, ModelConfig, Params, TrainConfig, Trainer};
+use stablenet_core::{Activation, Integrator, ModelConfig, Params, TrainConfig};
 use stablenet_gpu::{DeviceRequest, Gpu, GpuNet, GpuTrainer};
 
 fn gpu() -> Gpu {
@@ -32,53 +32,6 @@ fn tc(optimizer: OptimizerKind, batch: usize) -> TrainConfig {
         regularizer: Regularizer { alpha_t: 1e-3, alpha_w: 1e-4 },
         seed: 3,
         method: None,
-    }
-}
-
-fn subset(d: &Dataset, n: usize) -> Dataset {
-    d.subset(&(0..n).collect::<Vec<_>>())
-}
-
-fn rel(a: &Params<f32>, b: &Params<f32>) -> f64 {
-    let (ga, gb) = (a.groups(), b.groups());
-    let diff = ga.iter().zip(gb.iter()).flat_map(|((_, x), (_, y))| x.iter().zip(y.iter()).map(|(p, q)| (p - q).abs()));
-    f64::from(diff.fold(0f32, f32::max) / b.max_abs())
-}
-
-/// 20 optimiser steps from the same start and in the same order on both backends.
-#[test]
-fn twenty_steps_match_the_cpu() {
-    let split = Synthetic::Peaks.generate(1);
-    let train = subset(&split.train, 640);
-    for integrator in Integrator::ALL {
-        for opt in [OptimizerKind::adam(0.01).unwrap(), OptimizerKind::sgd(0.1, 0.9).unwrap()] {
-            let c = cfg(integrator, 6, 2, 5);
-            let p0 = Params::<f32>::init(&c, 2);
-            let mut cpu = Trainer::new(c.clone(), p0.clone(), tc(opt, 32)).unwrap();
-            let mut gpu = GpuTrainer::new(gpu(), c.clone(), &p0, tc(opt, 32), train.len()).unwrap();
-            let rc = Backend::run_epoch(&mut cpu, &train, None, &mut |_, _| {}).unwrap();
-            let rg = gpu.run_epoch(&train, None, &mut |_, _| {}).unwrap();
-            assert_eq!((rc.steps, rg.steps), (20, 20));
-            let (pc, pg) = (Backend::params(&cpu).unwrap(), gpu.params().unwrap());
-            let perr = rel(&pg, &pc);
-            let lerr = (rg.train_loss - rc.train_loss).abs() / rc.train_loss;
-            println!(
-                "{integrator:<12} {}: loss cpu {:.6} gpu {:.6} (rel {lerr:.1e}), acc cpu {:.4} gpu {:.4}, params rel {perr:.1e}",
-                opt.name(),
-                rc.train_loss,
-                rg.train_loss,
-                rc.train_acc,
-                rg.train_acc
-            );
-            assert!(lerr < 1e-5, "{integrator} {}: loss {} vs {}", opt.name(), rg.train_loss, rc.train_loss);
-            assert!(perr < 1e-5, "{integrator} {}: parameters differ by {perr}", opt.name());
-            assert!(
-                (rg.train_acc - rc.train_acc).abs() <= 2.0 / 640.0,
-                "accuracy {} vs {}",
-                rg.train_acc,
-                rc.train_acc
-            );
-        }
     }
 }
 

@@ -1,0 +1,243 @@
+//! Every kernel against its CPU twin on a real adapter, at awkward sizes, as a table of errors
+//! (`cargo xtask validate`, and the tests on lavapipe).
+//!
+//! The GPU computes in f32; the reference is the CPU engine in f64 from the same f32
+//! parameters, so an error measures the kernel plus f32 round-off. Relative errors are
+//! max |gpu - cpu| / max |cpu| per tensor.
+use crate::device::{DeviceRequest, Gpu};
+use crate::engine::GpuNet;
+use crate::trainer::GpuTrainer;
+use anyhow::Result;
+use stablenet_core::backend::Backend;
+use stablenet_core::data::{Dataset, Synthetic};
+use stablenet_core::network::{GradMethod, Network, Workspace};
+use stablenet_core::optim::OptimizerKind;
+use stablenet_core::regularize::Regularizer;
+use stablenet_core::{Activation, Integrator, ModelConfig, Params, Rng, TrainConfig, Trainer, loss_grad};
+
+/// One line of the table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub kernels: &'static str,
+    pub case: String,
+    pub max_abs: f64,
+    pub max_rel: f64,
+    pub tol: f64,
+}
+
+impl Row {
+    pub fn ok(&self) -> bool {
+        self.max_rel <= self.tol && self.max_rel.is_finite()
+    }
+}
+
+/// A network shape and batch to check.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    pub integrator: Integrator,
+    pub act: Activation,
+    pub d: usize,
+    pub w: usize,
+    pub steps: usize,
+    pub c: usize,
+    pub n: usize,
+}
+
+/// Awkward sizes: batches that are not multiples of the workgroup size (64) or that span
+/// several reduction chunks (256), w = 1, odd w, N = 1, and a deep network.
+pub fn cases(quick: bool) -> Vec<Case> {
+    let mut out = Vec::new();
+    for integrator in Integrator::ALL {
+        let case = |act, d, w, steps, c, n| Case { integrator, act, d, w, steps, c, n };
+        out.push(case(Activation::Tanh, 3, 5, 4, 3, 70));
+        out.push(case(Activation::Relu, 2, 4, 3, 2, 65));
+        out.push(case(Activation::Tanh, 1, 1, 1, 2, 1));
+        out.push(case(Activation::Tanh, 2, 8, 16, 5, 600));
+        if !quick {
+            out.push(case(Activation::Tanh, 4, 33, 7, 10, 129));
+            if integrator.is_reversible() {
+                out.push(case(Activation::Tanh, 2, 8, 1000, 5, 100));
+            }
+        }
+    }
+    out
+}
+
+fn errors(gpu: &[f32], cpu: &[f64]) -> (f64, f64) {
+    let abs = gpu.iter().zip(cpu).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
+    let scale = cpu.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-12);
+    (abs, abs / scale)
+}
+
+/// Tolerance of a forward quantity: f32 round-off grows with depth.
+fn tol_for(case: &Case) -> f64 {
+    let depth = (case.steps as f64).sqrt().max(1.0);
+    match case.integrator {
+        Integrator::Leapfrog => 5e-6 * case.steps.max(1) as f64, // 2 y_j - y_{j-1} amplifies
+        _ => 1e-5 * depth,
+    }
+}
+
+/// Forward states, loss, every gradient group and the reverse-time rebuild of one case.
+pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
+    let cfg = ModelConfig {
+        d: case.d,
+        width: case.w,
+        steps: case.steps,
+        final_time: 1.3,
+        integrator: case.integrator,
+        activation: case.act,
+        gamma: if case.integrator == Integrator::Antisym { 0.05 } else { 0.0 },
+        classes: case.c,
+    };
+    let name = format!(
+        "{} {} d={} w={} N={} C={} n={}",
+        case.integrator, case.act, case.d, case.w, case.steps, case.c, case.n
+    );
+    let mut rng = Rng::new(17 + case.w as u64 + case.steps as u64);
+    let mut p = Params::<f32>::init(&cfg, 5);
+    for b in p.b.iter_mut().chain(p.b_in.iter_mut()).chain(p.mu.iter_mut()) {
+        *b = (0.3 * rng.normal()) as f32;
+    }
+    let x: Vec<f32> = (0..case.n * case.d).map(|_| rng.normal() as f32).collect();
+    let labels: Vec<u32> = (0..case.n).map(|_| rng.below(case.c) as u32).collect();
+    let data = Dataset { x: x.clone(), labels: labels.clone(), d: case.d, classes: case.c };
+    let net = GpuNet::new(gpu, &cfg, case.n, case.n, None)?;
+    net.set_params(&p)?;
+    net.set_data(&data)?;
+
+    // CPU twin, f64.
+    let p64: Params<f64> = p.cast();
+    let cpu_net = Network::new(&cfg, &p64)?;
+    let mut ws = Workspace::new(&cfg, GradMethod::Stored);
+    let (mut y0, mut yn) = (vec![0.0; case.n * case.w], vec![0.0; case.n * case.w]);
+    for (i, xs) in x.chunks_exact(case.d).enumerate() {
+        let xi: Vec<f64> = xs.iter().map(|v| f64::from(*v)).collect();
+        let r = i * case.w..(i + 1) * case.w;
+        let (a, b) = (&mut y0[r.clone()], &mut yn[r]);
+        cpu_net.states(&xi, a, b, &mut ws);
+    }
+    let cpu = loss_grad(&cfg, &p64, &x, &labels, GradMethod::Stored)?;
+
+    let tol = tol_for(&case);
+    let mut rows = Vec::new();
+    let mut row = |kernels, (max_abs, max_rel): (f64, f64), tol| {
+        rows.push(Row { kernels, case: name.clone(), max_abs, max_rel, tol });
+    };
+    let fwd = net.forward(0, case.n)?;
+    row(
+        match case.integrator {
+            Integrator::Resnet | Integrator::Antisym => "build_ops, open_forward, steps_forward: y_N",
+            _ => "open_forward, steps_forward: y_N",
+        },
+        errors(&fwd, &yn),
+        tol,
+    );
+    let (loss, g) = net.loss_grad(0, case.n)?;
+    row("classify, reduce: loss", errors(&[loss], &[cpu.loss]), tol);
+    let group = |name: &str| -> (Vec<f32>, Vec<f64>) {
+        let a = g.groups().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_vec()).unwrap_or_default();
+        let b = cpu.grad.groups().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_vec()).unwrap_or_default();
+        (a, b)
+    };
+    let cat = |names: [&str; 2]| {
+        let (mut a, mut b) = group(names[0]);
+        let (a2, b2) = group(names[1]);
+        a.extend(a2);
+        b.extend(b2);
+        errors(&a, &b)
+    };
+    row("classify, reduce: dW, dmu", cat(["classifier.weight", "classifier.bias"]), tol);
+    // Gradients walk the whole network twice: a little more round-off.
+    row("step_adjoint, reduce: dK_j, db_j", cat(["steps.weight", "steps.bias"]), 3.0 * tol);
+    row("open_adjoint, reduce: dK_in, db_in", cat(["opening.weight", "opening.bias"]), 3.0 * tol);
+    if case.integrator.is_reversible() {
+        let rebuilt = net.read_state(0, case.n)?;
+        row("step_adjoint: y_0 rebuilt in reverse time", errors(&rebuilt, &y0), 3.0 * tol);
+    }
+    Ok(rows)
+}
+
+/// 20 training steps on the GPU and the CPU from the same start, in the same order, with
+/// regularisers and each optimiser: final loss and parameters.
+pub fn check_training(req: &DeviceRequest) -> Result<Vec<Row>> {
+    let split = Synthetic::Peaks.generate(1);
+    let train = split.train.subset(&(0..640).collect::<Vec<_>>());
+    let mut rows = Vec::new();
+    for integrator in Integrator::ALL {
+        for opt in [OptimizerKind::adam(0.01)?, OptimizerKind::sgd(0.1, 0.9)?] {
+            let cfg = ModelConfig {
+                d: 2,
+                width: 8,
+                steps: 6,
+                final_time: 5.0,
+                integrator,
+                activation: Activation::Tanh,
+                gamma: if integrator == Integrator::Antisym { 0.05 } else { 0.0 },
+                classes: 5,
+            };
+            let tc = TrainConfig {
+                epochs: 1,
+                batch_size: 32,
+                optimizer: opt,
+                regularizer: Regularizer { alpha_t: 1e-3, alpha_w: 1e-4 },
+                seed: 3,
+                method: None,
+            };
+            let p0 = Params::<f32>::init(&cfg, 2);
+            let mut cpu = Trainer::new(cfg.clone(), p0.cast::<f64>(), tc.clone())?;
+            let mut gpu = GpuTrainer::new(Gpu::new(req)?, cfg.clone(), &p0, tc, train.len())?;
+            let rc = Backend::run_epoch(&mut cpu, &train, None, &mut |_, _| {})?;
+            let rg = gpu.run_epoch(&train, None, &mut |_, _| {})?;
+            let case = format!("{integrator} {}, 20 steps", opt.name());
+            let (pc, pg) = (Backend::params(&cpu)?.cast::<f64>(), gpu.params()?);
+            let flat = |p: &Params<f32>| p.groups().iter().flat_map(|(_, v)| v.to_vec()).collect::<Vec<f32>>();
+            let flat64 = |p: &Params<f64>| p.groups().iter().flat_map(|(_, v)| v.to_vec()).collect::<Vec<f64>>();
+            let kernels = "regularize, adam/sgd (whole steps): epoch loss";
+            rows.push(Row {
+                kernels,
+                case: case.clone(),
+                max_abs: (rg.train_loss - rc.train_loss).abs(),
+                max_rel: (rg.train_loss - rc.train_loss).abs() / rc.train_loss,
+                tol: 1e-4,
+            });
+            let (max_abs, max_rel) = errors(&flat(&pg), &flat64(&pc));
+            rows.push(Row {
+                kernels: "regularize, adam/sgd (whole steps): parameters",
+                case,
+                max_abs,
+                max_rel,
+                tol: 1e-4,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// All checks on the adapter `req` selects.
+pub fn run(req: &DeviceRequest, quick: bool) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for case in cases(quick) {
+        rows.extend(check_case(Gpu::new(req)?, case)?);
+    }
+    rows.extend(check_training(req)?);
+    Ok(rows)
+}
+
+/// The rows as a markdown table.
+pub fn table(rows: &[Row]) -> String {
+    let mut s =
+        String::from("| kernels | case | max abs error | max rel error | tolerance | |\n|---|---|---|---|---|---|\n");
+    for r in rows {
+        s += &format!(
+            "| {} | {} | {:.2e} | {:.2e} | {:.0e} | {} |\n",
+            r.kernels,
+            r.case,
+            r.max_abs,
+            r.max_rel,
+            r.tol,
+            if r.ok() { "ok" } else { "FAIL" }
+        );
+    }
+    s
+}

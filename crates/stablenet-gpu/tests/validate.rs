@@ -1,0 +1,13 @@
+//! `cargo xtask validate`'s kernel checks at CI sizes on the adapter that is there (lavapipe in
+//! CI): every kernel against its CPU twin, and 20 training steps against the CPU trainer.
+use stablenet_gpu::DeviceRequest;
+use stablenet_gpu::validate::{run, table};
+
+#[test]
+fn every_kernel_matches_its_cpu_twin() {
+    let rows = run(&DeviceRequest::default().with_env(), true).expect("a GPU adapter (lavapipe in CI)");
+    println!("{}", table(&rows));
+    assert!(rows.len() > 80, "every case produced its rows");
+    let failed: Vec<_> = rows.iter().filter(|r| !r.ok()).collect();
+    assert!(failed.is_empty(), "beyond tolerance: {failed:#?}");
+}

@@ -35,7 +35,14 @@ struct Batch {
 
 // 0 = tanh, 1 = relu (MODEL.md section 1).
 override ACT: u32 = 0u;
-const WG: u32 = 64u;
+// Workgroup size; the host passes its own value so dispatch sizes and kernels agree.
+override WG: u32 = 64u;
+
+// The example of a per-example invocation: batches beyond one dispatch dimension
+// (65535 workgroups) run as a 2-D grid.
+fn example(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
 
 // tanh saturates to +-1 in f32 beyond |x| = 9; clamping avoids exp overflow on drivers that
 // implement tanh through exp.

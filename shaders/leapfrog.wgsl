@@ -12,8 +12,8 @@ fn b_at(j: u32, i: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let s = example(gid);
+fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = example(gid, nwg);
     if s >= batch.n {
         return;
     }
@@ -44,8 +44,8 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // and y_{j-1} = 2 y_j - y_{j+1} + h^2 F(y_j) replaces y_{j+1}.
 // Factors: P = -sigma(u), Q = v, R = -g, S = y_j, B = -g.
 @compute @workgroup_size(WG)
-fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let s = example(gid);
+fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = example(gid, nwg);
     if s >= batch.n {
         return;
     }

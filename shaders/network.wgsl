@@ -63,14 +63,10 @@ const FR: u32 = 2u;
 const FS: u32 = 3u;
 const FB: u32 = 4u;
 
-fn example(gid: vec3<u32>) -> u32 {
-    return gid.x;
-}
-
 // y_0 = sigma(K_in x + b_in); initialises the integrator's second state.
 @compute @workgroup_size(WG)
-fn open_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let s = example(gid);
+fn open_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = example(gid, nwg);
     if s >= batch.n {
         return;
     }
@@ -96,8 +92,8 @@ fn open_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // logits = W y_N + mu; loss_s = -log softmax[label] / n; dlog = (softmax - onehot) / n;
 // ybar = W^T dlog in acc slot job.aslot, the other adjoint slots zeroed.
 @compute @workgroup_size(WG)
-fn classify(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let s = example(gid);
+fn classify(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = example(gid, nwg);
     if s >= batch.n {
         return;
     }
@@ -142,8 +138,8 @@ fn classify(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // Opening layer backward: P = sigma'(K_in x + b_in) * ybar (reduced against Q = xb).
 @compute @workgroup_size(WG)
-fn open_adjoint(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let s = example(gid);
+fn open_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = example(gid, nwg);
     if s >= batch.n {
         return;
     }
@@ -158,8 +154,8 @@ fn open_adjoint(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // M_j = K_j (resnet) or (K_j - K_j^T - gamma I) / 2 (antisym), one entry per invocation.
 @compute @workgroup_size(WG)
-fn build_ops(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = gid.x;
+fn build_ops(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = example(gid, nwg);
     if e >= N * W * W {
         return;
     }

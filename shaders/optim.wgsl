@@ -32,15 +32,11 @@ override COUNT: u32 = OFF_MU + C;
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
 
-fn index(gid: vec3<u32>) -> u32 {
-    return gid.x + gid.y * 65535u * WG;
-}
-
 // Weight decay on K_in, K_j, W; smoothness in time on K_j and b_j:
 // dJ/dx_j = (alpha_t / h) ((x_j - x_{j-1}) [j > 0] - (x_{j+1} - x_j) [j < N - 1]).
 @compute @workgroup_size(WG)
-fn regularize(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = index(gid);
+fn regularize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = example(gid, nwg);
     if e >= COUNT {
         return;
     }
@@ -73,8 +69,8 @@ fn regularize(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // v = momentum v + g; p -= lr v (PyTorch's convention).
 @compute @workgroup_size(WG)
-fn sgd(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = index(gid);
+fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = example(gid, nwg);
     if e >= COUNT {
         return;
     }
@@ -85,8 +81,8 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // Adam as PyTorch: p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
 @compute @workgroup_size(WG)
-fn adam(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = index(gid);
+fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = example(gid, nwg);
     if e >= COUNT {
         return;
     }

@@ -10,8 +10,8 @@ fn m_at(j: u32, a: u32, b: u32) -> f32 {
 // Steps the cursor's range for one example; the host bounds the range so that no loop runs
 // near lavapipe's 65535-iteration limit.
 @compute @workgroup_size(WG)
-fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let s = example(gid);
+fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = example(gid, nwg);
     if s >= batch.n {
         return;
     }
@@ -35,8 +35,8 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // Adjoint of step j = cursor: P = sigma'(u) h ybar, Q = y_j, B = P; ybar += M^T P.
 @compute @workgroup_size(WG)
-fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let s = example(gid);
+fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = example(gid, nwg);
     if s >= batch.n {
         return;
     }

@@ -12,8 +12,8 @@ fn b_at(j: u32, i: u32) -> f32 {
 
 // z -= h sigma(K^T y + b); y += h sigma(K z + b), for steps the cursor's range.
 @compute @workgroup_size(WG)
-fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let s = example(gid);
+fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = example(gid, nwg);
     if s >= batch.n {
         return;
     }
@@ -48,8 +48,8 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Factors: P = s, Q = z_{j+1}, R = y_j, S = t, B = s + t, so that
 // dK_j = sum P Q^T + R S^T and db_j = sum B over the batch (reduce.wgsl).
 @compute @workgroup_size(WG)
-fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let s = example(gid);
+fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let s = example(gid, nwg);
     if s >= batch.n {
         return;
     }

@@ -126,6 +126,8 @@ pub struct GpuNet {
     bg_opt: Option<wgpu::BindGroup>,
     bg_uni: wgpu::BindGroup,
     meta_stride: u32,
+    /// Workgroups per grid row (the adapter's limit; lowered by the checks to exercise 2-D grids).
+    grid_x: u32,
     /// Device bytes by buffer, parameter-shaped buffers marked (for the memory reports).
     memory: Vec<(&'static str, u64, bool)>,
     // meta entries (a fixed number, whatever the depth: the step index lives on the device)
@@ -168,12 +170,13 @@ impl GpuNet {
             bail!("the GPU backend supports width up to {MAX_WIDTH}, the model has {}", cfg.width);
         }
         let lim = &gpu.limits;
+        // Per-example kernels run on a 2-D grid of workgroups; reductions put chunks on y.
         let max_groups = lim.max_compute_workgroups_per_dimension as usize;
-        if nmax.div_ceil(WG as usize) > max_groups {
+        let chunk_rows = nmax.div_ceil(CHUNK as usize);
+        if nmax.div_ceil(WG as usize) > max_groups * max_groups || chunk_rows > max_groups {
             bail!(
-                "batch of {nmax} examples needs {} workgroups, above this adapter's \
-                 max_compute_workgroups_per_dimension = {max_groups}; use smaller batches",
-                nmax.div_ceil(WG as usize)
+                "batch of {nmax} examples needs {chunk_rows} reduction chunks, above this adapter's \
+                 max_compute_workgroups_per_dimension = {max_groups}; use smaller batches"
             );
         }
         if lim.max_storage_buffers_per_shader_stage < 15 {
@@ -403,6 +406,7 @@ impl GpuNet {
         };
         let h = cfg.h();
         let net_consts: Vec<(&str, f64)> = vec![
+            ("WG", WG as f64),
             ("ACT", act),
             ("W", w as f64),
             ("D", d as f64),
@@ -446,8 +450,9 @@ impl GpuNet {
             advance: pipe(&pl_net, &net_mod, "advance", &net_consts),
             build_ops: euler.then(|| pipe(&pl_net, &net_mod, "build_ops", &net_consts)),
         };
-        let reduce_partial = pipe(&pl_red, &red_mod, "reduce_partial", &[]);
-        let reduce_finish = pipe(&pl_red, &red_mod, "reduce_finish", &[]);
+        let wg = [("WG", WG as f64)];
+        let reduce_partial = pipe(&pl_red, &red_mod, "reduce_partial", &wg);
+        let reduce_finish = pipe(&pl_red, &red_mod, "reduce_finish", &wg);
         let (mut regularize, mut optim) = (None, None);
         if let Some(hp) = hyper {
             hp.optimizer.validate()?;
@@ -457,6 +462,7 @@ impl GpuNet {
                 OptimizerKind::Adam { beta1, beta2, eps, .. } => (0.0, beta1, beta2, eps),
             };
             let consts: Vec<(&str, f64)> = vec![
+                ("WG", WG as f64),
                 ("W", w as f64),
                 ("D", d as f64),
                 ("C", c as f64),
@@ -549,6 +555,7 @@ impl GpuNet {
             bg_opt,
             bg_uni,
             meta_stride,
+            grid_x: max_groups.max(1) as u32,
             memory: {
                 let mut m = memory.into_inner();
                 m.push(("meta", meta_bytes.len() as u64, false));
@@ -567,6 +574,12 @@ impl GpuNet {
             red_loss,
             red_hits,
         })
+    }
+
+    /// Caps the workgroups per grid row, so that small batches exercise the 2-D grids that
+    /// only batches beyond 65535 workgroups need otherwise (validation).
+    pub fn limit_grid(&mut self, x: u32) {
+        self.grid_x = x.clamp(1, self.gpu.limits.max_compute_workgroups_per_dimension.max(1));
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -612,6 +625,14 @@ impl GpuNet {
         Ok(())
     }
 
+    /// A 2-D grid covering `n` invocations: per-example kernels (`example()` in common.wgsl)
+    /// fold y back into the example index, so batches beyond one dimension's limit still run.
+    fn grid(&self, n: u32) -> (u32, u32) {
+        let g = groups(n);
+        let x = g.min(self.grid_x);
+        (x, g.div_ceil(x.max(1)))
+    }
+
     fn dispatch(&self, pass: &mut wgpu::ComputePass, pipe: &wgpu::ComputePipeline, meta: u32, x: u32, y: u32) {
         pass.set_pipeline(pipe);
         pass.set_bind_group(1, &self.bg_uni, &[meta * self.meta_stride]);
@@ -629,20 +650,21 @@ impl GpuNet {
     fn record(&self, enc: &mut wgpu::CommandEncoder, n: u32, update: bool) {
         let mut pass =
             enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-        let g = groups(n);
+        let (gx, gy) = self.grid(n);
         let net = &self.net;
         pass.set_bind_group(0, &self.bg_net, &[]);
         if let Some(p) = &net.build_ops {
             let e = self.cfg.steps as u32 * (self.cfg.width * self.cfg.width) as u32;
-            self.dispatch(&mut pass, p, self.m_plain, groups(e), 1);
+            let (x, y) = self.grid(e);
+            self.dispatch(&mut pass, p, self.m_plain, x, y);
         }
-        self.dispatch(&mut pass, &net.open_forward, self.m_plain, g, 1);
+        self.dispatch(&mut pass, &net.open_forward, self.m_plain, gx, gy);
         self.dispatch(&mut pass, &net.advance, self.m_first, 1, 1);
         for _ in 0..self.forward_dispatches {
-            self.dispatch(&mut pass, &net.steps_forward, self.m_plain, g, 1);
+            self.dispatch(&mut pass, &net.steps_forward, self.m_plain, gx, gy);
             self.dispatch(&mut pass, &net.advance, self.m_next, 1, 1);
         }
-        self.dispatch(&mut pass, &net.classify, self.m_plain, g, 1);
+        self.dispatch(&mut pass, &net.classify, self.m_plain, gx, gy);
         self.reduce(&mut pass, self.red_loss, n);
         self.reduce(&mut pass, self.red_hits, n);
         self.reduce(&mut pass, self.red_cls[0], n);
@@ -651,21 +673,21 @@ impl GpuNet {
         self.dispatch(&mut pass, &net.advance, self.m_last, 1, 1);
         for _ in 0..self.cfg.steps {
             pass.set_bind_group(0, &self.bg_net, &[]);
-            self.dispatch(&mut pass, &net.step_adjoint, self.m_plain, g, 1);
+            self.dispatch(&mut pass, &net.step_adjoint, self.m_plain, gx, gy);
             self.reduce(&mut pass, self.red_k, n);
             self.reduce(&mut pass, self.red_b, n);
             pass.set_bind_group(0, &self.bg_net, &[]);
             self.dispatch(&mut pass, &net.advance, self.m_back, 1, 1);
         }
         pass.set_bind_group(0, &self.bg_net, &[]);
-        self.dispatch(&mut pass, &net.open_adjoint, self.m_plain, g, 1);
+        self.dispatch(&mut pass, &net.open_adjoint, self.m_plain, gx, gy);
         self.reduce(&mut pass, self.red_open[0], n);
         self.reduce(&mut pass, self.red_open[1], n);
         if update {
             let bg = self.bg_opt.as_ref().expect("training kernels built");
             pass.set_bind_group(0, bg, &[]);
             let count = self.layout.count;
-            let (x, y) = (groups(count).min(65535), groups(count).div_ceil(65535));
+            let (x, y) = self.grid(count);
             if let Some(p) = &self.regularize {
                 self.dispatch(&mut pass, p, self.m_plain, x, y);
             }
@@ -710,6 +732,7 @@ impl GpuNet {
     /// (n x w), for checking the forward kernels.
     pub fn forward(&self, offset: usize, n: usize) -> Result<Vec<f32>> {
         let n = self.write_batch(n, offset, 0)?;
+        let (gx, gy) = self.grid(n);
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
@@ -717,12 +740,13 @@ impl GpuNet {
             pass.set_bind_group(0, &self.bg_net, &[]);
             if let Some(p) = &net.build_ops {
                 let e = self.cfg.steps as u32 * (self.cfg.width * self.cfg.width) as u32;
-                self.dispatch(&mut pass, p, self.m_plain, groups(e), 1);
+                let (x, y) = self.grid(e);
+                self.dispatch(&mut pass, p, self.m_plain, x, y);
             }
-            self.dispatch(&mut pass, &net.open_forward, self.m_plain, groups(n), 1);
+            self.dispatch(&mut pass, &net.open_forward, self.m_plain, gx, gy);
             self.dispatch(&mut pass, &net.advance, self.m_first, 1, 1);
             for _ in 0..self.forward_dispatches {
-                self.dispatch(&mut pass, &net.steps_forward, self.m_plain, groups(n), 1);
+                self.dispatch(&mut pass, &net.steps_forward, self.m_plain, gx, gy);
                 self.dispatch(&mut pass, &net.advance, self.m_next, 1, 1);
             }
         }

@@ -44,7 +44,8 @@ pub struct Case {
 }
 
 /// Awkward sizes: batches that are not multiples of the workgroup size (64) or that span
-/// several reduction chunks (256), w = 1, odd w, N = 1, and a deep network.
+/// several reduction chunks (256) and run on a 2-D grid, w = 1, odd w, N = 1, and a deep
+/// network.
 pub fn cases(quick: bool) -> Vec<Case> {
     let mut out = Vec::new();
     for integrator in Integrator::ALL {
@@ -102,7 +103,12 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     let x: Vec<f32> = (0..case.n * case.d).map(|_| rng.normal() as f32).collect();
     let labels: Vec<u32> = (0..case.n).map(|_| rng.below(case.c) as u32).collect();
     let data = Dataset { x: x.clone(), labels: labels.clone(), d: case.d, classes: case.c };
-    let net = GpuNet::new(gpu, &cfg, case.n, case.n, None)?;
+    let mut net = GpuNet::new(gpu, &cfg, case.n, case.n, None)?;
+    let mut name = name;
+    if case.n > 256 {
+        net.limit_grid(3); // a 2-D grid with idle workgroups in its last row
+        name += " (2-D grid)";
+    }
     net.set_params(&p)?;
     net.set_data(&data)?;
 

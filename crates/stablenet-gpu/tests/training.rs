@@ -66,13 +66,13 @@ fn same_seed_same_bits_and_it_learns() {
 #[test]
 fn device_memory_is_flat_in_depth_for_reversible_integrators() {
     for integrator in [Integrator::Hamiltonian, Integrator::Leapfrog] {
-        let bytes = |n| {
-            let net = GpuNet::new(gpu(), &cfg(integrator, n, 2, 5), 1024, 1024, None).unwrap();
-            net.work_bytes()
-        };
-        let (shallow, deep) = (bytes(16), bytes(4096));
-        println!("{integrator}: device bytes beyond the parameters, N = 16: {shallow}, N = 4096: {deep}");
-        assert!(deep as f64 <= 1.10 * shallow as f64, "{integrator}: {shallow} -> {deep}");
+        let bytes = |n| GpuNet::new(gpu(), &cfg(integrator, n, 2, 5), 1024, 1024, None).unwrap().work_bytes();
+        let shallow = bytes(16);
+        for n in [64, 256, 1024, 4096] {
+            let deep = bytes(n);
+            println!("{integrator}: device bytes beyond the parameters, N = 16: {shallow}, N = {n}: {deep}");
+            assert!(deep as f64 <= 1.10 * shallow as f64, "{integrator}: {shallow} -> {deep} at N = {n}");
+        }
     }
     let euler = |n| GpuNet::new(gpu(), &cfg(Integrator::Resnet, n, 2, 5), 1024, 1024, None).unwrap().work_bytes();
     assert!(euler(256) > 8 * euler(16), "resnet stores its states: memory must grow with depth");

@@ -3,14 +3,6 @@
 // 2-4). y_j lives in st slot j % 2 (y_{-1} = y_0 in slot 1); a_j in acc slot j % 3.
 // CPU twin: stablenet_core::integrators::leapfrog. Bindings: network.wgsl.
 
-fn k_at(j: u32, a: u32, b: u32) -> f32 {
-    return params[OFF_K + j * W * W + a * W + b];
-}
-
-fn b_at(j: u32, i: u32) -> f32 {
-    return params[OFF_B + j * W + i];
-}
-
 @compute @workgroup_size(WG)
 fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = example(gid, nwg);

@@ -56,6 +56,15 @@ override SPD: u32 = 1u;
 @group(0) @binding(13) var<storage, read_write> hits: array<f32>;
 @group(0) @binding(14) var<storage, read_write> cursor: array<u32>;
 
+// K_j[a][b] and b_j[i] from the flat parameters.
+fn k_at(j: u32, a: u32, b: u32) -> f32 {
+    return params[OFF_K + j * W * W + a * W + b];
+}
+
+fn b_at(j: u32, i: u32) -> f32 {
+    return params[OFF_B + j * W + i];
+}
+
 // Factor regions of `fac`.
 const FP: u32 = 0u;
 const FQ: u32 = 1u;

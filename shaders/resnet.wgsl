@@ -21,7 +21,7 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
             store[(j * NMAX + s) * W + i] = st[s * W + i];
         }
         for (var i = 0u; i < W; i++) {
-            var u = params[OFF_B + j * W + i];
+            var u = b_at(j, i);
             for (var k = 0u; k < W; k++) {
                 u += m_at(j, i, k) * st[s * W + k];
             }
@@ -42,7 +42,7 @@ fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     let j = cursor[0];
     for (var i = 0u; i < W; i++) {
-        var u = params[OFF_B + j * W + i];
+        var u = b_at(j, i);
         for (var k = 0u; k < W; k++) {
             u += m_at(j, i, k) * store[(j * NMAX + s) * W + k];
         }

@@ -2,14 +2,6 @@
 // (MODEL.md sections 2-4). State (y, z) in st slots 0 and 1; (ybar, zbar) in acc slots 0, 1.
 // CPU twin: stablenet_core::integrators::verlet. Bindings: network.wgsl.
 
-fn k_at(j: u32, a: u32, b: u32) -> f32 {
-    return params[OFF_K + j * W * W + a * W + b];
-}
-
-fn b_at(j: u32, i: u32) -> f32 {
-    return params[OFF_B + j * W + i];
-}
-
 // z -= h sigma(K^T y + b); y += h sigma(K z + b), for steps the cursor's range.
 @compute @workgroup_size(WG)
 fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

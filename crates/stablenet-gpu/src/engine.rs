@@ -645,25 +645,32 @@ impl GpuNet {
         self.dispatch(pass, &self.reduce_finish, r.meta, groups(r.rc), 1);
     }
 
-    /// Records forward, loss, adjoint and reductions (and the update when training) for the
-    /// batch of `n` examples at `offset` in the current order.
-    fn record(&self, enc: &mut wgpu::CommandEncoder, n: u32, update: bool) {
-        let mut pass =
-            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+    /// Records the operator build (resnet/antisym), the opening layer and the forward steps.
+    fn record_forward(&self, pass: &mut wgpu::ComputePass, n: u32) {
         let (gx, gy) = self.grid(n);
         let net = &self.net;
         pass.set_bind_group(0, &self.bg_net, &[]);
         if let Some(p) = &net.build_ops {
             let e = self.cfg.steps as u32 * (self.cfg.width * self.cfg.width) as u32;
             let (x, y) = self.grid(e);
-            self.dispatch(&mut pass, p, self.m_plain, x, y);
+            self.dispatch(pass, p, self.m_plain, x, y);
         }
-        self.dispatch(&mut pass, &net.open_forward, self.m_plain, gx, gy);
-        self.dispatch(&mut pass, &net.advance, self.m_first, 1, 1);
+        self.dispatch(pass, &net.open_forward, self.m_plain, gx, gy);
+        self.dispatch(pass, &net.advance, self.m_first, 1, 1);
         for _ in 0..self.forward_dispatches {
-            self.dispatch(&mut pass, &net.steps_forward, self.m_plain, gx, gy);
-            self.dispatch(&mut pass, &net.advance, self.m_next, 1, 1);
+            self.dispatch(pass, &net.steps_forward, self.m_plain, gx, gy);
+            self.dispatch(pass, &net.advance, self.m_next, 1, 1);
         }
+    }
+
+    /// Records forward, loss, adjoint and reductions (and the update when training) for the
+    /// batch of `n` examples at `offset` in the current order.
+    fn record(&self, enc: &mut wgpu::CommandEncoder, n: u32, update: bool) {
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+        self.record_forward(&mut pass, n);
+        let (gx, gy) = self.grid(n);
+        let net = &self.net;
         self.dispatch(&mut pass, &net.classify, self.m_plain, gx, gy);
         self.reduce(&mut pass, self.red_loss, n);
         self.reduce(&mut pass, self.red_hits, n);
@@ -732,23 +739,10 @@ impl GpuNet {
     /// (n x w), for checking the forward kernels.
     pub fn forward(&self, offset: usize, n: usize) -> Result<Vec<f32>> {
         let n = self.write_batch(n, offset, 0)?;
-        let (gx, gy) = self.grid(n);
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-            let net = &self.net;
-            pass.set_bind_group(0, &self.bg_net, &[]);
-            if let Some(p) = &net.build_ops {
-                let e = self.cfg.steps as u32 * (self.cfg.width * self.cfg.width) as u32;
-                let (x, y) = self.grid(e);
-                self.dispatch(&mut pass, p, self.m_plain, x, y);
-            }
-            self.dispatch(&mut pass, &net.open_forward, self.m_plain, gx, gy);
-            self.dispatch(&mut pass, &net.advance, self.m_first, 1, 1);
-            for _ in 0..self.forward_dispatches {
-                self.dispatch(&mut pass, &net.steps_forward, self.m_plain, gx, gy);
-                self.dispatch(&mut pass, &net.advance, self.m_next, 1, 1);
-            }
+            self.record_forward(&mut pass, n);
         }
         self.gpu.queue.submit([enc.finish()]);
         self.read_state(self.final_slot(), n as usize)

@@ -2,7 +2,12 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod eval;
 mod grad;
+mod inspect;
+mod plot;
+mod predict;
+mod stability;
 mod train;
 
 #[derive(Parser)]
@@ -19,6 +24,16 @@ enum Command {
     Grad(grad::GradArgs),
     /// Train a network on a generated 2-D data set and write the model.
     Train(train::TrainArgs),
+    /// Loss and accuracy of a model on a data set.
+    Eval(eval::EvalArgs),
+    /// Labels and class probabilities for new inputs (CSV or safetensors).
+    Predict(predict::PredictArgs),
+    /// Pictures: decision regions, features flowing through the steps, training curves.
+    Plot(plot::PlotArgs),
+    /// Per-step stability diagnostics of a model (MODEL.md section 7).
+    Inspect(inspect::InspectArgs),
+    /// Gradient norms and forward sensitivity against depth for every integrator.
+    Stability(stability::StabilityArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,6 +96,11 @@ fn main() {
     let result = match cli.command {
         Command::Grad(a) => grad::run(a),
         Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Plot(a) => plot::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Stability(a) => stability::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

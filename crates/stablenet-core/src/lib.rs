@@ -8,6 +8,7 @@ pub mod activation;
 pub mod backend;
 pub mod config;
 pub mod data;
+pub mod diagnostics;
 pub mod error;
 pub mod integrators;
 pub mod io;
@@ -21,6 +22,7 @@ pub mod regularize;
 pub mod rng;
 pub mod stability;
 pub mod train;
+pub mod trajectory;
 
 pub use backend::Backend;
 pub use config::{Activation, Integrator, ModelConfig};

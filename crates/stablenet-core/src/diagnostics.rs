@@ -1,0 +1,1 @@
+//! Stability diagnostics (in progress).

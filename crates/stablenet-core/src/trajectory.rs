@@ -1,0 +1,1 @@
+//! Trajectories of the states through the steps (in progress).

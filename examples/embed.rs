@@ -10,7 +10,7 @@ use stablenet::{Activation, Backend, Integrator, ModelConfig, Params, TrainConfi
 fn train(backend: &mut dyn Backend, split: &stablenet::data::Split, epochs: usize) -> anyhow::Result<f64> {
     let mut val_acc = 0.0;
     for _ in 0..epochs {
-        let report = backend.run_epoch(&split.train, Some(&split.val), &mut |_, _| {})?;
+        let report = backend.run_epoch(&split.train, Some(&split.val), &mut |_, _| true)?;
         val_acc = report.val_acc.unwrap_or(0.0);
     }
     println!("{}: validation accuracy after {epochs} epochs: {:.2}%", backend.device(), 100.0 * val_acc);

@@ -35,7 +35,7 @@ fn trainer(cfg: &ModelConfig, epochs: usize, batch: usize, reg: Regularizer) -> 
 fn train(split: &Split, t: &mut Trainer<f32>, epochs: usize) -> f64 {
     let mut acc = 0.0;
     for _ in 0..epochs {
-        acc = t.run_epoch(&split.train, Some(&split.val), |_, _, _| {}).unwrap().val_acc.unwrap();
+        acc = t.run_epoch(&split.train, Some(&split.val), |_, _, _| true).unwrap().val_acc.unwrap();
     }
     acc
 }

@@ -58,7 +58,7 @@ fn accuracy(epochs: Option<usize>) -> Result<()> {
             let mut t = Trainer::new(cfg.clone(), Params::<f32>::init(&cfg, 2), tc)?;
             let mut last = None;
             for _ in 0..epochs {
-                last = Some(t.run_epoch(&split.train, Some(&split.val), |_, _, _| {})?);
+                last = Some(t.run_epoch(&split.train, Some(&split.val), |_, _, _| true)?);
             }
             let train = stablenet_core::evaluate(&cfg, &t.params, &split.train.x, &split.train.labels)?;
             let val = last.and_then(|r| r.val_acc).unwrap_or(f64::NAN);

@@ -23,7 +23,7 @@ enum Command {
     /// (the same tensor names as the model, plus `loss`).
     Grad(grad::GradArgs),
     /// Train a network on a generated 2-D data set and write the model.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Loss and accuracy of a model on a data set.
     Eval(eval::EvalArgs),
     /// Labels and class probabilities for new inputs (CSV or safetensors).
@@ -95,7 +95,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Grad(a) => grad::run(a),
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Plot(a) => plot::run(a),

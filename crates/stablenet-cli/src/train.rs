@@ -1,178 +1,404 @@
-//! `stablenet train`: train on a generated 2-D data set (MODEL.md section 8) on the CPU,
-//! report training and validation accuracy, write the model.
+//! `stablenet train`: an experiment (TOML file and/or flags) trained level by level
+//! (MODEL.md section 6), with per-epoch metrics, atomic checkpoints, `--resume`, and a clean
+//! stop on Ctrl-C.
 use crate::grad::parse_method;
 use crate::{BackendArg, Chosen};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use stablenet_core::data::Synthetic;
-use stablenet_core::io::{Tensor, save_model};
-use stablenet_core::optim::OptimizerKind;
-use stablenet_core::regularize::Regularizer;
-use stablenet_core::{Activation, Backend, GradMethod, Integrator, ModelConfig, Params, TrainConfig, Trainer};
+use stablenet_core::data::{Dataset, Split};
+use stablenet_core::experiment::{DataSource, Experiment, Plan};
+use stablenet_core::io::{Tensor, load_data, load_model, save_model};
+use stablenet_core::multilevel::prolongate;
+use stablenet_core::{
+    Activation, Backend, EpochReport, GradMethod, Integrator, ModelConfig, Params, TrainConfig, Trainer,
+};
 use stablenet_gpu::GpuTrainer;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Data set: peaks, ellipses or swiss-roll.
-    #[arg(long, default_value = "peaks")]
-    data: Synthetic,
+    /// Experiment file (TOML, see experiments/); flags override its fields.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue an interrupted run from its checkpoint (its experiment is stored inside).
+    #[arg(long, conflicts_with = "config")]
+    resume: Option<PathBuf>,
+    /// Data set: peaks, ellipses, swiss-roll, or a safetensors file with `x` and `labels`.
+    #[arg(long)]
+    data: Option<String>,
+    /// Validation data file (with a data file).
+    #[arg(long)]
+    val_data: Option<String>,
     /// resnet, antisym, hamiltonian or leapfrog.
-    #[arg(long, default_value = "hamiltonian")]
-    integrator: Integrator,
-    #[arg(long, default_value_t = 8)]
-    width: usize,
-    /// Number of steps N (h = T / N).
-    #[arg(long, default_value_t = 16)]
-    steps: usize,
+    #[arg(long)]
+    integrator: Option<Integrator>,
+    #[arg(long)]
+    width: Option<usize>,
+    /// Number of steps N (h = T / N) of a single-level run.
+    #[arg(long, conflicts_with = "levels")]
+    steps: Option<usize>,
+    /// Multi-level training: N at each level, e.g. 4,8,16,32 (each the double of the last).
+    #[arg(long, value_delimiter = ',')]
+    levels: Option<Vec<usize>>,
     /// Final time T.
-    #[arg(long, default_value_t = 5.0)]
-    final_time: f64,
+    #[arg(long)]
+    final_time: Option<f64>,
     /// tanh or relu.
-    #[arg(long, default_value = "tanh")]
-    activation: Activation,
+    #[arg(long)]
+    activation: Option<Activation>,
     /// Damping of the antisymmetric operator.
-    #[arg(long, default_value_t = 0.05)]
-    gamma: f64,
-    /// Passes over the training set (default: per data set, see `default_schedule`).
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// Passes over the training set per level (default: per data set).
     #[arg(long)]
     epochs: Option<usize>,
     /// Examples per optimiser step (default: per data set).
     #[arg(long)]
     batch_size: Option<usize>,
     /// adam or sgd.
-    #[arg(long, default_value = "adam")]
-    optimizer: String,
-    #[arg(long, default_value_t = 0.01)]
-    lr: f64,
+    #[arg(long)]
+    optimizer: Option<String>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Cosine decay of the learning rate to this value within each level.
+    #[arg(long)]
+    lr_final: Option<f64>,
     /// Momentum (sgd only).
-    #[arg(long, default_value_t = 0.0)]
-    momentum: f64,
+    #[arg(long)]
+    momentum: Option<f64>,
     /// Weight of the smoothness-in-time regulariser (MODEL.md section 5).
-    #[arg(long, default_value_t = 0.0)]
-    alpha_t: f64,
+    #[arg(long)]
+    alpha_t: Option<f64>,
     /// Weight decay (MODEL.md section 5).
-    #[arg(long, default_value_t = 0.0)]
-    alpha_w: f64,
-    /// Gradient method: stored, reverse, checkpoint:K (default: the integrator's own).
+    #[arg(long)]
+    alpha_w: Option<f64>,
+    /// Seeds the data, the initialisation and the batch order.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// CPU gradient method: stored, reverse, checkpoint:K (default: the integrator's own).
     #[arg(long, value_parser = parse_method)]
     method: Option<GradMethod>,
-    /// Seeds the data, the initialisation and the batch order.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
     /// Where to write the trained model.
     #[arg(long, default_value = "out/model.safetensors")]
     out: PathBuf,
+    /// One JSON line per epoch (appended to when resuming).
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+    /// Checkpoint written atomically after every epoch (default: OUT with .ckpt.safetensors).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
     #[command(flatten)]
     backend: BackendArg,
 }
 
-pub fn run(a: TrainArgs) -> Result<()> {
-    let chosen = a.backend.resolve()?;
-    let split = a.data.generate(a.seed);
-    let (epochs, batch_size) = stablenet_core::train::default_schedule(a.data);
-    let (epochs, batch_size) = (a.epochs.unwrap_or(epochs), a.batch_size.unwrap_or(batch_size));
-    let cfg = ModelConfig {
-        d: split.train.d,
-        width: a.width,
-        steps: a.steps,
-        final_time: a.final_time,
-        integrator: a.integrator,
-        activation: a.activation,
-        gamma: if a.integrator == Integrator::Antisym { a.gamma } else { 0.0 },
-        classes: split.train.classes,
-    };
-    cfg.validate()?;
-    let optimizer = match a.optimizer.as_str() {
-        "sgd" => OptimizerKind::sgd(a.lr, a.momentum)?,
-        name => OptimizerKind::from_name(name, a.lr)?,
-    };
-    let tc = TrainConfig {
-        epochs,
-        batch_size,
-        optimizer,
-        regularizer: Regularizer::new(a.alpha_t, a.alpha_w)?,
-        seed: a.seed.wrapping_add(2),
-        method: a.method,
-    };
-    let params = Params::<f32>::init(&cfg, a.seed.wrapping_add(1));
-    for w in stablenet_core::stability::warnings(&cfg, &params) {
-        eprintln!("warning: {w}");
+impl TrainArgs {
+    fn flags(&self) -> Experiment {
+        Experiment {
+            name: None,
+            data: self.data.clone(),
+            val_data: self.val_data.clone(),
+            integrator: self.integrator,
+            activation: self.activation,
+            width: self.width,
+            steps: self.steps,
+            levels: self.levels.clone(),
+            final_time: self.final_time,
+            gamma: self.gamma,
+            optimizer: self.optimizer.clone(),
+            lr: self.lr,
+            lr_final: self.lr_final,
+            momentum: self.momentum,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            alpha_t: self.alpha_t,
+            alpha_w: self.alpha_w,
+            seed: self.seed,
+        }
     }
-    let mut cpu = None;
-    let mut gpu = None;
-    let trainer: &mut dyn Backend = match chosen {
-        Chosen::Cpu => cpu.insert(Trainer::new(cfg.clone(), params, tc)?),
-        Chosen::Gpu(g) => gpu.insert(GpuTrainer::new(*g, cfg.clone(), &params, tc, split.train.len())?),
+}
+
+/// Where a run stands: level, epochs done in it, next batch; the parameters and optimiser state.
+struct Resume {
+    level: usize,
+    epoch: usize,
+    batch: usize,
+    params: Params<f32>,
+    optim: Vec<Tensor>,
+}
+
+fn load_split(plan: &Plan) -> Result<Split> {
+    Ok(match &plan.data {
+        DataSource::Synthetic(s) => s.generate(plan.seed),
+        DataSource::File { train, val } => {
+            let train = load_data(train, None)?;
+            let val = match val {
+                Some(v) => load_data(v, Some(train.classes))?,
+                None => Dataset { x: vec![], labels: vec![], d: train.d, classes: train.classes },
+            };
+            if val.d != train.d {
+                bail!("validation data has d = {}, training data d = {}", val.d, train.d);
+            }
+            Split { train, val }
+        }
+    })
+}
+
+fn checkpoint_path(a: &TrainArgs) -> PathBuf {
+    a.checkpoint.clone().unwrap_or_else(|| {
+        let stem = a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        a.out.with_file_name(format!("{stem}.ckpt.safetensors"))
+    })
+}
+
+fn save(
+    path: &Path,
+    cfg: &ModelConfig,
+    trainer: &dyn Backend,
+    exp: &Experiment,
+    pos: (usize, usize, usize),
+) -> Result<()> {
+    let mut meta = BTreeMap::new();
+    meta.insert("experiment".to_string(), exp.to_toml());
+    meta.insert("checkpoint_level".into(), pos.0.to_string());
+    meta.insert("checkpoint_epoch".into(), pos.1.to_string());
+    meta.insert("checkpoint_batch".into(), pos.2.to_string());
+    let params = trainer.params()?;
+    save_model(path, cfg, &params, &trainer.optimizer_state()?, &meta)
+        .with_context(|| format!("writing checkpoint {}", path.display()))
+}
+
+fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
+    let m = load_model(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
+    let get = |k: &str| -> Result<&String> {
+        m.metadata.get(k).with_context(|| format!("{}: not a stablenet checkpoint (no {k})", path.display()))
+    };
+    let exp = Experiment::parse(get("experiment")?).with_context(|| format!("{}", path.display()))?;
+    let num = |k: &str| -> Result<usize> {
+        get(k)?.parse().with_context(|| format!("{}: {k} is not a number", path.display()))
+    };
+    let r = Resume {
+        level: num("checkpoint_level")?,
+        epoch: num("checkpoint_epoch")?,
+        batch: num("checkpoint_batch")?,
+        params: m.params,
+        optim: m.extras,
+    };
+    Ok((exp, r))
+}
+
+struct Metrics(Option<(PathBuf, std::fs::File)>);
+
+impl Metrics {
+    fn open(path: Option<&PathBuf>, append: bool) -> Result<Self> {
+        let Some(p) = path else { return Ok(Metrics(None)) };
+        crate::ensure_parent(p)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(p)
+            .with_context(|| format!("opening metrics file {}", p.display()))?;
+        Ok(Metrics(Some((p.clone(), f))))
+    }
+
+    fn write(&mut self, level: usize, depth: usize, epoch: usize, r: &EpochReport) -> Result<()> {
+        let Some((p, f)) = &mut self.0 else { return Ok(()) };
+        let line = serde_json::json!({
+            "epoch": epoch, "level": level, "depth": depth, "steps": r.steps,
+            "train_loss": r.train_loss, "train_acc": r.train_acc,
+            "val_loss": r.val_loss, "val_acc": r.val_acc,
+            "seconds": r.seconds, "lr": r.lr,
+        });
+        writeln!(f, "{line}")
+            .and_then(|_| f.flush())
+            .with_context(|| format!("writing metrics file {} (the last checkpoint is intact)", p.display()))
+    }
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    let (exp, resume) = match &a.resume {
+        Some(path) => {
+            let (exp, r) = read_resume(path)?;
+            if a.flags() != Experiment::default() {
+                eprintln!("note: --resume continues the stored experiment; other experiment flags are ignored");
+            }
+            (exp, Some(r))
+        }
+        None => {
+            let base = match &a.config {
+                Some(p) => Experiment::load(p)?,
+                None => Experiment::default(),
+            };
+            (base.over(&a.flags()), None)
+        }
+    };
+    let plan = exp.plan()?;
+    let split = load_split(&plan)?;
+    let chosen = a.backend.resolve()?;
+    let ckpt = checkpoint_path(&a);
+    let mut metrics = Metrics::open(a.metrics.as_ref(), resume.is_some())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    }
+    let (d, classes) = (split.train.d, split.train.classes.max(split.val.classes));
+    let (start_level, mut params) = match &resume {
+        Some(r) => {
+            if r.level >= plan.levels.len() {
+                bail!("checkpoint level {} is beyond the experiment's {} levels", r.level, plan.levels.len());
+            }
+            (r.level, r.params.clone())
+        }
+        None => (0, Params::<f32>::init(&plan.model(0, d, classes), plan.seed.wrapping_add(1))),
     };
     eprintln!(
-        "training {} (d {}, width {}, N {}, T {}, h {:.4}) on {} ({} train / {} validation) with {}",
-        cfg.integrator,
-        cfg.d,
-        cfg.width,
-        cfg.steps,
-        cfg.final_time,
-        cfg.h(),
-        a.data,
+        "training {} (width {}, levels {:?}, T {}) on {} ({} train / {} validation), {}",
+        plan.integrator,
+        plan.width,
+        plan.levels,
+        plan.final_time,
+        plan.name,
         split.train.len(),
         split.val.len(),
-        optimizer
+        plan.optimizer
     );
     let tty = std::io::stderr().is_terminal();
     let start = std::time::Instant::now();
-    let mut last = None;
-    for _ in 0..epochs {
-        let bar = if tty {
-            ProgressBar::new(split.train.len().div_ceil(batch_size) as u64).with_style(
-                ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} batches")
-                    .expect("static template")
-                    .progress_chars("=> "),
-            )
-        } else {
-            ProgressBar::hidden()
+    let mut gpu = match chosen {
+        Chosen::Gpu(g) => Some(*g),
+        Chosen::Cpu => None,
+    };
+    let val = (!split.val.is_empty()).then_some(&split.val);
+    let mut last: Option<EpochReport> = None;
+    let mut final_opt = Vec::new();
+    for level in start_level..plan.levels.len() {
+        let cfg = plan.model(level, d, classes);
+        params.check_shape(&cfg).context("checkpoint parameters do not match the experiment")?;
+        for w in stablenet_core::stability::warnings(&cfg, &params) {
+            eprintln!("warning: {w}");
+        }
+        let tc = TrainConfig {
+            epochs: plan.epochs,
+            batch_size: plan.batch_size,
+            optimizer: plan.optimizer,
+            regularizer: plan.regularizer,
+            seed: plan.seed.wrapping_add(2 + 1000 * level as u64),
+            method: a.method,
         };
-        bar.set_prefix((trainer.epochs_done() + 1).to_string());
-        let r = trainer.run_epoch(&split.train, Some(&split.val), &mut |done, _| bar.set_position(done as u64))?;
-        bar.finish_and_clear();
-        eprintln!(
-            "epoch {:>3}  loss {:.4}  train acc {:6.2}%  val loss {:.4}  val acc {:6.2}%  {:.2}s",
-            r.epoch,
-            r.train_loss,
-            100.0 * r.train_acc,
-            r.val_loss.unwrap_or(f64::NAN),
-            100.0 * r.val_acc.unwrap_or(f64::NAN),
-            r.seconds
-        );
-        last = Some(r);
+        let mut cpu_t = None;
+        let mut gpu_t = None;
+        let trainer: &mut dyn Backend = match gpu.take() {
+            None => cpu_t.insert(Trainer::new(cfg.clone(), params.clone(), tc)?),
+            Some(g) => gpu_t.insert(GpuTrainer::new(g, cfg.clone(), &params, tc, split.train.len())?),
+        };
+        if level == start_level
+            && let Some(r) = &resume
+        {
+            if !r.optim.is_empty() {
+                trainer.load_optimizer_state(&r.optim).context("restoring the optimizer from the checkpoint")?;
+            }
+            trainer.set_position(r.epoch, r.batch);
+        }
+        eprintln!("level {}: N = {}, h = {:.4} on {}", level + 1, cfg.steps, cfg.h(), trainer.device());
+        while trainer.position().0 < plan.epochs {
+            let (epoch, _) = trainer.position();
+            trainer.set_lr(plan.lr(epoch));
+            let bar = if tty {
+                ProgressBar::new(split.train.len().div_ceil(plan.batch_size) as u64).with_style(
+                    ProgressStyle::with_template("epoch {prefix:>4} [{bar:30}] {pos}/{len} batches")
+                        .expect("static template")
+                        .progress_chars("=> "),
+                )
+            } else {
+                ProgressBar::hidden()
+            };
+            bar.set_prefix((epoch + 1).to_string());
+            let r = trainer.run_epoch(&split.train, val, &mut |done, _| {
+                bar.set_position(done as u64);
+                !stop.load(Ordering::SeqCst)
+            })?;
+            bar.finish_and_clear();
+            let (e, b) = trainer.position();
+            if !r.complete {
+                save(&ckpt, &cfg, trainer, &exp, (level, e, b))?;
+                eprintln!(
+                    "interrupted in epoch {}, after batch {b}; checkpoint written to {}. Continue with --resume {}",
+                    level * plan.epochs + e + 1,
+                    ckpt.display(),
+                    ckpt.display()
+                );
+                std::process::exit(130);
+            }
+            let global = level * plan.epochs + e;
+            eprintln!(
+                "epoch {:>4}  N {:>4}  loss {:.4}  train acc {:6.2}%  val loss {:.4}  val acc {:6.2}%  lr {:.2e}  {:.2}s",
+                global,
+                cfg.steps,
+                r.train_loss,
+                100.0 * r.train_acc,
+                r.val_loss.unwrap_or(f64::NAN),
+                100.0 * r.val_acc.unwrap_or(f64::NAN),
+                r.lr,
+                r.seconds
+            );
+            crate::ensure_parent(&ckpt)?;
+            save(&ckpt, &cfg, trainer, &exp, (level, e, 0))?;
+            metrics.write(level, cfg.steps, global, &r)?;
+            last = Some(r);
+            if stop.load(Ordering::SeqCst) {
+                eprintln!("interrupted after epoch {global}; continue with --resume {}", ckpt.display());
+                std::process::exit(130);
+            }
+        }
+        params = trainer.params()?;
+        final_opt = trainer.optimizer_state()?;
+        if let Some(g) = gpu_t {
+            gpu = Some(g.into_gpu());
+        }
+        if level + 1 < plan.levels.len() {
+            let (next, p) = prolongate(&cfg, &params);
+            eprintln!("prolongating N = {} -> {} (h/2, T fixed)", cfg.steps, next.steps);
+            params = p;
+            // The next level's checkpoint starts at its epoch 0 with a fresh optimiser.
+            save_fresh(&ckpt, &next, &params, &exp, level + 1)?;
+        }
     }
-    let params = trainer.params()?;
+    let cfg = plan.model(plan.levels.len() - 1, d, classes);
     let train_eval = stablenet_core::evaluate(&cfg, &params, &split.train.x, &split.train.labels)?;
-    let r = last.expect("epochs >= 1");
+    let val_acc = last.as_ref().and_then(|r| r.val_acc);
     println!(
-        "{} {} final: train acc {:.2}%  validation acc {:.2}%  ({} epochs, {:.1}s)",
-        a.data,
-        cfg.integrator,
+        "{} final: train acc {:.2}%  validation acc {:.2}%  ({:.1}s)",
+        plan.name,
         100.0 * train_eval.accuracy,
-        100.0 * r.val_acc.unwrap_or(f64::NAN),
-        r.epoch,
+        100.0 * val_acc.unwrap_or(f64::NAN),
         start.elapsed().as_secs_f64()
     );
     crate::ensure_parent(&a.out)?;
-    // Optimiser state travels with the model from the CPU backend; the GPU keeps its own.
-    let extras: Vec<Tensor> = cpu
-        .iter()
-        .flat_map(|t| t.optimizer().state_tensors())
-        .map(|(name, shape, data)| Tensor::new(name, shape, data))
-        .collect();
     let mut meta = BTreeMap::new();
-    meta.insert("optimizer".into(), optimizer.to_string());
-    meta.insert("dataset".into(), a.data.to_string());
-    meta.insert("epochs".into(), r.epoch.to_string());
-    meta.insert("val_acc".into(), format!("{}", r.val_acc.unwrap_or(f64::NAN)));
-    save_model(&a.out, &cfg, &params, &extras, &meta).context("writing the model")?;
+    meta.insert("experiment".into(), exp.to_toml());
+    meta.insert("optimizer".into(), plan.optimizer.to_string());
+    if let Some(v) = val_acc {
+        meta.insert("val_acc".into(), v.to_string());
+    }
+    meta.insert("train_acc".into(), train_eval.accuracy.to_string());
+    save_model(&a.out, &cfg, &params, &final_opt, &meta).context("writing the model")?;
     eprintln!("model written to {}", a.out.display());
     Ok(())
+}
+
+/// A checkpoint at the start of a level (after prolongation): parameters, no optimiser state.
+fn save_fresh(path: &Path, cfg: &ModelConfig, params: &Params<f32>, exp: &Experiment, level: usize) -> Result<()> {
+    let mut meta = BTreeMap::new();
+    meta.insert("experiment".to_string(), exp.to_toml());
+    meta.insert("checkpoint_level".into(), level.to_string());
+    meta.insert("checkpoint_epoch".into(), "0".into());
+    meta.insert("checkpoint_batch".into(), "0".into());
+    save_model(path, cfg, params, &[], &meta).with_context(|| format!("writing checkpoint {}", path.display()))
 }

@@ -3,6 +3,7 @@
 use crate::config::ModelConfig;
 use crate::data::Dataset;
 use crate::error::Result;
+use crate::io::Tensor;
 use crate::params::Params;
 use crate::real::Real;
 use crate::train::{EpochReport, Trainer};
@@ -16,20 +17,33 @@ pub trait Backend {
     /// One optimiser step on a batch given as slices (`x` is n x d row-major).
     fn step(&mut self, x: &[f32], labels: &[u32]) -> Result<()>;
 
-    /// One pass over `train` in a fresh shuffled order (the same order on every backend for
-    /// the same seed), then metrics; `on_batch(done, total)` reports progress.
+    /// One pass over `train` in the epoch's shuffled order (the same on every backend for the
+    /// same seed, see [`crate::train::epoch_order`]), from the current position, then metrics.
+    /// `on_batch(done, total)` reports progress; returning false stops after that batch
+    /// (the report says `complete: false` and [`Backend::position`] points at the next one).
     fn run_epoch(
         &mut self,
         train: &Dataset,
         val: Option<&Dataset>,
-        on_batch: &mut dyn FnMut(usize, usize),
+        on_batch: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<EpochReport>;
 
     /// The current parameters (read back from the device where there is one).
     fn params(&self) -> Result<Params<f32>>;
 
-    /// Epochs completed.
-    fn epochs_done(&self) -> usize;
+    /// (epochs completed, next batch within the current epoch).
+    fn position(&self) -> (usize, usize);
+
+    /// Resume from a checkpoint's position.
+    fn set_position(&mut self, epoch: usize, next_batch: usize);
+
+    fn set_lr(&mut self, lr: f64);
+
+    /// Optimiser state as tensors under `optim.` (the same names on every backend, so a
+    /// checkpoint written by one resumes on the other).
+    fn optimizer_state(&self) -> Result<Vec<Tensor>>;
+
+    fn load_optimizer_state(&mut self, tensors: &[Tensor]) -> Result<()>;
 }
 
 impl<T: Real> Backend for Trainer<T> {
@@ -50,7 +64,7 @@ impl<T: Real> Backend for Trainer<T> {
         &mut self,
         train: &Dataset,
         val: Option<&Dataset>,
-        on_batch: &mut dyn FnMut(usize, usize),
+        on_batch: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<EpochReport> {
         Trainer::run_epoch(self, train, val, |done, total, _| on_batch(done, total))
     }
@@ -59,7 +73,28 @@ impl<T: Real> Backend for Trainer<T> {
         Ok(self.params.cast())
     }
 
-    fn epochs_done(&self) -> usize {
-        self.epoch()
+    fn position(&self) -> (usize, usize) {
+        Trainer::position(self)
+    }
+
+    fn set_position(&mut self, epoch: usize, next_batch: usize) {
+        Trainer::set_position(self, epoch, next_batch)
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.optimizer_mut().set_lr(lr)
+    }
+
+    fn optimizer_state(&self) -> Result<Vec<Tensor>> {
+        let cast = |v: Vec<T>| v.into_iter().map(|x| x.f64() as f32).collect();
+        Ok(self.optimizer().state_tensors().into_iter().map(|(n, shape, v)| Tensor::new(n, shape, cast(v))).collect())
+    }
+
+    fn load_optimizer_state(&mut self, tensors: &[Tensor]) -> Result<()> {
+        let state: Vec<(String, Vec<usize>, Vec<T>)> = tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone(), t.data.iter().map(|x| T::c(f64::from(*x))).collect()))
+            .collect();
+        self.optimizer_mut().load_state(&state)
     }
 }

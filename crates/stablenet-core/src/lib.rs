@@ -10,6 +10,7 @@ pub mod config;
 pub mod data;
 pub mod diagnostics;
 pub mod error;
+pub mod experiment;
 pub mod integrators;
 pub mod io;
 pub mod linalg;

@@ -48,17 +48,29 @@ pub struct EpochReport {
     pub val_acc: Option<f64>,
     pub seconds: f64,
     pub lr: f64,
+    /// False when the epoch was stopped early (a stop request); the trainer's position then
+    /// points at the next batch, so the epoch can be resumed exactly.
+    pub complete: bool,
 }
 
-/// A model in training: parameters, optimiser state and the shuffling stream.
+/// The example order of epoch `epoch`: a fresh shuffle from a stream that depends only on the
+/// seed and the epoch, so an interrupted run resumes with the very same batches, and the CPU
+/// and GPU backends see the same order.
+pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mix = (epoch as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    Rng::new(seed ^ mix).shuffle(&mut order);
+    order
+}
+
+/// A model in training: parameters, optimiser state and the position (epoch, batch).
 pub struct Trainer<T> {
     pub cfg: ModelConfig,
     pub params: Params<T>,
     pub tc: TrainConfig,
     opt: Optimizer<T>,
-    rng: Rng,
     epoch: usize,
-    order: Vec<usize>,
+    next_batch: usize,
 }
 
 impl<T: Real> Trainer<T> {
@@ -71,12 +83,21 @@ impl<T: Real> Trainer<T> {
             return Err(Error::Config(msg));
         }
         let opt = Optimizer::new(tc.optimizer, &params)?;
-        let rng = Rng::new(tc.seed);
-        Ok(Trainer { cfg, params, tc, opt, rng, epoch: 0, order: Vec::new() })
+        Ok(Trainer { cfg, params, tc, opt, epoch: 0, next_batch: 0 })
     }
 
     pub fn epoch(&self) -> usize {
         self.epoch
+    }
+
+    /// (epochs completed, next batch of the current epoch).
+    pub fn position(&self) -> (usize, usize) {
+        (self.epoch, self.next_batch)
+    }
+
+    /// Continue from a checkpoint's position.
+    pub fn set_position(&mut self, epoch: usize, next_batch: usize) {
+        (self.epoch, self.next_batch) = (epoch, next_batch);
     }
 
     pub fn optimizer(&self) -> &Optimizer<T> {
@@ -130,54 +151,64 @@ impl<T: Real> Trainer<T> {
         Ok((objective, loss, lg.correct))
     }
 
-    /// One pass over `train` in a fresh shuffled order; `on_batch(done, total, loss)` is called
-    /// after each batch.
+    /// One pass over `train` in the epoch's shuffled order ([`epoch_order`]), starting at the
+    /// trainer's position; `on_batch(done, total, loss)` is called after each batch and stops
+    /// the epoch early by returning false.
     pub fn run_epoch(
         &mut self,
         train: &Dataset,
         val: Option<&Dataset>,
-        mut on_batch: impl FnMut(usize, usize, f64),
+        mut on_batch: impl FnMut(usize, usize, f64) -> bool,
     ) -> Result<EpochReport> {
         self.check_data(train)?;
         let start = std::time::Instant::now();
         let n = train.len();
-        self.order.clear();
-        self.order.extend(0..n);
-        self.rng.shuffle(&mut self.order);
-        let (mut loss_sum, mut correct) = (0.0, 0usize);
+        let order = epoch_order(self.tc.seed, self.epoch, n);
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         let mut batch = Dataset { x: Vec::new(), labels: Vec::new(), d: train.d, classes: train.classes };
         let total = n.div_ceil(self.tc.batch_size);
-        for b in 0..total {
+        let mut complete = true;
+        for b in self.next_batch.min(total)..total {
             let range = b * self.tc.batch_size..((b + 1) * self.tc.batch_size).min(n);
             let len = range.len();
             batch.x.clear();
             batch.labels.clear();
-            for &i in &self.order[range] {
-                batch.x.extend_from_slice(train.sample(i));
-                batch.labels.push(train.labels[i]);
+            for &i in &order[range] {
+                batch.x.extend_from_slice(train.sample(i as usize));
+                batch.labels.push(train.labels[i as usize]);
             }
             let (_, loss, c) = self.step(&batch.x, &batch.labels)?;
             loss_sum += loss * len as f64;
             correct += c;
-            on_batch(b + 1, total, loss);
+            seen += len;
+            self.next_batch = b + 1;
+            if !on_batch(b + 1, total, loss) && b + 1 < total {
+                complete = false;
+                break;
+            }
         }
-        self.epoch += 1;
-        let (val_loss, val_acc) = match val {
+        if complete {
+            self.epoch += 1;
+            self.next_batch = 0;
+        }
+        let (val_loss, val_acc) = match val.filter(|_| complete) {
             Some(v) => {
                 let e = evaluate(&self.cfg, &self.params, &v.x, &v.labels)?;
                 (Some(e.loss), Some(e.accuracy))
             }
             None => (None, None),
         };
+        let seen = seen.max(1) as f64;
         Ok(EpochReport {
             epoch: self.epoch,
             steps: self.opt.steps_taken(),
-            train_loss: loss_sum / n as f64,
-            train_acc: correct as f64 / n as f64,
+            train_loss: loss_sum / seen,
+            train_acc: correct as f64 / seen,
             val_loss,
             val_acc,
             seconds: start.elapsed().as_secs_f64(),
             lr: self.opt.lr(),
+            complete,
         })
     }
 }

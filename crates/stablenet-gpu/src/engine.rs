@@ -105,6 +105,8 @@ pub struct GpuNet {
     // buffers
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
+    opt_m: wgpu::Buffer,
+    opt_v: wgpu::Buffer,
     st: wgpu::Buffer,
     data_x: wgpu::Buffer,
     data_y: wgpu::Buffer,
@@ -536,6 +538,8 @@ impl GpuNet {
             t: 0,
             params,
             grads,
+            opt_m,
+            opt_v,
             st,
             data_x,
             data_y,
@@ -584,6 +588,10 @@ impl GpuNet {
 
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    pub fn into_gpu(self) -> Gpu {
+        self.gpu
     }
 
     /// Device bytes a training step needs beyond the parameters (and their gradients and
@@ -790,6 +798,37 @@ impl GpuNet {
     /// Optimiser step count (for Adam's bias correction).
     pub fn steps_taken(&self) -> u32 {
         self.t
+    }
+
+    /// Changes the learning rate from the next step on (schedules).
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        let Some(h) = self.hyper.as_mut() else { bail!("this network was built without training kernels") };
+        h.optimizer = match h.optimizer {
+            OptimizerKind::Sgd { momentum, .. } => OptimizerKind::sgd(lr, momentum)?,
+            OptimizerKind::Adam { beta1, beta2, eps, .. } => OptimizerKind::adam_with(lr, beta1, beta2, eps)?,
+        };
+        Ok(())
+    }
+
+    /// The optimiser's state: (m, v, t) with m the SGD velocity or Adam's first moment and v
+    /// Adam's second moment, flat in parameter order.
+    pub fn optimizer_state(&self) -> Result<(Vec<f32>, Vec<f32>, u32)> {
+        let n = self.layout.count as usize;
+        Ok((self.read(&self.opt_m, n)?, self.read(&self.opt_v, n)?, self.t))
+    }
+
+    pub fn set_optimizer_state(&mut self, m: &[f32], v: &[f32], t: u32) -> Result<()> {
+        let n = self.layout.count as usize;
+        ensure!(m.len() == n && v.len() == n, "optimizer state has {} / {} values, expected {n}", m.len(), v.len());
+        self.gpu.queue.write_buffer(&self.opt_m, 0, bytemuck::cast_slice(m));
+        self.gpu.queue.write_buffer(&self.opt_v, 0, bytemuck::cast_slice(v));
+        self.t = t;
+        Ok(())
+    }
+
+    /// Flat values in parameter order -> one vector per group (model-file order).
+    pub fn split_groups(&self, flat: &[f32]) -> Params<f32> {
+        self.unflatten(flat)
     }
 
     fn unflatten(&self, flat: &[f32]) -> Params<f32> {

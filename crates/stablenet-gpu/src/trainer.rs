@@ -6,13 +6,16 @@ use crate::device::Gpu;
 use crate::engine::{GpuNet, Hyper};
 use stablenet_core::backend::Backend;
 use stablenet_core::data::Dataset;
-use stablenet_core::{EpochReport, Error, ModelConfig, Params, Result, Rng, TrainConfig, evaluate};
+use stablenet_core::io::Tensor;
+use stablenet_core::optim::OptimizerKind;
+use stablenet_core::train::epoch_order;
+use stablenet_core::{EpochReport, Error, ModelConfig, Params, Result, TrainConfig, evaluate};
 
 pub struct GpuTrainer {
     net: GpuNet,
     tc: TrainConfig,
-    rng: Rng,
     epoch: usize,
+    next_batch: usize,
     /// Which data set is resident: (address, length) of the one last uploaded.
     resident: Option<(usize, usize)>,
     capacity: usize,
@@ -37,12 +40,16 @@ impl GpuTrainer {
         let capacity = data_capacity.max(tc.batch_size);
         let net = GpuNet::new(gpu, &cfg, tc.batch_size, capacity, Some(hyper)).map_err(gpu_err)?;
         net.set_params(params).map_err(gpu_err)?;
-        let rng = Rng::new(tc.seed);
-        Ok(GpuTrainer { net, tc, rng, epoch: 0, resident: None, capacity })
+        Ok(GpuTrainer { net, tc, epoch: 0, next_batch: 0, resident: None, capacity })
     }
 
     pub fn net(&self) -> &GpuNet {
         &self.net
+    }
+
+    /// Gives the device back (to build the next level's network on it).
+    pub fn into_gpu(self) -> Gpu {
+        self.net.into_gpu()
     }
 
     fn upload(&mut self, data: &Dataset) -> Result<()> {
@@ -89,7 +96,7 @@ impl Backend for GpuTrainer {
         &mut self,
         train: &Dataset,
         val: Option<&Dataset>,
-        on_batch: &mut dyn FnMut(usize, usize),
+        on_batch: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<EpochReport> {
         let cfg = self.net.cfg.clone();
         if train.d != cfg.d || train.classes > cfg.classes {
@@ -104,33 +111,45 @@ impl Backend for GpuTrainer {
         let start = std::time::Instant::now();
         self.upload(train)?;
         let n = train.len();
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        self.rng.shuffle(&mut order);
+        let order = epoch_order(self.tc.seed, self.epoch, n);
         self.net.set_order(&order).map_err(gpu_err)?;
         let bs = self.tc.batch_size;
         let total = n.div_ceil(bs);
-        for b in 0..total {
+        let first = self.next_batch.min(total);
+        let mut complete = true;
+        for b in first..total {
             let len = bs.min(n - b * bs);
             self.net.train_step(b * bs, len, b as u32).map_err(gpu_err)?;
-            on_batch(b + 1, total);
+            self.next_batch = b + 1;
+            if !on_batch(b + 1, total) && b + 1 < total {
+                complete = false;
+                break;
+            }
         }
-        let losses = self.net.losses(total).map_err(gpu_err)?;
-        let hits = self.net.hits(total).map_err(gpu_err)?;
-        self.epoch += 1;
-        let mut loss_sum = 0.0;
-        for (b, l) in losses.iter().enumerate() {
+        let done = self.next_batch;
+        let losses = self.net.losses(done).map_err(gpu_err)?;
+        let hits = self.net.hits(done).map_err(gpu_err)?;
+        if complete {
+            self.epoch += 1;
+            self.next_batch = 0;
+        }
+        let (mut loss_sum, mut seen) = (0.0, 0usize);
+        for (b, l) in losses.iter().enumerate().skip(first) {
             if !l.is_finite() {
                 return Err(Error::Data(format!(
                     "the loss became {l} at epoch {}, batch {}: the training diverged. Lower the \
                      learning rate, or use more steps (smaller h) or a stable integrator.",
-                    self.epoch,
+                    self.epoch + usize::from(!complete),
                     b + 1
                 )));
             }
-            loss_sum += f64::from(*l) * bs.min(n - b * bs) as f64;
+            let len = bs.min(n - b * bs);
+            loss_sum += f64::from(*l) * len as f64;
+            seen += len;
         }
-        let correct: f64 = hits.iter().map(|h| f64::from(*h)).sum();
-        let (val_loss, val_acc) = match val {
+        let correct: f64 = hits.iter().skip(first).map(|h| f64::from(*h)).sum();
+        let seen = seen.max(1) as f64;
+        let (val_loss, val_acc) = match val.filter(|_| complete) {
             Some(v) => {
                 let e = evaluate(&cfg, &self.params()?, &v.x, &v.labels)?;
                 (Some(e.loss), Some(e.accuracy))
@@ -140,12 +159,13 @@ impl Backend for GpuTrainer {
         Ok(EpochReport {
             epoch: self.epoch,
             steps: u64::from(self.net.steps_taken()),
-            train_loss: loss_sum / n as f64,
-            train_acc: correct / n as f64,
+            train_loss: loss_sum / seen,
+            train_acc: correct / seen,
             val_loss,
             val_acc,
             seconds: start.elapsed().as_secs_f64(),
             lr: self.tc.optimizer.lr(),
+            complete,
         })
     }
 
@@ -153,7 +173,68 @@ impl Backend for GpuTrainer {
         self.net.params().map_err(gpu_err)
     }
 
-    fn epochs_done(&self) -> usize {
-        self.epoch
+    fn position(&self) -> (usize, usize) {
+        (self.epoch, self.next_batch)
+    }
+
+    fn set_position(&mut self, epoch: usize, next_batch: usize) {
+        (self.epoch, self.next_batch) = (epoch, next_batch);
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        if self.net.set_lr(lr).is_ok() {
+            self.tc.optimizer = match self.tc.optimizer {
+                OptimizerKind::Sgd { momentum, .. } => OptimizerKind::Sgd { lr, momentum },
+                OptimizerKind::Adam { beta1, beta2, eps, .. } => OptimizerKind::Adam { lr, beta1, beta2, eps },
+            };
+        }
+    }
+
+    /// The same tensor names as the CPU optimiser (`stablenet_core::optim`).
+    fn optimizer_state(&self) -> Result<Vec<Tensor>> {
+        let (m, v, t) = self.net.optimizer_state().map_err(gpu_err)?;
+        let mut out = vec![Tensor::new("optim.t", vec![1], vec![t as f32])];
+        let (mp, vp) = (self.net.split_groups(&m), self.net.split_groups(&v));
+        let mut push = |prefix: &str, p: &Params<f32>| {
+            for (name, vals) in p.groups() {
+                out.push(Tensor::new(format!("optim.{prefix}.{name}"), p.group_shape(name), vals.to_vec()));
+            }
+        };
+        match self.tc.optimizer {
+            OptimizerKind::Sgd { .. } => push("velocity", &mp),
+            OptimizerKind::Adam { .. } => {
+                push("adam_m", &mp);
+                push("adam_v", &vp);
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_optimizer_state(&mut self, tensors: &[Tensor]) -> Result<()> {
+        let find = |name: &str| {
+            tensors.iter().find(|t| t.name == name).ok_or_else(|| {
+                Error::Shape(format!("optimizer state {name} missing (checkpoint of another optimizer?)"))
+            })
+        };
+        let t = find("optim.t")?.data.first().copied().unwrap_or(0.0);
+        if !(t >= 0.0 && t.fract() == 0.0) {
+            return Err(Error::Shape(format!("optim.t = {t} is not a step count")));
+        }
+        let flat = |prefix: &str| -> Result<Vec<f32>> {
+            let mut out = Vec::new();
+            for name in stablenet_core::params::GROUP_NAMES {
+                out.extend_from_slice(&find(&format!("optim.{prefix}.{name}"))?.data);
+            }
+            Ok(out)
+        };
+        let (m, v) = match self.tc.optimizer {
+            OptimizerKind::Sgd { .. } => {
+                let m = flat("velocity")?;
+                let v = vec![0.0; m.len()];
+                (m, v)
+            }
+            OptimizerKind::Adam { .. } => (flat("adam_m")?, flat("adam_v")?),
+        };
+        self.net.set_optimizer_state(&m, &v, t as u32).map_err(gpu_err)
     }
 }

@@ -47,7 +47,7 @@ fn same_seed_same_bits_and_it_learns() {
                     .unwrap();
             let mut last = None;
             for _ in 0..epochs {
-                last = Some(t.run_epoch(&split.train, Some(&split.val), &mut |_, _| {}).unwrap());
+                last = Some(t.run_epoch(&split.train, Some(&split.val), &mut |_, _| true).unwrap());
             }
             (t.params().unwrap(), last.unwrap())
         };

@@ -1,0 +1,179 @@
+//! Training runs that a researcher must be able to trust: a killed or Ctrl-C'd run resumes to
+//! the very same model (bitwise, CPU), broken checkpoints and unwritable metrics fail clearly
+//! without losing the last checkpoint, and data with NaN is refused.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stablenet"));
+    c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    c
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("stablenet-runs-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A run long enough to interrupt (about a second), with two levels and a cosine schedule.
+const RUN: [&str; 16] = [
+    "train",
+    "--backend",
+    "cpu",
+    "--data",
+    "peaks",
+    "--levels",
+    "8,16",
+    "--epochs",
+    "5",
+    "--lr-final",
+    "0.002",
+    "--alpha-t",
+    "0.001",
+    "--batch-size",
+    "32",
+    "--seed=4",
+];
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p).map(|s| s.lines().count()).unwrap_or(0)
+}
+
+fn uninterrupted(d: &Path) -> Vec<u8> {
+    let out = d.join("full.safetensors");
+    let o = bin().args(RUN).arg("--out").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read(out).unwrap()
+}
+
+/// Starts the run, waits until `after` epochs are logged, then interrupts it with `signal`.
+fn interrupted(d: &Path, after: usize, signal: i32) -> (PathBuf, PathBuf, Option<i32>) {
+    let (out, metrics) = (d.join("int.safetensors"), d.join("int.jsonl"));
+    let mut child = bin()
+        .args(RUN)
+        .arg("--out")
+        .arg(&out)
+        .arg("--metrics")
+        .arg(&metrics)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while lines(&metrics) < after && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let status = child.wait().unwrap();
+    (out, metrics, status.code())
+}
+
+fn resume(d: &Path, metrics: &Path) -> Vec<u8> {
+    let out = d.join("int.safetensors");
+    let o = bin()
+        .args(["train", "--backend", "cpu", "--resume"])
+        .arg(d.join("int.ckpt.safetensors"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--metrics")
+        .arg(metrics)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "resume failed: {}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read(out).unwrap()
+}
+
+#[test]
+fn resume_after_a_kill_gives_the_same_model() {
+    let d = dir("kill");
+    let full = uninterrupted(&d);
+    let (out, metrics, code) = interrupted(&d, 3, libc::SIGKILL);
+    assert_eq!(code, None, "killed by the signal, not finished");
+    assert!(!out.exists(), "a killed run wrote no final model");
+    let resumed = resume(&d, &metrics);
+    assert!(resumed == full, "resumed model differs from the uninterrupted one");
+    assert_eq!(lines(&metrics), 10, "every epoch logged once (2 levels x 5)");
+}
+
+#[test]
+fn ctrl_c_saves_mid_epoch_and_resumes_exactly() {
+    let d = dir("int");
+    let full = uninterrupted(&d);
+    let (_, metrics, code) = interrupted(&d, 6, libc::SIGINT);
+    assert_eq!(code, Some(130), "Ctrl-C exits cleanly with 130");
+    let resumed = resume(&d, &metrics);
+    assert!(resumed == full, "resumed model differs from the uninterrupted one");
+}
+
+#[test]
+fn broken_checkpoints_and_full_disks_fail_clearly_and_keep_the_checkpoint() {
+    let d = dir("broken");
+    let out = d.join("m.safetensors");
+    let short = ["train", "--backend", "cpu", "--data", "ellipses", "--epochs", "2"];
+    // Metrics on a full disk: a clear error, and the checkpoint of the epoch is intact.
+    let o = bin().args(short).arg("--out").arg(&out).args(["--metrics", "/dev/full"]).output().unwrap();
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("metrics") && e.contains("/dev/full"), "{e}");
+    let ckpt = d.join("m.ckpt.safetensors");
+    let good = std::fs::read(&ckpt).expect("the checkpoint was written before the metrics line");
+    // A truncated checkpoint: a clear error naming it; the file is left as it was.
+    let cut = d.join("cut.safetensors");
+    std::fs::write(&cut, &good[..good.len() / 3]).unwrap();
+    let o = bin().args(["train", "--resume"]).arg(&cut).arg("--out").arg(&out).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cut.safetensors"));
+    assert_eq!(std::fs::read(&cut).unwrap().len(), good.len() / 3);
+    // A model file that is not a checkpoint.
+    let plain = d.join("plain.safetensors");
+    let o = bin().args(short).arg("--out").arg(&plain).output().unwrap();
+    assert!(o.status.success());
+    let o = bin().args(["train", "--resume"]).arg(&plain).arg("--out").arg(&out).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("not a stablenet checkpoint"), "{e}");
+    // The good checkpoint still resumes.
+    let o = bin().args(["train", "--resume"]).arg(&ckpt).arg("--out").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn experiment_files_and_data_files() {
+    let d = dir("exp");
+    let exp = d.join("e.toml");
+    std::fs::write(&exp, "data = \"ellipses\"\nintegrator = \"leapfrog\"\nwidth = 6\nsteps = 8\nepochs = 2\n").unwrap();
+    let out = d.join("m.safetensors");
+    let o = bin()
+        .args(["train", "--backend", "cpu", "--config"])
+        .arg(&exp)
+        .args(["--width", "5", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = stablenet_core::io::load_model(&out).unwrap();
+    assert_eq!(
+        (m.config.width, m.config.steps, m.config.integrator.name()),
+        (5, 8, "leapfrog"),
+        "flags override the file"
+    );
+    // A misspelt field is refused, naming it.
+    std::fs::write(&exp, "widht = 6\n").unwrap();
+    let o = bin().args(["train", "--config"]).arg(&exp).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("widht"));
+    // A data file with a NaN: refused, naming the example.
+    let data = d.join("nan.safetensors");
+    let x: Vec<f32> = vec![0.1, 0.2, f32::NAN, 0.4];
+    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let labels: Vec<u8> = vec![0, 1];
+    let views = [
+        ("x", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 2], &bytes).unwrap()),
+        ("labels", safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![2], &labels).unwrap()),
+    ];
+    safetensors::serialize_to_file(views, None, &data).unwrap();
+    let o = bin().args(["train", "--data"]).arg(&data).arg("--out").arg(&out).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("sample 1"), "{e}");
+}

@@ -1,0 +1,220 @@
+//! Experiments as small TOML files (`experiments/*.toml`): everything a training run needs.
+//! Every field is optional; a run takes the built-in defaults, then the file, then the
+//! command-line flags (`Experiment::over`).
+use crate::config::{Activation, Integrator, ModelConfig};
+use crate::data::Synthetic;
+use crate::error::{Error, Result};
+use crate::optim::OptimizerKind;
+use crate::regularize::Regularizer;
+use crate::train::default_schedule;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub name: Option<String>,
+    /// `peaks`, `ellipses`, `swiss-roll`, or a safetensors data file (`x`, `labels`).
+    pub data: Option<String>,
+    /// Validation data file (with a data file; the generated sets bring their own).
+    pub val_data: Option<String>,
+    pub integrator: Option<Integrator>,
+    pub activation: Option<Activation>,
+    pub width: Option<usize>,
+    /// Number of steps N of a single-level run.
+    pub steps: Option<usize>,
+    /// Multi-level training (MODEL.md section 6): N at each level, each the double of the last.
+    pub levels: Option<Vec<usize>>,
+    pub final_time: Option<f64>,
+    pub gamma: Option<f64>,
+    /// `adam` or `sgd`.
+    pub optimizer: Option<String>,
+    pub lr: Option<f64>,
+    /// Cosine decay of the learning rate to this value within each level.
+    pub lr_final: Option<f64>,
+    pub momentum: Option<f64>,
+    /// Epochs per level.
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub alpha_t: Option<f64>,
+    pub alpha_w: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+/// Where the examples come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataSource {
+    Synthetic(Synthetic),
+    File { train: PathBuf, val: Option<PathBuf> },
+}
+
+/// An experiment with every default filled in and checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub data: DataSource,
+    pub integrator: Integrator,
+    pub activation: Activation,
+    pub width: usize,
+    pub levels: Vec<usize>,
+    pub final_time: f64,
+    pub gamma: f64,
+    pub optimizer: OptimizerKind,
+    pub lr_final: Option<f64>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub regularizer: Regularizer,
+    pub seed: u64,
+}
+
+impl Experiment {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text).map_err(|e| Error::file(path, e.to_string()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Config(format!("experiment: {e}")))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("an experiment serialises")
+    }
+
+    /// `self` with every field that `over` sets replaced.
+    pub fn over(self, over: &Experiment) -> Experiment {
+        macro_rules! pick {
+            ($($f:ident),*) => { Experiment { $($f: over.$f.clone().or(self.$f)),* } };
+        }
+        pick!(
+            name, data, val_data, integrator, activation, width, steps, levels, final_time, gamma, optimizer, lr,
+            lr_final, momentum, epochs, batch_size, alpha_t, alpha_w, seed
+        )
+    }
+
+    /// Fills in defaults and validates.
+    pub fn plan(&self) -> Result<Plan> {
+        let data_name = self.data.clone().unwrap_or_else(|| "peaks".into());
+        let data = match data_name.parse::<Synthetic>() {
+            Ok(s) => DataSource::Synthetic(s),
+            Err(_) if data_name.ends_with(".safetensors") => {
+                DataSource::File { train: PathBuf::from(&data_name), val: self.val_data.as_ref().map(PathBuf::from) }
+            }
+            Err(e) => return Err(Error::Config(format!("{e} (or a .safetensors data file)"))),
+        };
+        let (default_epochs, default_batch) = match &data {
+            DataSource::Synthetic(s) => default_schedule(*s),
+            DataSource::File { .. } => (50, 64),
+        };
+        let levels = match (&self.levels, self.steps) {
+            (Some(_), Some(_)) => return Err(Error::Config("give either steps or levels, not both".into())),
+            (Some(l), None) => {
+                let spec = l.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+                crate::multilevel::levels(&spec)?
+            }
+            (None, s) => vec![s.unwrap_or(16)],
+        };
+        let integrator = self.integrator.unwrap_or(Integrator::Hamiltonian);
+        let lr = self.lr.unwrap_or(0.01);
+        let optimizer = match self.optimizer.as_deref().unwrap_or("adam") {
+            "sgd" => OptimizerKind::sgd(lr, self.momentum.unwrap_or(0.0))?,
+            name => OptimizerKind::from_name(name, lr)?,
+        };
+        if let Some(f) = self.lr_final.filter(|f| !(f.is_finite() && *f > 0.0 && *f <= lr)) {
+            return Err(Error::Config(format!("lr_final must be in (0, lr = {lr}], got {f}")));
+        }
+        let plan = Plan {
+            name: self.name.clone().unwrap_or_else(|| format!("{data_name}-{integrator}")),
+            data,
+            integrator,
+            activation: self.activation.unwrap_or(Activation::Tanh),
+            width: self.width.unwrap_or(8),
+            levels,
+            final_time: self.final_time.unwrap_or(5.0),
+            gamma: if integrator == Integrator::Antisym { self.gamma.unwrap_or(0.05) } else { 0.0 },
+            optimizer,
+            lr_final: self.lr_final,
+            epochs: self.epochs.unwrap_or(default_epochs),
+            batch_size: self.batch_size.unwrap_or(default_batch),
+            regularizer: Regularizer::new(self.alpha_t.unwrap_or(0.0), self.alpha_w.unwrap_or(0.0))?,
+            seed: self.seed.unwrap_or(1),
+        };
+        if plan.epochs == 0 || plan.batch_size == 0 {
+            return Err(Error::Config("epochs and batch_size must be at least 1".into()));
+        }
+        plan.model(0, 2, 2).validate()?;
+        Ok(plan)
+    }
+}
+
+impl Plan {
+    /// The model at level `level` for data of dimension d with C classes.
+    pub fn model(&self, level: usize, d: usize, classes: usize) -> ModelConfig {
+        ModelConfig {
+            d,
+            width: self.width,
+            steps: self.levels[level],
+            final_time: self.final_time,
+            integrator: self.integrator,
+            activation: self.activation,
+            gamma: self.gamma,
+            classes,
+        }
+    }
+
+    /// Learning rate of epoch `e` (0-based) within a level: constant, or cosine to `lr_final`.
+    pub fn lr(&self, e: usize) -> f64 {
+        let lr = self.optimizer.lr();
+        match self.lr_final {
+            None => lr,
+            Some(f) => f + 0.5 * (lr - f) * (1.0 + (std::f64::consts::PI * e as f64 / self.epochs as f64).cos()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_flags_layer_in_that_order() {
+        let file =
+            Experiment::parse("data = \"ellipses\"\nintegrator = \"leapfrog\"\nlevels = [4, 8]\nlr = 0.02\n").unwrap();
+        let flags = Experiment { lr: Some(0.05), seed: Some(9), ..Default::default() };
+        let plan = Experiment::default().over(&file).over(&flags).plan().unwrap();
+        assert_eq!(plan.data, DataSource::Synthetic(Synthetic::Ellipses));
+        assert_eq!(plan.integrator, Integrator::Leapfrog);
+        assert_eq!(plan.levels, vec![4, 8]);
+        assert_eq!((plan.optimizer.lr(), plan.seed, plan.width), (0.05, 9, 8));
+        assert_eq!(plan.epochs, default_schedule(Synthetic::Ellipses).0);
+        let round = Experiment::parse(&file.to_toml()).unwrap();
+        assert_eq!(round, file);
+    }
+
+    #[test]
+    fn bad_experiments_are_rejected_clearly() {
+        for (text, needle) in [
+            ("widht = 3", "unknown field"),
+            ("levels = [4, 6]", "double"),
+            ("steps = 4\nlevels = [4, 8]", "either steps or levels"),
+            ("data = \"cifar\"", "peaks"),
+            ("lr = -1", "learning rate"),
+            ("lr = 0.01\nlr_final = 0.1", "lr_final"),
+            ("width = 0", "width"),
+            ("integrator = \"rk4\"", "rk4"),
+        ] {
+            let err = Experiment::parse(text).and_then(|e| e.plan()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn cosine_schedule_runs_from_lr_to_lr_final() {
+        let plan = Experiment { lr: Some(0.01), lr_final: Some(0.001), epochs: Some(10), ..Default::default() }
+            .plan()
+            .unwrap();
+        assert!((plan.lr(0) - 0.01).abs() < 1e-15);
+        assert!((plan.lr(5) - 0.0055).abs() < 1e-12);
+        assert!(plan.lr(9) > 0.001 && plan.lr(9) < 0.0013);
+    }
+}

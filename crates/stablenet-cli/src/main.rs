@@ -7,6 +7,7 @@ mod grad;
 mod inspect;
 mod plot;
 mod predict;
+mod reproduce;
 mod stability;
 mod train;
 
@@ -30,6 +31,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Pictures: decision regions, features flowing through the steps, training curves.
     Plot(plot::PlotArgs),
+    /// Run every experiment in experiments/: models, metrics, pictures and a results table.
+    Reproduce(reproduce::ReproduceArgs),
     /// Per-step stability diagnostics of a model (MODEL.md section 7).
     Inspect(inspect::InspectArgs),
     /// Gradient norms and forward sensitivity against depth for every integrator.
@@ -99,6 +102,7 @@ fn main() {
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Reproduce(a) => reproduce::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Stability(a) => stability::run(a),
     };

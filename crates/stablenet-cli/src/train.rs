@@ -123,7 +123,7 @@ impl TrainArgs {
 }
 
 /// Where a run stands: level, epochs done in it, next batch; the parameters and optimiser state.
-struct Resume {
+pub struct Resume {
     level: usize,
     epoch: usize,
     batch: usize,
@@ -172,7 +172,7 @@ fn save(
         .with_context(|| format!("writing checkpoint {}", path.display()))
 }
 
-fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
+pub fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
     let m = load_model(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
     let get = |k: &str| -> Result<&String> {
         m.metadata.get(k).with_context(|| format!("{}: not a stablenet checkpoint (no {k})", path.display()))
@@ -221,6 +221,37 @@ impl Metrics {
     }
 }
 
+/// What a finished run produced.
+pub struct Outcome {
+    pub plan: Plan,
+    pub cfg: ModelConfig,
+    pub params: Params<f32>,
+    pub split: Split,
+    pub train_acc: f64,
+    pub val_acc: Option<f64>,
+    pub seconds: f64,
+    pub device: String,
+}
+
+/// Files a run writes.
+pub struct RunFiles {
+    pub out: PathBuf,
+    pub metrics: Option<PathBuf>,
+    pub checkpoint: PathBuf,
+}
+
+/// Ctrl-C sets this; training stops after the current batch.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    if let Some(f) = FLAG.get() {
+        return Ok(f.clone());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler = stop.clone();
+    ctrlc::set_handler(move || handler.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    Ok(FLAG.get_or_init(|| stop).clone())
+}
+
 pub fn run(a: TrainArgs) -> Result<()> {
     let (exp, resume) = match &a.resume {
         Some(path) => {
@@ -238,16 +269,25 @@ pub fn run(a: TrainArgs) -> Result<()> {
             (base.over(&a.flags()), None)
         }
     };
+    let files = RunFiles { out: a.out.clone(), metrics: a.metrics.clone(), checkpoint: checkpoint_path(&a) };
+    execute(&exp, resume, &files, a.backend.resolve()?, a.method)?;
+    Ok(())
+}
+
+/// Trains an experiment from its start or a checkpoint; writes the model, the checkpoints and
+/// the metrics.
+pub fn execute(
+    exp: &Experiment,
+    resume: Option<Resume>,
+    files: &RunFiles,
+    chosen: Chosen,
+    method: Option<GradMethod>,
+) -> Result<Outcome> {
     let plan = exp.plan()?;
     let split = load_split(&plan)?;
-    let chosen = a.backend.resolve()?;
-    let ckpt = checkpoint_path(&a);
-    let mut metrics = Metrics::open(a.metrics.as_ref(), resume.is_some())?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
-    }
+    let ckpt = &files.checkpoint;
+    let mut metrics = Metrics::open(files.metrics.as_ref(), resume.is_some())?;
+    let stop = stop_flag()?;
     let (d, classes) = (split.train.d, split.train.classes.max(split.val.classes));
     let (start_level, mut params) = match &resume {
         Some(r) => {
@@ -276,8 +316,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         Chosen::Cpu => None,
     };
     let val = (!split.val.is_empty()).then_some(&split.val);
-    let mut last: Option<EpochReport> = None;
     let mut final_opt = Vec::new();
+    let mut device = String::from("CPU");
     for level in start_level..plan.levels.len() {
         let cfg = plan.model(level, d, classes);
         params.check_shape(&cfg).context("checkpoint parameters do not match the experiment")?;
@@ -290,7 +330,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             optimizer: plan.optimizer,
             regularizer: plan.regularizer,
             seed: plan.seed.wrapping_add(2 + 1000 * level as u64),
-            method: a.method,
+            method,
         };
         let mut cpu_t = None;
         let mut gpu_t = None;
@@ -306,7 +346,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
             trainer.set_position(r.epoch, r.batch);
         }
-        eprintln!("level {}: N = {}, h = {:.4} on {}", level + 1, cfg.steps, cfg.h(), trainer.device());
+        device = trainer.device();
+        eprintln!("level {}: N = {}, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());
         while trainer.position().0 < plan.epochs {
             let (epoch, _) = trainer.position();
             trainer.set_lr(plan.lr(epoch));
@@ -327,7 +368,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             bar.finish_and_clear();
             let (e, b) = trainer.position();
             if !r.complete {
-                save(&ckpt, &cfg, trainer, &exp, (level, e, b))?;
+                save(ckpt, &cfg, trainer, exp, (level, e, b))?;
                 eprintln!(
                     "interrupted in epoch {}, after batch {b}; checkpoint written to {}. Continue with --resume {}",
                     level * plan.epochs + e + 1,
@@ -348,10 +389,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 r.lr,
                 r.seconds
             );
-            crate::ensure_parent(&ckpt)?;
-            save(&ckpt, &cfg, trainer, &exp, (level, e, 0))?;
+            crate::ensure_parent(ckpt)?;
+            save(ckpt, &cfg, trainer, exp, (level, e, 0))?;
             metrics.write(level, cfg.steps, global, &r)?;
-            last = Some(r);
             if stop.load(Ordering::SeqCst) {
                 eprintln!("interrupted after epoch {global}; continue with --resume {}", ckpt.display());
                 std::process::exit(130);
@@ -367,12 +407,17 @@ pub fn run(a: TrainArgs) -> Result<()> {
             eprintln!("prolongating N = {} -> {} (h/2, T fixed)", cfg.steps, next.steps);
             params = p;
             // The next level's checkpoint starts at its epoch 0 with a fresh optimiser.
-            save_fresh(&ckpt, &next, &params, &exp, level + 1)?;
+            save_fresh(ckpt, &next, &params, exp, level + 1)?;
         }
     }
     let cfg = plan.model(plan.levels.len() - 1, d, classes);
     let train_eval = stablenet_core::evaluate(&cfg, &params, &split.train.x, &split.train.labels)?;
-    let val_acc = last.as_ref().and_then(|r| r.val_acc);
+    // Evaluated here, not taken from the last epoch, so a resumed run with nothing left to do
+    // still reports it.
+    let val_acc = match val {
+        Some(v) => Some(stablenet_core::evaluate(&cfg, &params, &v.x, &v.labels)?.accuracy),
+        None => None,
+    };
     println!(
         "{} final: train acc {:.2}%  validation acc {:.2}%  ({:.1}s)",
         plan.name,
@@ -380,7 +425,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         100.0 * val_acc.unwrap_or(f64::NAN),
         start.elapsed().as_secs_f64()
     );
-    crate::ensure_parent(&a.out)?;
+    crate::ensure_parent(&files.out)?;
     let mut meta = BTreeMap::new();
     meta.insert("experiment".into(), exp.to_toml());
     meta.insert("optimizer".into(), plan.optimizer.to_string());
@@ -388,9 +433,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
         meta.insert("val_acc".into(), v.to_string());
     }
     meta.insert("train_acc".into(), train_eval.accuracy.to_string());
-    save_model(&a.out, &cfg, &params, &final_opt, &meta).context("writing the model")?;
-    eprintln!("model written to {}", a.out.display());
-    Ok(())
+    save_model(&files.out, &cfg, &params, &final_opt, &meta).context("writing the model")?;
+    eprintln!("model written to {}", files.out.display());
+    Ok(Outcome {
+        plan,
+        cfg,
+        params,
+        split,
+        train_acc: train_eval.accuracy,
+        val_acc,
+        seconds: start.elapsed().as_secs_f64(),
+        device,
+    })
 }
 
 /// A checkpoint at the start of a level (after prolongation): parameters, no optimiser state.

@@ -154,6 +154,19 @@ fn tint(c: RGBColor, a: f64) -> RGBColor {
     RGBColor(f(c.0), f(c.1), f(c.2))
 }
 
+/// A title line: `size` pixels high, or smaller so that it fits `area`'s width.
+fn heading<'a>(area: &Area<'a>, text: &str, size: f64, bold: bool) -> Result<Area<'a>> {
+    let size = fitted(text, size, bold, area.dim_in_pixel().0.saturating_sub(16));
+    let style = if bold { FontStyle::Bold } else { FontStyle::Normal };
+    Ok(area.titled(text, (FONT, size, style))?)
+}
+
+/// `size`, shrunk so that `text` is at most `max_w` pixels wide (never below 8).
+fn fitted(text: &str, size: f64, bold: bool, max_w: u32) -> f64 {
+    let w = canvas::fonts().map_or(0.0, |f| f.width(bold, size, text)) as f64;
+    if w <= max_w as f64 { size } else { (size * max_w as f64 / w).floor().max(8.0) }
+}
+
 const RIM: RGBColor = RGBColor(30, 30, 30);
 
 /// A centred row "(o) class 0  (o) class 1 ..." in the colours of the points.
@@ -252,8 +265,8 @@ fn regions(a: RegionsArgs) -> Result<()> {
     let title = format!("Decision regions: {}", describe_model(cfg));
     let subtitle = format!("{}; accuracy {:.2}%, loss {:.4}", data.what, 100.0 * ev.accuracy, ev.loss);
     render_png(&a.image.out, size, |root| {
-        let area = root.titled(&title, (FONT, 20, FontStyle::Bold))?;
-        let area = area.titled(&subtitle, (FONT, 15))?;
+        let area = heading(root, &title, 20.0, true)?;
+        let area = heading(&area, &subtitle, 15.0, false)?;
         let (key, area) = area.split_vertically(28);
         class_key(&key, c)?;
         let mut chart = ChartBuilder::on(&area)
@@ -335,7 +348,7 @@ fn flow(a: FlowArgs) -> Result<()> {
                 let pts =
                     states.chunks_exact(w).map(|y| (dot(y, &axes[0]), dot(y, &axes[1]))).collect::<Vec<(f64, f64)>>();
                 prev_axes = Some(axes);
-                (pts, format!(", PCs hold {:.0}% of variance", 100.0 * share), ["PC1", "PC2"])
+                (pts, format!(" ({:.0}% of variance)", 100.0 * share), ["PC1", "PC2"])
             }
         };
         panels.push((j, pts, note, labels));
@@ -349,14 +362,15 @@ fn flow(a: FlowArgs) -> Result<()> {
     let subtitle = format!("{}, {} shown; {how}", data.what, sub.len());
     let h = cfg.h();
     render_png(&a.image.out, size, |root| {
-        let area = root.titled(&title, (FONT, 20, FontStyle::Bold))?;
-        let area = area.titled(&subtitle, (FONT, 14))?;
+        let area = heading(root, &title, 20.0, true)?;
+        let area = heading(&area, &subtitle, 14.0, false)?;
         let (grid, key) = area.split_vertically(area.dim_in_pixel().1 as i32 - 34);
         for ((j, pts, note, labels), cell) in panels.iter().zip(grid.split_evenly((rows, cols))) {
+            let caption = format!("j = {j}, t = {:.2}{note}", *j as f64 * h);
             let xr = padded(pts.iter().map(|p| p.0), 0.05);
             let yr = padded(pts.iter().map(|p| p.1), 0.05);
             let mut chart = ChartBuilder::on(&cell)
-                .caption(format!("j = {j}, t = {:.2}{note}", *j as f64 * h), (FONT, 13))
+                .caption(&caption, (FONT, fitted(&caption, 13.0, false, cell.dim_in_pixel().0.saturating_sub(8))))
                 .margin(8)
                 .x_label_area_size(34)
                 .y_label_area_size(44)
@@ -540,7 +554,7 @@ fn curves(a: CurvesArgs) -> Result<()> {
         acc[1].iter().fold(None, |b: Option<(f64, f64)>, p| if b.is_none_or(|b| p.1 > b.1) { Some(*p) } else { b });
     let mut title = format!(
         "Training curves: {} ({} epoch{})",
-        a.metrics.display(),
+        a.metrics.file_name().map_or(a.metrics.display().to_string(), |n| n.to_string_lossy().into_owned()),
         rows.len(),
         if rows.len() == 1 { "" } else { "s" }
     );
@@ -549,7 +563,7 @@ fn curves(a: CurvesArgs) -> Result<()> {
     }
     let marks = rows.len() <= 60;
     render_png(&a.image.out, size, |root| {
-        let area = root.titled(&title, (FONT, 18, FontStyle::Bold))?;
+        let area = heading(root, &title, 18.0, true)?;
         let halves = area.split_evenly((1, 2));
         let panels = [
             (&halves[0], "Loss", "cross-entropy loss", &loss, padded(loss.iter().flatten().map(|p| p.1), 0.05)),
@@ -586,7 +600,9 @@ fn curves(a: CurvesArgs) -> Result<()> {
                 chart
                     .draw_series(LineSeries::new(pts.iter().copied(), col.stroke_width(2)))?
                     .label(name)
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], col.stroke_width(2)));
+                    // plotters centres the mark on a box shorter than the drawn line; +2 px
+                    // puts it level with the lower-case letters.
+                    .legend(move |(x, y)| PathElement::new([(x, y + 2), (x + 20, y + 2)], col.stroke_width(2)));
                 if marks {
                     chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, col.filled())))?;
                 }

@@ -42,6 +42,11 @@ impl Fonts {
         }
     }
 
+    /// Width in pixels of `text` at line height `size`.
+    pub fn width(&self, bold: bool, size: f64, text: &str) -> f32 {
+        self.measure(if bold { BFontStyle::Bold } else { BFontStyle::Normal }, size, text).0
+    }
+
     /// Width of `text` and the line's ascent and descent (descent < 0), in pixels, for a line
     /// height of `size` pixels (the `size` plotters passes).
     fn measure(&self, style: BFontStyle, size: f64, text: &str) -> (f32, f32, f32) {

@@ -21,7 +21,7 @@ pub struct DataArgs {
     /// (`x` f32 [n, d], `labels` [n]). Default: the data set named in the model's metadata.
     #[arg(long)]
     pub data: Option<String>,
-    /// Seed of the generated data (`stablenet train` uses its own --seed, default 1).
+    /// Seed of the generated data; train's --seed regenerates the data it trained on.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Which half of a generated data set (default val); not for data files.

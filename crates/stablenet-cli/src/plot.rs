@@ -30,8 +30,8 @@ pub struct PlotArgs {
 enum PlotKind {
     /// Decision regions of a model with 2-D inputs, the data points on top.
     Regions(RegionsArgs),
-    /// The features of every class at steps j = 0, N/4, N/2, 3N/4, N (2-D PCA of the states by
-    /// default).
+    /// The features of every class at steps j = 0, N/4, N/2, 3N/4, N (2-D PCA of the states y_j
+    /// by default; hamiltonian shows y, not the momentum z).
     Flow(FlowArgs),
     /// Loss and accuracy against epoch from a metrics file of JSON lines
     /// (`epoch`, `train_loss`, `train_acc`, `val_loss`, `val_acc`; val fields may be null).

@@ -1,10 +1,182 @@
-//! `stablenet eval` (in progress).
-use anyhow::{Result, bail};
-use clap::Args;
+//! `stablenet eval`: loss, accuracy, per-class accuracy and the confusion matrix of a model on a
+//! generated data set or a safetensors data file. Also home of the data-source handling that
+//! `plot` shares.
+use anyhow::{Result, anyhow, bail};
+use clap::{Args, ValueEnum};
+use stablenet_core::data::{Dataset, Synthetic};
+use stablenet_core::io::{ModelFile, load_data, load_model};
+use stablenet_core::{ModelConfig, evaluate, logits};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Val,
+}
+
+/// Where labelled examples come from: `--data`, `--seed` and `--split`.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// peaks, ellipses, swiss-roll (generated with --seed) or a safetensors data file
+    /// (`x` f32 [n, d], `labels` [n]). Default: the data set named in the model's metadata.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Seed of the generated data (default: the seed the model was trained with, else 1).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Which half of a generated data set (default val); not for data files.
+    #[arg(long, value_enum)]
+    pub split: Option<SplitArg>,
+}
+
+/// A labelled data set and a one-line description of where it came from.
+pub struct Labelled {
+    pub set: Dataset,
+    pub what: String,
+}
+
+impl DataArgs {
+    /// Generates or loads the data and checks it against the model (d and the classes).
+    pub fn load(&self, model: &ModelFile, model_path: &Path) -> Result<Labelled> {
+        let name = match (&self.data, model.metadata.get("dataset")) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => bail!(
+                "{}: no --data given and the model names no data set; pass --data peaks|ellipses|swiss-roll|FILE",
+                model_path.display()
+            ),
+        };
+        let cfg = &model.config;
+        let seed = self.seed.or_else(|| model.metadata.get("seed").and_then(|s| s.parse().ok())).unwrap_or(1);
+        let out = if let Ok(generator) = name.parse::<Synthetic>() {
+            let split = generator.generate(seed);
+            let (set, half) = match self.split.unwrap_or(SplitArg::Val) {
+                SplitArg::Train => (split.train, "training"),
+                SplitArg::Val => (split.val, "validation"),
+            };
+            let what = format!("{generator} ({half} split, seed {seed}), {} examples", set.len());
+            Labelled { set, what }
+        } else {
+            let path = PathBuf::from(&name);
+            if !path.exists() {
+                bail!("--data {name}: neither a generated data set (peaks, ellipses, swiss-roll) nor an existing file");
+            }
+            if self.split.is_some() {
+                bail!("--split applies to generated data; {name} is a file, evaluated whole");
+            }
+            let set = load_data(&path, None)?;
+            let what = format!("{}, {} examples", path.display(), set.len());
+            Labelled { set, what }
+        };
+        check_against(cfg, &out.set, &name)?;
+        Ok(out)
+    }
+}
+
+fn check_against(cfg: &ModelConfig, set: &Dataset, name: &str) -> Result<()> {
+    if set.d != cfg.d {
+        bail!("{name}: examples have {} features but the model's opening layer takes d = {}", set.d, cfg.d);
+    }
+    if let Some(i) = set.labels.iter().position(|&l| l as usize >= cfg.classes) {
+        bail!(
+            "{name}: label {} of example {i} is outside the model's {} classes (is this the data set the model \
+             was trained on?)",
+            set.labels[i],
+            cfg.classes
+        );
+    }
+    Ok(())
+}
+
+/// Index of the largest value; the first on ties (as the library's accuracy counts).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Loads a model; the library's message already names the file and the cause.
+pub fn read_model(path: &Path) -> Result<ModelFile> {
+    load_model(path).map_err(|e| anyhow!("cannot read the model: {e}"))
+}
+
+pub fn describe_model(cfg: &ModelConfig) -> String {
+    format!(
+        "{} (d {}, width {}, N {}, T {}, {}, {} classes)",
+        cfg.integrator, cfg.d, cfg.width, cfg.steps, cfg.final_time, cfg.activation, cfg.classes
+    )
+}
 
 #[derive(Args, Debug)]
-pub struct EvalArgs {}
+pub struct EvalArgs {
+    /// Model file (safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Print one JSON object instead of the tables.
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(_a: EvalArgs) -> Result<()> {
-    bail!("stablenet eval is not implemented yet")
+pub fn run(a: EvalArgs) -> Result<()> {
+    let model = read_model(&a.model)?;
+    let cfg = &model.config;
+    let data = a.data.load(&model, &a.model)?;
+    let set = &data.set;
+    let ev = evaluate(cfg, &model.params, &set.x, &set.labels)?;
+    let z = logits(cfg, &model.params, &set.x)?;
+    let c = cfg.classes;
+    // confusion[true][predicted]
+    let mut confusion = vec![vec![0usize; c]; c];
+    for (row, &l) in z.chunks_exact(c).zip(&set.labels) {
+        confusion[l as usize][argmax(row)] += 1;
+    }
+    let support: Vec<usize> = confusion.iter().map(|r| r.iter().sum()).collect();
+    let per_class: Vec<Option<f64>> =
+        (0..c).map(|k| (support[k] > 0).then(|| confusion[k][k] as f64 / support[k] as f64)).collect();
+
+    if a.json {
+        let v = serde_json::json!({
+            "model": a.model.display().to_string(),
+            "data": data.what,
+            "n": ev.n,
+            "loss": ev.loss,
+            "accuracy": ev.accuracy,
+            "per_class_accuracy": per_class,
+            "support": support,
+            "confusion": confusion,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("model: {} {}", a.model.display(), describe_model(cfg));
+    println!("data:  {}", data.what);
+    println!("loss {:.4}   accuracy {:.2}%   ({} of {})", ev.loss, 100.0 * ev.accuracy, trace(&confusion), ev.n);
+    println!();
+    println!("class  examples  correct  accuracy");
+    for k in 0..c {
+        let acc = per_class[k].map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
+        println!("{k:>5}  {:>8}  {:>7}  {acc:>8}", support[k], confusion[k][k]);
+    }
+    println!();
+    println!("confusion matrix (rows: true class, columns: predicted class)");
+    let cell = confusion.iter().flatten().max().map_or(1, |m| m.to_string().len()).max(c.to_string().len()) + 1;
+    print!("{:>6}", "");
+    (0..c).for_each(|k| print!("{k:>cell$}"));
+    println!();
+    for (k, row) in confusion.iter().enumerate() {
+        print!("{k:>6}");
+        row.iter().for_each(|v| print!("{v:>cell$}"));
+        println!();
+    }
+    Ok(())
+}
+
+fn trace(m: &[Vec<usize>]) -> usize {
+    m.iter().enumerate().map(|(i, r)| r[i]).sum()
 }

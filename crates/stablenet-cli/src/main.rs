@@ -13,13 +13,13 @@ mod train;
 
 #[derive(Parser)]
 #[command(name = "stablenet", version, about = "Stable ODE-inspired deep networks (Haber & Ruthotto 2018)")]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Gradient of the mean cross-entropy of a model on a batch, written as safetensors
     /// (the same tensor names as the model, plus `loss`).
     Grad(grad::GradArgs),
@@ -94,9 +94,24 @@ pub fn ensure_parent(path: &std::path::Path) -> Result<()> {
 }
 
 fn main() {
+    // Rust ignores SIGPIPE, which turns a closed pipe (`stablenet eval | head`) into a panic;
+    // a command-line tool should just stop.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = dispatch(cli.command);
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Runs one command (also used by `reproduce` to draw its pictures with the plot commands).
+pub(crate) fn dispatch(command: Command) -> Result<()> {
+    match command {
         Command::Grad(a) => grad::run(a),
         Command::Train(a) => train::run(*a),
         Command::Eval(a) => eval::run(a),
@@ -105,9 +120,5 @@ fn main() {
         Command::Reproduce(a) => reproduce::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Stability(a) => stability::run(a),
-    };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
     }
 }

@@ -51,7 +51,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         eprintln!("== {name}");
         let chosen: Chosen = a.backend.resolve()?;
         let o = execute(&exp, None, &run, chosen, None).with_context(|| format!("experiment {}", path.display()))?;
-        let pictures = crate::plot::pictures(&o, &dir).with_context(|| format!("pictures of {name}"))?;
+        let pictures = pictures(&run, o.d, &dir).with_context(|| format!("pictures of {name}"))?;
         let links: Vec<String> = pictures
             .iter()
             .filter_map(|p| p.file_name())
@@ -79,4 +79,31 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
     println!("{table}");
     eprintln!("results written to {}", out.display());
     Ok(())
+}
+
+/// Decision regions (2-D inputs), the flow of the features, and the training curves of a run,
+/// drawn by the `plot` commands.
+fn pictures(run: &RunFiles, d: usize, dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    use clap::Parser;
+    let model = run.out.to_string_lossy().into_owned();
+    let metrics = run.metrics.as_ref().map(|m| m.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut jobs: Vec<(&str, Vec<String>)> = Vec::new();
+    if d == 2 {
+        jobs.push(("regions.png", vec!["regions".into(), "--model".into(), model.clone()]));
+    }
+    jobs.push(("flow.png", vec!["flow".into(), "--model".into(), model.clone()]));
+    jobs.push(("curves.png", vec!["curves".into(), "--metrics".into(), metrics]));
+    let mut out = Vec::new();
+    for (file, args) in jobs {
+        let path = dir.join(file);
+        let argv = ["stablenet", "plot"]
+            .into_iter()
+            .map(String::from)
+            .chain(args)
+            .chain(["--out".into(), path.to_string_lossy().into_owned()]);
+        let cli = crate::Cli::try_parse_from(argv)?;
+        crate::dispatch(cli.command)?;
+        out.push(path);
+    }
+    Ok(out)
 }

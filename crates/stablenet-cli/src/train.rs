@@ -224,9 +224,8 @@ impl Metrics {
 /// What a finished run produced.
 pub struct Outcome {
     pub plan: Plan,
-    pub cfg: ModelConfig,
-    pub params: Params<f32>,
-    pub split: Split,
+    /// Input dimension of the data.
+    pub d: usize,
     pub train_acc: f64,
     pub val_acc: Option<f64>,
     pub seconds: f64,
@@ -429,22 +428,16 @@ pub fn execute(
     let mut meta = BTreeMap::new();
     meta.insert("experiment".into(), exp.to_toml());
     meta.insert("optimizer".into(), plan.optimizer.to_string());
+    // Where the data came from, so eval and plot can regenerate it.
+    meta.insert("dataset".into(), exp.data.clone().unwrap_or_else(|| "peaks".into()));
+    meta.insert("seed".into(), plan.seed.to_string());
     if let Some(v) = val_acc {
         meta.insert("val_acc".into(), v.to_string());
     }
     meta.insert("train_acc".into(), train_eval.accuracy.to_string());
     save_model(&files.out, &cfg, &params, &final_opt, &meta).context("writing the model")?;
     eprintln!("model written to {}", files.out.display());
-    Ok(Outcome {
-        plan,
-        cfg,
-        params,
-        split,
-        train_acc: train_eval.accuracy,
-        val_acc,
-        seconds: start.elapsed().as_secs_f64(),
-        device,
-    })
+    Ok(Outcome { plan, d, train_acc: train_eval.accuracy, val_acc, seconds: start.elapsed().as_secs_f64(), device })
 }
 
 /// A checkpoint at the start of a level (after prolongation): parameters, no optimiser state.

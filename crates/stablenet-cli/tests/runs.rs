@@ -169,3 +169,26 @@ fn experiment_files_and_data_files() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("sample 1"), "{e}");
 }
+
+/// `stablenet reproduce` on one experiment: the table row, the model and the three pictures.
+#[test]
+fn reproduce_runs_an_experiment_end_to_end() {
+    let d = dir("reproduce");
+    let exps = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let o = bin()
+        .args(["reproduce", "--backend", "cpu", "--only", "ellipses-leapfrog", "--experiments"])
+        .arg(&exps)
+        .arg("--out")
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = std::fs::read_to_string(d.join("RESULTS.md")).unwrap();
+    let row = table.lines().find(|l| l.starts_with("| ellipses-leapfrog")).expect("a row for the experiment");
+    let acc: f64 = row.split('|').nth(4).unwrap().trim().trim_end_matches('%').parse().unwrap();
+    assert!(acc >= 98.5, "ellipses leapfrog validation accuracy {acc}% < 98.5%");
+    for f in ["model.safetensors", "metrics.jsonl", "regions.png", "flow.png", "curves.png"] {
+        let p = d.join("ellipses-leapfrog").join(f);
+        assert!(std::fs::metadata(&p).map(|m| m.len() > 100).unwrap_or(false), "{} missing", p.display());
+    }
+}

@@ -1,1 +1,0 @@
-//! Stability diagnostics (in progress).

@@ -7,7 +7,7 @@ benches/README.md); progress goes to stderr.
 
     python benches/pytorch/bench.py [--quick] [--only NAME[,NAME]] [--device cpu|cuda|all]
                                     [--no-compile] [--compile-all] [--compile-max-steps 32]
-                                    [--plan FILE] [--steps K] [--warmup K]
+                                    [--plan FILE] [--steps K] [--warmup K] [--quiet]
 
 `cargo xtask bench` runs this script itself with --plan (the exact list of workloads it
 runs on its own backends), so both sides measure the same work in the same run; without
@@ -310,6 +310,7 @@ def main(argv=None) -> int:
     ap.add_argument("--plan", help="JSON file with the job list (written by cargo xtask bench)")
     ap.add_argument("--steps", type=int, help="timed steps (default 5, 1 with --quick)")
     ap.add_argument("--warmup", type=int, help="warm-up steps (default 1, 0 with --quick)")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
     args.steps = args.steps if args.steps is not None else (1 if args.quick else 5)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
@@ -346,8 +347,9 @@ def main(argv=None) -> int:
                 print(json.dumps(rec), flush=True)
                 s = rec["s_per_step"]
                 status = f"{s:.4g} s/step" if s is not None else f"error: {rec['error']}"
-                print(f"bench.py: {impl} {dev.type} {job['config']} N={job['N']} n={job['n']}: {status}",
-                      file=sys.stderr, flush=True)
+                if not args.quiet:
+                    print(f"bench.py: {impl} {dev.type} {job['config']} N={job['N']} n={job['n']}: {status}",
+                          file=sys.stderr, flush=True)
                 failed += "error" in rec and impl == "torch-eager"
     return 1 if failed else 0
 

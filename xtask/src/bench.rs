@@ -439,12 +439,17 @@ impl Run {
         if adapters.is_empty() {
             eprintln!("bench: no GPU adapter found");
         }
+        let want = self.opts.device.as_ref().map(|n| n.to_lowercase());
+        let named = |a: &wgpu::Adapter| want.as_ref().is_none_or(|n| a.get_info().name.to_lowercase().contains(n));
+        if self.opts.device.is_some() && !adapters.iter().any(named) {
+            let all: Vec<String> = adapters.iter().map(|a| stablenet_gpu::device::describe(&a.get_info())).collect();
+            bail!("--device {} matches no adapter; available: {}", want.unwrap_or_default(), all.join("; "));
+        }
         for adapter in adapters {
             let info = adapter.get_info();
             let label = stablenet_gpu::device::describe(&info);
             let software = info.device_type == wgpu::DeviceType::Cpu;
-            let name_ok =
-                self.opts.device.as_ref().is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
+            let name_ok = named(&adapter);
             if !name_ok || (software && !self.opts.software) {
                 eprintln!("bench: skipping {label}{}", if name_ok { " (software; --software runs it)" } else { "" });
                 continue;
@@ -479,7 +484,7 @@ impl Run {
         let plan = std::env::temp_dir().join(format!("stablenet-bench-plan-{}.json", std::process::id()));
         std::fs::write(&plan, serde_json::to_string(jobs)?)?;
         let mut cmd = std::process::Command::new(&python);
-        cmd.arg(root().join("benches/pytorch/bench.py")).arg("--plan").arg(&plan);
+        cmd.arg(root().join("benches/pytorch/bench.py")).args(["--quiet", "--plan"]).arg(&plan);
         cmd.args(["--steps", &self.steps.to_string(), "--warmup", &self.warmup.to_string()]);
         if self.opts.quick {
             cmd.arg("--quick");

@@ -7,6 +7,10 @@
 //!   training steps on GPU and CPU from the same start.
 //! - `cargo xtask accuracy [EPOCHS]`: trains every integrator on every 2-D data set with the
 //!   CLI's defaults and prints the README's accuracy table (markdown).
+//! - `cargo xtask bench [--quick] [--out FILE] [--only NAME] [--no-torch] [--device NAME]
+//!   [--software]`: the BENCH.md workloads on every backend and in PyTorch (benches/README.md).
+mod bench;
+
 use anyhow::{Result, bail};
 use stablenet_core::data::Synthetic;
 use stablenet_core::optim::OptimizerKind;
@@ -19,10 +23,12 @@ fn main() -> Result<()> {
         Some("accuracy") => accuracy(args.get(1).map(|s| s.parse()).transpose()?),
         Some("validate") => validate(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench::main(&args[1..]),
         _ => bail!(
             "usage: cargo xtask test [CARGO TEST ARGS]\n       \
              cargo xtask validate [--quick] [--device NAME] [--fallback]\n       \
-             cargo xtask accuracy [EPOCHS]  (default: the CLI's per-data-set schedule)"
+             cargo xtask accuracy [EPOCHS]  (default: the CLI's per-data-set schedule)\n       \
+             cargo xtask bench [--quick] [--out FILE] [--only NAME] [--no-torch] [--device NAME] [--software]"
         ),
     }
 }

@@ -1,0 +1,752 @@
+//! `cargo xtask bench`: the workloads of `shared/spec/BENCH.md` on every backend of this
+//! machine (the GPU engine on each wgpu adapter, the CPU engine) and, in the same process tree,
+//! the PyTorch twin `benches/pytorch/bench.py`, so that every comparison is a ratio measured in
+//! one run on one machine. Writes JSON lines and prints markdown tables; `benches/README.md`
+//! documents the fields and how flops and memory are counted.
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+use stablenet_core::data::Dataset;
+use stablenet_core::optim::OptimizerKind;
+use stablenet_core::regularize::Regularizer;
+use stablenet_core::{Activation, Integrator, ModelConfig, Params, Rng, TrainConfig, Trainer};
+use stablenet_gpu::{Gpu, GpuNet, Hyper};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--out FILE] [--only NAME[,NAME..]] [--no-torch] \
+    [--device NAME] [--software] [--no-cpu] [--no-gpu] [--steps K] [--python PATH] [--torch-args ARGS]";
+
+const T_FINAL: f64 = 5.0;
+const LR: f64 = 0.1;
+/// (name, d, w, N, n on a CPU, n on a GPU, C): the table of BENCH.md.
+const WORKLOADS: [(&str, usize, usize, usize, usize, usize, usize); 5] = [
+    ("peaks-small", 2, 8, 64, 4096, 65536, 5),
+    ("mid", 2, 32, 128, 4096, 65536, 5),
+    ("wide", 64, 128, 32, 2048, 32768, 10),
+    ("deep-256", 2, 8, 256, 1024, 16384, 5),
+    ("deep-1024", 2, 8, 1024, 1024, 16384, 5),
+];
+const DEPTHS: [usize; 5] = [16, 64, 256, 1024, 4096];
+const IMPLS: [&str; 4] = ["stablenet-gpu", "stablenet-cpu", "torch-eager", "torch-compile"];
+
+struct Opts {
+    quick: bool,
+    out: Option<PathBuf>,
+    only: Option<Vec<String>>,
+    torch: bool,
+    device: Option<String>,
+    software: bool,
+    cpu: bool,
+    gpu: bool,
+    steps: Option<usize>,
+    python: Option<String>,
+    torch_args: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut o = Opts {
+        quick: false,
+        out: None,
+        only: None,
+        torch: true,
+        device: None,
+        software: false,
+        cpu: true,
+        gpu: true,
+        steps: None,
+        python: None,
+        torch_args: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().with_context(|| format!("{a} needs a value\n{USAGE}"));
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--out" => o.out = Some(value()?.into()),
+            "--only" => o.only = Some(value()?.split(',').map(str::to_owned).collect()),
+            "--no-torch" => o.torch = false,
+            "--device" => o.device = Some(value()?),
+            "--software" => o.software = true,
+            "--no-cpu" => o.cpu = false,
+            "--no-gpu" => o.gpu = false,
+            "--steps" => o.steps = Some(value()?.parse().context("--steps")?),
+            "--python" => o.python = Some(value()?),
+            "--torch-args" => o.torch_args = value()?.split_whitespace().map(str::to_owned).collect(),
+            "-h" | "--help" => bail!("{USAGE}"),
+            other => bail!("bench: unknown option {other}\n{USAGE}"),
+        }
+    }
+    ensure!(o.steps != Some(0), "--steps must be at least 1");
+    Ok(o)
+}
+
+/// One workload at one size. `target` is "cpu" or "gpu": which batch sizes of BENCH.md apply
+/// (software adapters such as lavapipe run the CPU sizes).
+#[derive(Clone, Debug, serde::Serialize)]
+struct Job {
+    config: String,
+    d: usize,
+    w: usize,
+    #[serde(rename = "N")]
+    n_steps: usize,
+    #[serde(rename = "C")]
+    c: usize,
+    n: usize,
+    target: &'static str,
+}
+
+/// Every job, for both targets. Mirrors `default_plan()` in benches/pytorch/bench.py, which
+/// receives this list when run from here.
+fn plan(quick: bool) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for target in ["cpu", "gpu"] {
+        let mut job = |config: &str, d, w, n_steps, c, n| {
+            jobs.push(Job { config: config.into(), d, w, n_steps, c, n, target });
+        };
+        for (name, d, w, steps, n_cpu, n_gpu, c) in WORKLOADS {
+            let n = if target == "cpu" { n_cpu } else { n_gpu };
+            job(name, d, w, if quick { steps.min(8) } else { steps }, c, if quick { 64 } else { n });
+        }
+        let (sizes, depths, depth_n): (Vec<usize>, Vec<usize>, usize) = if quick {
+            (vec![32, 64], vec![4, 16], 64)
+        } else if target == "cpu" {
+            ((0..7).map(|k| 256 << k).collect(), DEPTHS.to_vec(), 1024) // n = 256 .. 16k
+        } else {
+            ((0..9).map(|k| 1024 << k).collect(), DEPTHS.to_vec(), 16384) // n = 1k .. 256k
+        };
+        for n in sizes {
+            job("scale-n", 2, 8, if quick { 8 } else { 64 }, 5, n);
+        }
+        for steps in depths {
+            job("scale-N", 2, 8, steps, 5, depth_n);
+        }
+        for steps in if quick { vec![4, 16] } else { DEPTHS.to_vec() } {
+            job("mem-depth", 2, 8, steps, 5, if quick { 64 } else { 1024 });
+        }
+    }
+    jobs
+}
+
+/// 2 x the multiply-adds of one training step of the reversible Verlet network, counted the
+/// same way for every implementation: per example w d (opening) + w d (dK_in); per step
+/// 2 w^2 forward and 6 w^2 in the adjoint (two mat-vecs that rebuild the state, two for the
+/// adjoints, two outer products for dK_j); C w forward + 2 C w backward (classifier); plus one
+/// multiply-add per parameter for the SGD update. Activations and reductions are not counted.
+fn flops_per_step(j: &Job) -> u64 {
+    let (d, w, steps, n, c) = (j.d as u64, j.w as u64, j.n_steps as u64, j.n as u64, j.c as u64);
+    let params = w * d + w + steps * (w * w + w) + c * w + c;
+    2 * (n * (2 * w * d + 8 * steps * w * w + 3 * c * w) + params)
+}
+
+/// Bytes of the f32 parameters (the gradient has as many).
+fn param_bytes(j: &Job) -> u64 {
+    let (d, w, steps, c) = (j.d as u64, j.w as u64, j.n_steps as u64, j.c as u64);
+    4 * (w * d + w + steps * (w * w + w) + c * w + c)
+}
+
+fn model(j: &Job) -> ModelConfig {
+    ModelConfig {
+        d: j.d,
+        width: j.w,
+        steps: j.n_steps,
+        final_time: T_FINAL,
+        integrator: Integrator::Hamiltonian,
+        activation: Activation::Tanh,
+        gamma: 0.0,
+        classes: j.c,
+    }
+}
+
+/// x ~ N(0, 1), labels uniform in 0..C (BENCH.md).
+fn batch(j: &Job, seed: u64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let x = (0..j.n * j.d).map(|_| rng.normal() as f32).collect();
+    let labels = (0..j.n).map(|_| rng.below(j.c) as u32).collect();
+    Dataset { x, labels, d: j.d, classes: j.c }
+}
+
+/// One training step on a fixed batch, ending with its loss on the host (None where the
+/// backend does not report it).
+type StepFn = Box<dyn FnMut() -> Result<Option<f32>>>;
+
+struct Stepper {
+    /// What computes, for the `device` field (after the CPU model for CPU steppers).
+    what: String,
+    threads: usize,
+    step: StepFn,
+}
+
+/// Builds the CPU stepper: the plain SGD (lr 0.1) training step of BENCH.md on the CPU
+/// reference, `stablenet_core::Trainer<f32>` (gradient by reverse time, one thread). A faster
+/// CPU engine plugs in here; any `stablenet_core::Backend` fits through [`backend_stepper`].
+fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<Stepper> {
+    let tc = TrainConfig {
+        epochs: 1,
+        batch_size: data.len(),
+        optimizer: OptimizerKind::sgd(LR, 0.0)?,
+        regularizer: Regularizer::default(),
+        seed: 1,
+        method: None,
+    };
+    let mut t = Trainer::<f32>::new(cfg.clone(), params, tc)?;
+    let step = Box::new(move || Ok(Some(t.step(&data.x, &data.labels)?.1 as f32)));
+    Ok(Stepper { what: "stablenet_core::Trainer<f32>, 1 thread".into(), threads: 1, step })
+}
+
+/// A stepper from any backend (its `step` is synchronous; it reports no loss).
+#[allow(dead_code)] // the hook for the faster CPU path
+fn backend_stepper(mut b: Box<dyn stablenet_core::Backend>, data: Dataset, threads: usize) -> Stepper {
+    let what = b.device();
+    Stepper { what, threads, step: Box::new(move || b.step(&data.x, &data.labels).map(|_| None).map_err(Into::into)) }
+}
+
+/// The GPU stepper: one submit per step (`GpuNet::train_step`), then the loss read back.
+fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset) -> Result<(Stepper, u64)> {
+    let hyper = Hyper { optimizer: OptimizerKind::sgd(LR, 0.0)?, regularizer: Regularizer::default() };
+    let n = data.len();
+    let mut net = GpuNet::new(gpu, cfg, n, n, Some(hyper))?;
+    net.set_params(params)?;
+    net.set_data(data)?;
+    let work = net.work_bytes();
+    let what = net.gpu().describe();
+    let step = Box::new(move || {
+        net.train_step(0, n, 0)?;
+        Ok(Some(net.losses(1)?[0]))
+    });
+    Ok((Stepper { what, threads: 1, step }, work))
+}
+
+/// Median, min and max seconds of `steps` timed steps after `warmup` steps, and the last loss.
+fn time_steps(step: &mut StepFn, warmup: usize, steps: usize) -> Result<(f64, f64, f64, Option<f32>)> {
+    for _ in 0..warmup {
+        step()?;
+    }
+    let mut times = Vec::with_capacity(steps);
+    let mut loss = None;
+    for _ in 0..steps {
+        let t = Instant::now();
+        loss = step()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let k = times.len();
+    let median = if k % 2 == 1 { times[k / 2] } else { 0.5 * (times[k / 2 - 1] + times[k / 2]) };
+    Ok((median, times[0], times[k - 1], loss))
+}
+
+// ---- process memory (CPU) -----------------------------------------------------------
+
+fn status_kib(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    line[field.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn malloc_trim() {
+    unsafe extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: glibc's malloc_trim only returns free heap pages to the OS.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn malloc_trim() {}
+
+/// Peak RSS growth over a window: freed heap pages go back to the OS (malloc_trim), the
+/// high-water mark VmHWM is reset to the current RSS (`5` into /proc/self/clear_refs), and the
+/// peak is VmHWM at the end minus VmRSS at the start. Where clear_refs is not writable, only
+/// the growth of VmHWM beyond its earlier peak shows (`vmhwm-growth`).
+struct RssWindow {
+    base_kib: u64,
+    method: &'static str,
+}
+
+impl RssWindow {
+    /// None without /proc (no measurement; the line says `unavailable`).
+    fn start() -> Option<Self> {
+        malloc_trim();
+        if std::fs::write("/proc/self/clear_refs", "5").is_ok() {
+            return Some(RssWindow { base_kib: status_kib("VmRSS")?, method: "vmhwm-clear-refs" });
+        }
+        Some(RssWindow { base_kib: status_kib("VmHWM")?, method: "vmhwm-growth" })
+    }
+
+    fn peak_bytes(&self) -> Option<u64> {
+        Some(1024 * status_kib("VmHWM")?.saturating_sub(self.base_kib))
+    }
+}
+
+// ---- the machine --------------------------------------------------------------------
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|p| p.1.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "host".into())
+}
+
+/// UTC now as (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ) (civil-from-days, H. Hinnant).
+fn now_utc() -> (String, String) {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let date = format!("{year:04}-{month:02}-{day:02}");
+    let time = format!("{date}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60);
+    (date, time)
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+// ---- running ------------------------------------------------------------------------
+
+struct Run {
+    opts: Opts,
+    warmup: usize,
+    steps: usize,
+    out: std::io::BufWriter<std::fs::File>,
+    records: Vec<Value>,
+    /// The engine backends that ran: (impl, device as in the lines, target), for the check.
+    ran: Vec<(&'static str, String, &'static str)>,
+}
+
+impl Run {
+    fn emit(&mut self, rec: Value) -> Result<()> {
+        writeln!(self.out, "{rec}")?;
+        self.out.flush()?;
+        let s = rec["s_per_step"]
+            .as_f64()
+            .map_or_else(|| format!("error: {}", rec["error"]), |s| format!("{s:.4e} s/step"));
+        eprintln!(
+            "bench: {} {} N={} n={}: {s}",
+            rec["impl"].as_str().unwrap_or("?"),
+            rec["config"].as_str().unwrap_or("?"),
+            rec["N"],
+            rec["n"]
+        );
+        self.records.push(rec);
+        Ok(())
+    }
+
+    /// The JSON line of one job on one backend; `measure` builds the stepper (and reports the
+    /// device bytes it needs where it knows them) and is timed here.
+    fn record(
+        &self,
+        job: &Job,
+        imp: &str,
+        device: &str,
+        software: bool,
+        measure: impl FnOnce() -> Result<(Stepper, Option<u64>)>,
+        cpu_memory: bool,
+    ) -> Value {
+        let (_, date) = now_utc();
+        let flops = flops_per_step(job);
+        let mut rec = json!({
+            "impl": imp, "device": device, "software": software, "config": job.config,
+            "integrator": "hamiltonian", "d": job.d, "w": job.w, "N": job.n_steps, "n": job.n, "C": job.c,
+            "T": T_FINAL, "target": job.target, "threads": null, "warmup": self.warmup, "steps": self.steps,
+            "s_per_step": null, "s_min": null, "s_max": null, "samples_per_s": null,
+            "flops_per_step": flops, "param_bytes": param_bytes(job), "gflops": null,
+            "peak_mem_bytes": null, "mem_method": null, "loss": null,
+            "build": if cfg!(debug_assertions) { "debug" } else { "release" }, "date": date, "host": host(),
+        });
+        let result = (|| -> Result<()> {
+            // Data and parameters exist before the window opens; the stepper's own allocations
+            // (workspaces, gradients) fall inside it.
+            let window = if cpu_memory { RssWindow::start() } else { None };
+            let (mut stepper, device_bytes) = measure()?;
+            let (median, min, max, loss) = time_steps(&mut stepper.step, self.warmup, self.steps)?;
+            if let Some(l) = loss {
+                ensure!(l.is_finite(), "the loss became {l}");
+            }
+            rec["threads"] = json!(stepper.threads);
+            if cpu_memory {
+                rec["device"] = json!(format!("{device}; {}", stepper.what));
+                rec["peak_mem_bytes"] = json!(window.as_ref().and_then(RssWindow::peak_bytes));
+                rec["mem_method"] = json!(window.map_or("unavailable", |w| w.method));
+            } else {
+                rec["peak_mem_bytes"] = json!(device_bytes);
+                rec["mem_method"] = json!("gpu-work-bytes");
+            }
+            rec["s_per_step"] = json!(median);
+            rec["s_min"] = json!(min);
+            rec["s_max"] = json!(max);
+            rec["samples_per_s"] = json!(job.n as f64 / median);
+            rec["gflops"] = json!(flops as f64 / median / 1e9);
+            rec["loss"] = json!(loss);
+            Ok(())
+        })();
+        if let Err(e) = result {
+            rec["error"] = json!(format!("{e:#}"));
+        }
+        rec
+    }
+
+    fn cpu(&mut self, jobs: &[Job]) -> Result<()> {
+        let device = format!("{} ({} threads)", cpu_model(), cores());
+        self.ran.push(("stablenet-cpu", device.clone(), "cpu"));
+        for job in jobs.iter().filter(|j| j.target == "cpu") {
+            let cfg = model(job);
+            let params = Params::<f32>::init(&cfg, 2);
+            let data = batch(job, 1);
+            let rec = self.record(
+                job,
+                "stablenet-cpu",
+                &device,
+                false,
+                || Ok((cpu_stepper(&cfg, params, data)?, None)),
+                true,
+            );
+            self.emit(rec)?;
+        }
+        Ok(())
+    }
+
+    fn gpus(&mut self, jobs: &[Job]) -> Result<()> {
+        let adapters = stablenet_gpu::device::adapters();
+        if adapters.is_empty() {
+            eprintln!("bench: no GPU adapter found");
+        }
+        let want = self.opts.device.as_ref().map(|n| n.to_lowercase());
+        let named = |a: &wgpu::Adapter| want.as_ref().is_none_or(|n| a.get_info().name.to_lowercase().contains(n));
+        if self.opts.device.is_some() && !adapters.iter().any(named) {
+            let all: Vec<String> = adapters.iter().map(|a| stablenet_gpu::device::describe(&a.get_info())).collect();
+            bail!("--device {} matches no adapter; available: {}", want.unwrap_or_default(), all.join("; "));
+        }
+        for adapter in adapters {
+            let info = adapter.get_info();
+            let label = stablenet_gpu::device::describe(&info);
+            let software = info.device_type == wgpu::DeviceType::Cpu;
+            let name_ok = named(&adapter);
+            if !name_ok || (software && !self.opts.software) {
+                eprintln!("bench: skipping {label}{}", if name_ok { " (software; --software runs it)" } else { "" });
+                continue;
+            }
+            // A software adapter computes on the CPU: it runs the CPU batch sizes.
+            let target = if software { "cpu" } else { "gpu" };
+            self.ran.push(("stablenet-gpu", label.clone(), target));
+            for job in jobs.iter().filter(|j| j.target == target) {
+                let cfg = model(job);
+                let params = Params::<f32>::init(&cfg, 2);
+                let data = batch(job, 1);
+                let measure = || {
+                    let (s, bytes) = gpu_stepper(open(&adapter)?, &cfg, &params, &data)?;
+                    Ok((s, Some(bytes)))
+                };
+                let rec = self.record(job, "stablenet-gpu", &label, software, measure, false);
+                self.emit(rec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// benches/pytorch/bench.py with this run's plan; its JSON lines join ours.
+    fn torch(&mut self, jobs: &[Job]) -> Result<()> {
+        let Some(python) = find_python(self.opts.python.as_deref()) else {
+            eprintln!(
+                "bench: no Python with torch (tried --python, $STABLENET_PYTHON, python3); skipping PyTorch. \
+                 Point STABLENET_PYTHON at one (benches/README.md)"
+            );
+            return Ok(());
+        };
+        let plan = std::env::temp_dir().join(format!("stablenet-bench-plan-{}.json", std::process::id()));
+        std::fs::write(&plan, serde_json::to_string(jobs)?)?;
+        let mut cmd = std::process::Command::new(&python);
+        cmd.arg(root().join("benches/pytorch/bench.py")).args(["--quiet", "--plan"]).arg(&plan);
+        cmd.args(["--steps", &self.steps.to_string(), "--warmup", &self.warmup.to_string()]);
+        if self.opts.quick {
+            cmd.arg("--quick");
+        }
+        if !self.opts.gpu {
+            cmd.args(["--device", "cpu"]);
+        } else if !self.opts.cpu {
+            cmd.args(["--device", "cuda"]);
+        }
+        cmd.args(&self.opts.torch_args);
+        eprintln!("bench: PyTorch: {cmd:?}");
+        let mut child =
+            cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("running {python}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line?;
+            match serde_json::from_str::<Value>(&line) {
+                Ok(rec) if rec.is_object() => self.emit(rec)?,
+                _ => eprintln!("bench.py: {line}"),
+            }
+        }
+        let status = child.wait()?;
+        let _ = std::fs::remove_file(&plan);
+        if !status.success() {
+            eprintln!("bench: bench.py exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+/// Opens a device on this adapter with its real limits, as `stablenet_gpu::Gpu::new` does
+/// (that one selects by name, which cannot tell apart two adapters of the same name).
+fn open(adapter: &wgpu::Adapter) -> Result<Gpu> {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("stablenet-bench"),
+        required_features: wgpu::Features::empty(),
+        required_limits: limits.clone(),
+        experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        memory_hints: wgpu::MemoryHints::Performance,
+        trace: wgpu::Trace::Off,
+    }))
+    .with_context(|| format!("opening {}", stablenet_gpu::device::describe(&info)))?;
+    Ok(Gpu { device, queue, info, limits })
+}
+
+/// The first of --python, $STABLENET_PYTHON, python3 that imports torch.
+fn find_python(explicit: Option<&str>) -> Option<String> {
+    let env = std::env::var("STABLENET_PYTHON").ok().filter(|s| !s.is_empty());
+    [explicit.map(str::to_owned), env, Some("python3".into())].into_iter().flatten().find(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import torch"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+// ---- checking and summarising -------------------------------------------------------
+
+/// Checks one JSON line: every required field with a sane value; a line with `error` passes
+/// only for torch-compile (compilation may fail; that is reported, not fatal).
+fn check_record(rec: &Value) -> Result<()> {
+    let obj = rec.as_object().context("not a JSON object")?;
+    let imp = obj.get("impl").and_then(Value::as_str).context("impl missing")?;
+    ensure!(IMPLS.contains(&imp), "unknown impl {imp:?}");
+    for key in ["device", "config", "date"] {
+        let s = obj.get(key).and_then(Value::as_str).with_context(|| format!("{key} missing or not a string"))?;
+        ensure!(!s.is_empty(), "{key} is empty");
+    }
+    for key in ["d", "w", "N", "n", "C", "flops_per_step"] {
+        let v = obj.get(key).and_then(Value::as_u64).with_context(|| format!("{key} missing or not an integer"))?;
+        ensure!(v > 0, "{key} = 0");
+    }
+    if let Some(e) = obj.get("error") {
+        ensure!(imp == "torch-compile", "{imp} failed: {e}");
+        return Ok(());
+    }
+    for key in ["s_per_step", "samples_per_s", "gflops"] {
+        let v = obj.get(key).and_then(Value::as_f64).with_context(|| format!("{key} missing or not a number"))?;
+        ensure!(v.is_finite() && v > 0.0, "{key} = {v}");
+    }
+    let mem = obj.get("peak_mem_bytes").context("peak_mem_bytes missing")?;
+    let unmeasured = mem.is_null() && obj.get("mem_method").and_then(Value::as_str) == Some("unavailable");
+    ensure!(mem.is_u64() || unmeasured, "peak_mem_bytes = {mem}, not a byte count");
+    Ok(())
+}
+
+/// Re-reads the output file and checks every line and that each backend ran every job.
+fn check_file(path: &Path, expected: &[(String, usize)]) -> Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let mut count = std::collections::BTreeMap::<String, usize>::new();
+    for (i, line) in text.lines().enumerate() {
+        let rec: Value =
+            serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+        check_record(&rec).with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        let key = format!("{} on {}", rec["impl"].as_str().unwrap_or("?"), rec["device"].as_str().unwrap_or("?"));
+        *count.entry(key.split("; ").next().unwrap_or("?").to_owned()).or_default() += 1;
+    }
+    for (who, want) in expected {
+        let have = count.get(who).copied().unwrap_or(0);
+        ensure!(have == *want, "{who}: {have} lines, expected {want}");
+    }
+    Ok(())
+}
+
+fn fmt_s(v: &Value) -> String {
+    v.as_f64().map_or_else(|| "error".into(), |s| format!("{s:.3e}"))
+}
+
+fn fmt_ratio(r: f64) -> String {
+    if (0.01..1000.0).contains(&r) { format!("{r:.2}") } else { format!("{r:.1e}") }
+}
+
+fn fmt_bytes(v: &Value) -> String {
+    match v.as_u64() {
+        None => "-".into(),
+        Some(b) if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+        Some(b) if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64),
+        Some(b) => format!("{:.1} KiB", b as f64 / 1024.0),
+    }
+}
+
+/// The PyTorch line that an engine line compares with: same job, same kind of machine (CPU
+/// engines and software adapters against torch on the CPU, GPUs against CUDA).
+fn torch_twin<'a>(records: &'a [Value], rec: &Value, imp: &str) -> Option<&'a Value> {
+    let torch_target = if rec["impl"] == "stablenet-gpu" && rec["software"] != true { "gpu" } else { "cpu" };
+    records.iter().find(|t| {
+        t["impl"] == imp
+            && t["target"] == torch_target
+            && ["config", "d", "w", "N", "n", "C"].iter().all(|k| t[k] == rec[k])
+            && t["s_per_step"].is_f64()
+    })
+}
+
+fn summary(records: &[Value]) -> String {
+    let (date, _) = now_utc();
+    let mut s = format!("Run of {date} on {}: compare ratios within this run only.\n\n", host());
+    let short = |r: &Value| {
+        let name = r["device"].as_str().unwrap_or("?").split(" (").next().unwrap_or("?");
+        format!("{name}{}", if r["software"] == true { " (software)" } else { "" })
+    };
+    s += "| workload | d | w | N | n | impl | device | s/step | samples/s | GFLOP/s | peak mem | / torch-eager | / torch-compile |\n";
+    s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    let main: Vec<&Value> = records.iter().filter(|r| WORKLOADS.iter().any(|w| r["config"] == w.0)).collect();
+    for r in &main {
+        let ratio = |imp| {
+            let engine = r["impl"].as_str().is_some_and(|i| i.starts_with("stablenet"));
+            match (engine, r["s_per_step"].as_f64(), torch_twin(records, r, imp)) {
+                (true, Some(a), Some(t)) => fmt_ratio(a / t["s_per_step"].as_f64().unwrap_or(f64::NAN)),
+                _ => String::new(),
+            }
+        };
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r["config"].as_str().unwrap_or("?"),
+            r["d"],
+            r["w"],
+            r["N"],
+            r["n"],
+            r["impl"].as_str().unwrap_or("?"),
+            short(r),
+            fmt_s(&r["s_per_step"]),
+            r["samples_per_s"].as_f64().map_or("-".into(), |v| format!("{v:.0}")),
+            r["gflops"].as_f64().map_or("-".into(), |v| format!("{v:.2}")),
+            fmt_bytes(&r["peak_mem_bytes"]),
+            ratio("torch-eager"),
+            ratio("torch-compile"),
+        );
+    }
+    s += "\nRatios are engine s/step over PyTorch s/step for the same job on the same kind of device \
+          (below 1: the engine is faster).\n";
+    // Curves: one row per (curve, impl, device), points "x: value".
+    for (curve, x, what) in [
+        ("scale-n", "n", "s/step"),
+        ("scale-N", "N", "s/step"),
+        ("mem-depth", "N", "peak memory beyond the parameters"),
+    ] {
+        if !records.iter().any(|r| r["config"] == curve) {
+            continue;
+        }
+        s += &format!("\n{curve}: {what} against {x}\n\n| impl | device | {x}: {what} |\n|---|---|---|\n");
+        let mut keys: Vec<(String, String, String)> = Vec::new();
+        for r in records.iter().filter(|r| r["config"] == curve) {
+            let dev = r["device"].as_str().unwrap_or("?").to_owned();
+            let k = (r["impl"].as_str().unwrap_or("?").to_owned(), dev, short(r));
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        for (imp, dev, name) in keys {
+            let points: Vec<String> = records
+                .iter()
+                .filter(|r| r["config"] == curve && r["impl"] == imp.as_str() && r["device"] == dev.as_str())
+                .map(|r| {
+                    let v =
+                        if curve == "mem-depth" { fmt_bytes(&r["peak_mem_bytes"]) } else { fmt_s(&r["s_per_step"]) };
+                    format!("{}: {v}", r[x])
+                })
+                .collect();
+            s += &format!("| {imp} | {name} | {} |\n", points.join(", "));
+        }
+    }
+    s
+}
+
+pub fn main(args: &[String]) -> Result<()> {
+    let opts = parse(args)?;
+    // Timings of a debug build mean nothing: rerun in release (a --quick run only checks that
+    // everything runs, so it stays in whatever build it is).
+    if cfg!(debug_assertions) && !opts.quick {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["run", "--release", "--quiet", "--package", "xtask", "--manifest-path"])
+            .arg(root().join("Cargo.toml"))
+            .args(["--", "bench"])
+            .args(args)
+            .status()?;
+        ensure!(status.success(), "bench (release) failed ({status})");
+        return Ok(());
+    }
+    let (date, _) = now_utc();
+    let out_path = opts.out.clone().unwrap_or_else(|| root().join(format!("benches/results/{date}-{}.jsonl", host())));
+    if let Some(dir) = out_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
+    let (warmup, steps) = if opts.quick { (0, 1) } else { (1, 5) };
+    let steps = opts.steps.unwrap_or(steps);
+    let mut jobs = plan(opts.quick);
+    if let Some(only) = &opts.only {
+        for name in only {
+            ensure!(jobs.iter().any(|j| j.config == *name), "--only: no workload {name:?}");
+        }
+        jobs.retain(|j| only.contains(&j.config));
+    }
+    let mut run = Run { opts, warmup, steps, out: std::io::BufWriter::new(file), records: Vec::new(), ran: Vec::new() };
+    let start = Instant::now();
+    if run.opts.gpu {
+        run.gpus(&jobs)?;
+    }
+    if run.opts.cpu {
+        run.cpu(&jobs)?;
+    }
+    // Last, so that nothing else competes for the cores while it runs.
+    if run.opts.torch {
+        run.torch(&jobs)?;
+    }
+    let table = summary(&run.records);
+    println!("{table}");
+    std::fs::write(out_path.with_extension("md"), &table)?;
+    println!("{} lines in {} ({:.1} s)", run.records.len(), out_path.display(), start.elapsed().as_secs_f64());
+    if run.opts.quick {
+        let expected: Vec<(String, usize)> = run
+            .ran
+            .iter()
+            .map(|(imp, dev, target)| (format!("{imp} on {dev}"), jobs.iter().filter(|j| j.target == *target).count()))
+            .collect();
+        check_file(&out_path, &expected).context("bench --quick: the output does not check out")?;
+        println!("bench --quick: {} lines checked: every required field present and sane", run.records.len());
+    }
+    Ok(())
+}

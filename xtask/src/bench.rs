@@ -462,7 +462,7 @@ impl Run {
                 let params = Params::<f32>::init(&cfg, 2);
                 let data = batch(job, 1);
                 let measure = || {
-                    let (s, bytes) = gpu_stepper(open(&adapter)?, &cfg, &params, &data)?;
+                    let (s, bytes) = gpu_stepper(Gpu::from_adapter(&adapter)?, &cfg, &params, &data)?;
                     Ok((s, Some(bytes)))
                 };
                 let rec = self.record(job, "stablenet-gpu", &label, software, measure, false);
@@ -513,23 +513,6 @@ impl Run {
         }
         Ok(())
     }
-}
-
-/// Opens a device on this adapter with its real limits, as `stablenet_gpu::Gpu::new` does
-/// (that one selects by name, which cannot tell apart two adapters of the same name).
-fn open(adapter: &wgpu::Adapter) -> Result<Gpu> {
-    let info = adapter.get_info();
-    let limits = adapter.limits();
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        label: Some("stablenet-bench"),
-        required_features: wgpu::Features::empty(),
-        required_limits: limits.clone(),
-        experimental_features: wgpu::ExperimentalFeatures::disabled(),
-        memory_hints: wgpu::MemoryHints::Performance,
-        trace: wgpu::Trace::Off,
-    }))
-    .with_context(|| format!("opening {}", stablenet_gpu::device::describe(&info)))?;
-    Ok(Gpu { device, queue, info, limits })
 }
 
 /// The first of --python, $STABLENET_PYTHON, python3 that imports torch.

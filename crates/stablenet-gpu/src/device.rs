@@ -92,6 +92,12 @@ impl Gpu {
                 names.join("; ")
             );
         };
+        Self::from_adapter(&adapter)
+    }
+
+    /// Opens a device on this adapter with its real limits (wgpu's defaults cap storage
+    /// bindings at 128 MiB).
+    pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {

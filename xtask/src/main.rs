@@ -7,6 +7,8 @@
 //!   training steps on GPU and CPU from the same start.
 //! - `cargo xtask accuracy [EPOCHS]`: trains every integrator on every 2-D data set with the
 //!   CLI's defaults and prints the README's accuracy table (markdown).
+mod data;
+
 use anyhow::{Result, bail};
 use stablenet_core::data::Synthetic;
 use stablenet_core::optim::OptimizerKind;
@@ -16,6 +18,7 @@ use stablenet_core::{Activation, Integrator, ModelConfig, Params, TrainConfig, T
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("data") => data::data(&args[1..]),
         Some("accuracy") => accuracy(args.get(1).map(|s| s.parse()).transpose()?),
         Some("validate") => validate(&args[1..]),
         Some("test") => test(&args[1..]),

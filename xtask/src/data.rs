@@ -175,8 +175,8 @@ fn fetch_fashion(tmp: &Path) -> Result<BTreeMap<&'static str, (String, Vec<u8>)>
         |e| {
             if e.to_string().contains("Unable to locate package") {
                 e.context(format!(
-                    "apt-get does not know {FASHION_DEB}: run `sudo apt-get update` (the package is in Debian \
-                     bullseye and later)"
+                    "apt-get does not know {FASHION_DEB}: run `sudo apt-get update`; the package is in Debian's \
+                     main archive (bookworm: 0.0~git20200523.55506a9-1)"
                 ))
             } else {
                 e

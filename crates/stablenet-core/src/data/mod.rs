@@ -9,7 +9,9 @@ mod synthetic;
 
 pub use ellipses::ellipses;
 pub use idx::{
-    IdxImages, idx_dataset, load_idx_pair, parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels,
+    DEFAULT_DATA_DIR, IDX_FILE_NAMES, IdxImages, ImageSet, ImageSplit, find_image_files, idx_dataset, image_set_dirs,
+    load_idx_pair, load_image_set, load_image_split, parse_idx_images, parse_idx_labels, read_idx_bytes,
+    read_idx_images, read_idx_labels,
 };
 pub use peaks::{PEAKS_CLASSES, PEAKS_GRID, peaks, peaks_class_counts, peaks_f};
 pub use swiss_roll::swiss_roll;

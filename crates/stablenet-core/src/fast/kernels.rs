@@ -8,6 +8,8 @@
 //!
 //! Everything is `#[inline(always)]` so that it is compiled inside the dispatched entry points
 //! of `fast::mod` (with or without AVX2/FMA).
+// Index loops over small register arrays (several arrays per index); keep them.
+#![allow(clippy::needless_range_loop)]
 use super::simd::{Isa, V};
 
 /// Rows of A per panel (output rows computed together; the panel keeps A's R entries of one
@@ -146,24 +148,22 @@ fn reduce_block<X: Isa, const BI: usize, const BK: usize, const TWO: bool>(
     let mut acc = [[isa.zero(); BK]; BI];
     let blocks = op.p.len() / (mi * V);
     for g in 0..blocks {
-        let pa: [X::R; BI] = std::array::from_fn(
-            #[inline(always)]
-            |a| isa.load_at(op.p, g * mi + i0 + a),
-        );
-        let qb: [X::R; BK] = std::array::from_fn(
-            #[inline(always)]
-            |b| isa.load_at(op.q, g * mk + k0 + b),
-        );
+        let (mut pa, mut qb) = ([isa.zero(); BI], [isa.zero(); BK]);
+        for a in 0..BI {
+            pa[a] = isa.load_at(op.p, g * mi + i0 + a);
+        }
+        for b in 0..BK {
+            qb[b] = isa.load_at(op.q, g * mk + k0 + b);
+        }
         if TWO {
             let (r, s) = op.rs.expect("two-term reduction");
-            let ra: [X::R; BI] = std::array::from_fn(
-                #[inline(always)]
-                |a| isa.load_at(r, g * mi + i0 + a),
-            );
-            let sb: [X::R; BK] = std::array::from_fn(
-                #[inline(always)]
-                |b| isa.load_at(s, g * mk + k0 + b),
-            );
+            let (mut ra, mut sb) = ([isa.zero(); BI], [isa.zero(); BK]);
+            for a in 0..BI {
+                ra[a] = isa.load_at(r, g * mi + i0 + a);
+            }
+            for b in 0..BK {
+                sb[b] = isa.load_at(s, g * mk + k0 + b);
+            }
             for a in 0..BI {
                 for b in 0..BK {
                     acc[a][b] = isa.fma(pa[a], qb[b], isa.fma(ra[a], sb[b], acc[a][b]));

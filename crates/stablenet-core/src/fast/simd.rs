@@ -153,11 +153,15 @@ pub struct Portable;
 
 impl Portable {
     #[inline(always)]
-    fn map(a: Lanes, b: Lanes, f: impl Fn(f32, f32) -> f32) -> Lanes {
-        std::array::from_fn(|l| f(a[l], b[l]))
+    fn map(mut a: Lanes, b: Lanes, f: impl Fn(f32, f32) -> f32) -> Lanes {
+        for l in 0..V {
+            a[l] = f(a[l], b[l]);
+        }
+        a
     }
 }
 
+#[allow(clippy::needless_range_loop)]
 impl Isa for Portable {
     type R = Lanes;
     #[inline(always)]
@@ -189,8 +193,11 @@ impl Isa for Portable {
         Self::map(a, b, |x, y| x / y)
     }
     #[inline(always)]
-    fn fma(self, a: Lanes, b: Lanes, c: Lanes) -> Lanes {
-        std::array::from_fn(|l| a[l] * b[l] + c[l])
+    fn fma(self, mut a: Lanes, b: Lanes, c: Lanes) -> Lanes {
+        for l in 0..V {
+            a[l] = a[l] * b[l] + c[l];
+        }
+        a
     }
     #[inline(always)]
     fn min_c(self, c: Lanes, x: Lanes) -> Lanes {
@@ -201,13 +208,19 @@ impl Isa for Portable {
         Self::map(c, x, |c, x| if x < c { c } else { x })
     }
     #[inline(always)]
-    fn positive(self, a: Lanes) -> Lanes {
-        a.map(|x| if x > 0.0 { 1.0 } else { 0.0 })
+    fn positive(self, mut a: Lanes) -> Lanes {
+        for x in a.iter_mut() {
+            *x = if *x > 0.0 { 1.0 } else { 0.0 };
+        }
+        a
     }
     #[inline(always)]
     fn hsum(self, a: Lanes) -> f32 {
-        let h: [f32; 8] = std::array::from_fn(|l| a[l] + a[l + 8]);
-        let q: [f32; 4] = std::array::from_fn(|l| h[l] + h[l + 4]);
+        let mut h = [0.0f32; 8];
+        for l in 0..8 {
+            h[l] = a[l] + a[l + 8];
+        }
+        let q = [h[0] + h[4], h[1] + h[5], h[2] + h[6], h[3] + h[7]];
         (q[0] + q[2]) + (q[1] + q[3])
     }
 }

@@ -11,6 +11,7 @@ pub mod data;
 pub mod diagnostics;
 pub mod error;
 pub mod experiment;
+pub mod fast;
 pub mod integrators;
 pub mod io;
 pub mod linalg;

@@ -1,0 +1,347 @@
+//! Fast CPU training path (f32): the loss and exact gradient of [`crate::network::loss_grad`]
+//! computed on blocks of examples in structure-of-arrays form, with fused steps and threads.
+//!
+//! Design (MODEL.md sections 1-4):
+//! - A block is [`simd::V`] = 16 examples side by side; a state is stored `[w][16]` per block,
+//!   so every inner loop runs over the 16 examples with a compile-time trip count and
+//!   vectorises. A tile is G blocks (`Layout::blocks_per_tile`) walked through all steps
+//!   together; per step each block takes a few fused passes (product with K_j or K_j^T from
+//!   packed panels, bias, activation, state update), then the step's batch reductions
+//!   (dK_j, db_j) run once over the tile.
+//! - hamiltonian and leapfrog keep no states: the adjoint rebuilds them in reverse time, as
+//!   the reference does with `GradMethod::Reverse` (memory independent of N). resnet/antisym
+//!   store the tile's N + 1 states.
+//! - tanh is a clamped rational approximation (max |error| < 5e-7, see [`simd::tanh`]) and
+//!   sigma' is taken from its value (1 - t^2).
+//! - Threads: the batch is cut into chunks of a fixed number of examples
+//!   (`Layout::chunk_examples`, independent of the thread count); each chunk accumulates its
+//!   own partial gradient, and the partials are summed in chunk order, so the result is
+//!   bit-identical for any number of threads.
+//! - On x86_64 with AVX2 and FMA the kernels run in a variant compiled for those features
+//!   (chosen at run time); elsewhere in portable code (SSE2 on x86_64). The two variants round
+//!   differently (fused multiply-add), each is deterministic.
+//! - [`FastWorkspace`] holds every buffer; [`loss_grad_with`] allocates nothing once the
+//!   workspace has seen the shape, batch size and thread count.
+use crate::config::{Activation, Integrator, ModelConfig};
+use crate::error::{Error, Result};
+use crate::network::{LossGrad, check_batch};
+use crate::params::Params;
+use std::sync::Mutex;
+
+mod kernels;
+pub mod simd;
+mod tile;
+
+#[cfg(test)]
+mod tests;
+
+use kernels::{pack, packed_len};
+use simd::{Act, Isa, Portable, Relu, Tanh, V};
+use tile::{Ctx, Partial, Scratch};
+
+/// How the batch is cut: tiles of `blocks_per_tile` blocks of 16 examples, and reduction
+/// chunks of `chunk_examples` (a multiple of the tile). The result depends on the layout (the
+/// order of the sums) but never on the number of threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub blocks_per_tile: usize,
+    pub chunk_examples: usize,
+}
+
+impl Layout {
+    /// The default for a configuration: tiles of about 2048 state values per array (they
+    /// stay in L1/L2), chunks of 256 examples.
+    pub fn default_for(cfg: &ModelConfig) -> Self {
+        let blocks = (2048 / (cfg.width.max(1) * V)).clamp(2, 16);
+        Layout::new(blocks, 256)
+    }
+
+    /// `chunk_examples` is rounded up to a multiple of the tile.
+    pub fn new(blocks_per_tile: usize, chunk_examples: usize) -> Self {
+        let blocks_per_tile = blocks_per_tile.max(1);
+        let tile = blocks_per_tile * V;
+        Layout { blocks_per_tile, chunk_examples: chunk_examples.max(1).div_ceil(tile) * tile }
+    }
+}
+
+/// Which compiled variant of the kernels runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// The best the CPU supports: AVX-512, else AVX2 + FMA, else portable.
+    Auto,
+    /// AVX2 + FMA where the CPU has them, else portable.
+    Avx2,
+    /// Portable code only (SSE2 on x86_64, no fused multiply-add).
+    Portable,
+}
+
+/// Every buffer of a fast gradient evaluation; keep one per model shape and reuse it.
+pub struct FastWorkspace {
+    cfg: ModelConfig,
+    layout: Layout,
+    kernels: Kernels,
+    kin: Vec<f32>,
+    k: Vec<f32>,
+    kt: Vec<f32>,
+    wc: Vec<f32>,
+    wct: Vec<f32>,
+    op: Vec<f32>,
+    partials: Vec<Partial>,
+    scratch: Vec<Scratch>,
+    result: LossGrad<f32>,
+}
+
+impl FastWorkspace {
+    pub fn new(cfg: &ModelConfig) -> Result<Self> {
+        Self::with_layout(cfg, Layout::default_for(cfg))
+    }
+
+    pub fn with_layout(cfg: &ModelConfig, layout: Layout) -> Result<Self> {
+        cfg.validate()?;
+        let (d, w, n, c) = (cfg.d, cfg.width, cfg.steps, cfg.classes);
+        let layout = Layout::new(layout.blocks_per_tile, layout.chunk_examples);
+        let kp = packed_len(w, w);
+        Ok(FastWorkspace {
+            cfg: cfg.clone(),
+            layout,
+            kernels: Kernels::Auto,
+            kin: vec![0.0; packed_len(w, d)],
+            k: vec![0.0; n * kp],
+            kt: vec![0.0; n * kp],
+            wc: vec![0.0; packed_len(c, w)],
+            wct: vec![0.0; packed_len(w, c)],
+            op: vec![0.0; w * w],
+            partials: Vec::new(),
+            scratch: Vec::new(),
+            result: LossGrad { loss: 0.0, correct: 0, grad: Params::zeros(cfg), stored_states: 0 },
+        })
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Restricts the kernel variant (tests, and measuring what each variant gains).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+
+    /// Buffers for `chunks` chunks and `threads` threads (grows only).
+    fn reserve(&mut self, chunks: usize, threads: usize) {
+        let cfg = &self.cfg;
+        while self.partials.len() < chunks {
+            self.partials.push(Partial { grad: Params::zeros(cfg), loss: 0.0, correct: 0 });
+        }
+        while self.scratch.len() < threads {
+            let g = self.layout.blocks_per_tile;
+            self.scratch.push(Scratch::new(cfg.integrator, cfg.d, cfg.width, cfg.steps, cfg.classes, g));
+        }
+    }
+
+    /// Packs this call's parameters (M_j = A_j for antisym, MODEL.md section 2).
+    fn pack_params(&mut self, p: &Params<f32>) {
+        let (d, w, c) = (self.cfg.d, self.cfg.width, self.cfg.classes);
+        pack(&p.k_in, w, d, false, &mut self.kin);
+        pack(&p.wc, c, w, false, &mut self.wc);
+        pack(&p.wc, w, c, true, &mut self.wct);
+        let kp = packed_len(w, w);
+        for j in 0..self.cfg.steps {
+            crate::integrators::resnet::operator(self.cfg.integrator, p.k_step(j), w, self.cfg.gamma, &mut self.op);
+            pack(&self.op, w, w, false, &mut self.k[j * kp..(j + 1) * kp]);
+            pack(&self.op, w, w, true, &mut self.kt[j * kp..(j + 1) * kp]);
+        }
+    }
+}
+
+/// Mean cross-entropy, its exact gradient and the hit count of a batch, as
+/// [`crate::network::loss_grad`] (`x` is n x d row-major, labels 0-based), on `threads`
+/// threads (0: all available). Allocates a fresh workspace; see [`loss_grad_with`].
+pub fn loss_grad(
+    cfg: &ModelConfig,
+    p: &Params<f32>,
+    x: &[f32],
+    labels: &[u32],
+    threads: usize,
+) -> Result<LossGrad<f32>> {
+    let mut ws = FastWorkspace::new(cfg)?;
+    loss_grad_with(&mut ws, cfg, p, x, labels, threads).cloned()
+}
+
+/// [`loss_grad`] with a reusable workspace; the result lives in the workspace.
+pub fn loss_grad_with<'w>(
+    ws: &'w mut FastWorkspace,
+    cfg: &ModelConfig,
+    p: &Params<f32>,
+    x: &[f32],
+    labels: &[u32],
+    threads: usize,
+) -> Result<&'w LossGrad<f32>> {
+    cfg.validate()?;
+    if *cfg != ws.cfg {
+        return Err(Error::Config("the fast workspace was made for another model configuration".into()));
+    }
+    p.check_shape(cfg)?;
+    check_batch(cfg, x, labels)?;
+    let n = labels.len();
+    let chunk = ws.layout.chunk_examples;
+    let chunks = n.div_ceil(chunk);
+    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { threads };
+    let threads = threads.min(chunks);
+    ws.reserve(chunks, threads);
+    ws.pack_params(p);
+    let FastWorkspace { cfg, layout, kernels, kin, k, kt, wc, wct, partials, scratch, result, .. } = ws;
+    let ctx = Ctx {
+        integrator: cfg.integrator,
+        d: cfg.d,
+        w: cfg.width,
+        steps: cfg.steps,
+        c: cfg.classes,
+        h: cfg.h() as f32,
+        g: layout.blocks_per_tile,
+        x,
+        labels,
+        inv_n: 1.0 / n as f32,
+        kin,
+        k,
+        kt,
+        kp: packed_len(cfg.width, cfg.width),
+        wc,
+        wct,
+        b_in: &p.b_in,
+        b: &p.b,
+        mu: &p.mu,
+    };
+    let job = Job { ctx: &ctx, chunk, act: cfg.activation, kernels: *kernels };
+    let queue = Mutex::new(partials[..chunks].iter_mut().enumerate());
+    let (mine, others) = scratch.split_first_mut().expect("one scratch per thread");
+    std::thread::scope(|s| {
+        for sc in &mut others[..threads - 1] {
+            let (job, queue) = (&job, &queue);
+            s.spawn(move || job.work(sc, queue));
+        }
+        job.work(mine, &queue);
+    });
+    // Sum the partials in chunk order (deterministic for any thread count).
+    let (first, rest) = partials[..chunks].split_first().expect("at least one chunk");
+    for ((_, out), (_, a)) in result.grad.groups_mut().into_iter().zip(first.grad.groups()) {
+        out.copy_from_slice(a);
+    }
+    let (mut loss, mut correct) = (first.loss, first.correct);
+    for part in rest {
+        for ((_, out), (_, a)) in result.grad.groups_mut().into_iter().zip(part.grad.groups()) {
+            out.iter_mut().zip(a).for_each(|(o, a)| *o += *a);
+        }
+        loss += part.loss;
+        correct += part.correct;
+    }
+    if cfg.integrator == Integrator::Antisym {
+        // dL/dK_j = (G - G^T) / 2 for G = dL/dA_j (MODEL.md section 2 notes).
+        let w = cfg.width;
+        for gk in result.grad.k.chunks_exact_mut(w * w) {
+            ws_antisym(gk, w);
+        }
+    }
+    result.loss = (loss / n as f64) as f32;
+    result.correct = correct;
+    result.stored_states = match cfg.integrator {
+        Integrator::Resnet | Integrator::Antisym => cfg.steps + 1,
+        _ => 0,
+    };
+    Ok(result)
+}
+
+/// g <- (g - g^T) / 2 in place.
+fn ws_antisym(g: &mut [f32], w: usize) {
+    for i in 0..w {
+        for j in i..w {
+            let a = 0.5 * (g[i * w + j] - g[j * w + i]);
+            g[i * w + j] = a;
+            g[j * w + i] = -a;
+        }
+    }
+}
+
+/// What every worker thread runs: chunks taken from a shared queue, in any order.
+struct Job<'a> {
+    ctx: &'a Ctx<'a>,
+    chunk: usize,
+    act: Activation,
+    kernels: Kernels,
+}
+
+type Queue<'p> = Mutex<std::iter::Enumerate<std::slice::IterMut<'p, Partial>>>;
+
+impl Job<'_> {
+    fn work(&self, sc: &mut Scratch, queue: &Queue) {
+        loop {
+            let Some((c, part)) = queue.lock().expect("no worker panicked").next() else { break };
+            self.run_chunk(sc, c * self.chunk, part);
+        }
+    }
+
+    fn run_chunk(&self, sc: &mut Scratch, first: usize, part: &mut Partial) {
+        let (ctx, len) = (self.ctx, self.chunk);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if self.kernels == Kernels::Auto
+                && let Some(isa) = simd::Avx512::new()
+            {
+                // SAFETY: the token proves the CPU has the features the function is compiled for.
+                unsafe {
+                    match self.act {
+                        Activation::Tanh => chunk_avx512::<Tanh>(isa, ctx, sc, first, len, part),
+                        Activation::Relu => chunk_avx512::<Relu>(isa, ctx, sc, first, len, part),
+                    }
+                }
+                return;
+            }
+            if self.kernels != Kernels::Portable
+                && let Some(isa) = simd::Avx2::new()
+            {
+                // SAFETY: the token proves the CPU has the features the function is compiled for.
+                unsafe {
+                    match self.act {
+                        Activation::Tanh => chunk_avx2::<Tanh>(isa, ctx, sc, first, len, part),
+                        Activation::Relu => chunk_avx2::<Relu>(isa, ctx, sc, first, len, part),
+                    }
+                }
+                return;
+            }
+        }
+        match self.act {
+            Activation::Tanh => chunk::<Portable, Tanh>(Portable, ctx, sc, first, len, part),
+            Activation::Relu => chunk::<Portable, Relu>(Portable, ctx, sc, first, len, part),
+        }
+    }
+}
+
+/// The chunk's kernels compiled for AVX-512 (a block row of 16 examples is one register);
+/// everything below is inlined into it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+fn chunk_avx512<S: Act>(isa: simd::Avx512, ctx: &Ctx, sc: &mut Scratch, first: usize, len: usize, part: &mut Partial) {
+    chunk::<_, S>(isa, ctx, sc, first, len, part)
+}
+
+/// The chunk's kernels compiled for AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn chunk_avx2<S: Act>(isa: simd::Avx2, ctx: &Ctx, sc: &mut Scratch, first: usize, len: usize, part: &mut Partial) {
+    chunk::<_, S>(isa, ctx, sc, first, len, part)
+}
+
+/// Examples first..first + len of the batch, tile by tile, into a zeroed partial.
+#[inline(always)]
+fn chunk<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, first: usize, len: usize, part: &mut Partial) {
+    part.grad.fill(0.0);
+    part.loss = 0.0;
+    part.correct = 0;
+    let end = (first + len).min(ctx.labels.len());
+    let tile = ctx.g * V;
+    let mut start = first;
+    while start < end {
+        sc.load(ctx, start);
+        tile::run::<X, S>(isa, ctx, sc, part);
+        start += tile;
+    }
+}

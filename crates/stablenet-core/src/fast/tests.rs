@@ -1,0 +1,145 @@
+//! The fast path against the f64 reference, and its determinism.
+use super::*;
+use crate::network::GradMethod;
+use crate::rng::Rng;
+
+fn config(integrator: Integrator, activation: Activation, d: usize, w: usize, steps: usize, c: usize) -> ModelConfig {
+    ModelConfig {
+        d,
+        width: w,
+        steps,
+        final_time: 1.7,
+        integrator,
+        activation,
+        gamma: if integrator == Integrator::Antisym { 0.05 } else { 0.0 },
+        classes: c,
+    }
+}
+
+/// Every entry random (biases too, so every gradient group is non-trivial).
+fn random_params(cfg: &ModelConfig, seed: u64) -> Params<f32> {
+    let mut p = Params::<f32>::zeros(cfg);
+    let mut rng = Rng::new(seed);
+    for (name, v) in p.groups_mut() {
+        let s = match name {
+            "steps.weight" => 1.0 / (cfg.width as f64).sqrt(),
+            "opening.weight" => 1.0 / (cfg.d as f64).sqrt(),
+            _ => 0.5,
+        };
+        v.iter_mut().for_each(|x| *x = (s * rng.normal()) as f32);
+    }
+    p
+}
+
+fn random_batch(cfg: &ModelConfig, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let mut rng = Rng::new(seed);
+    let x = (0..n * cfg.d).map(|_| rng.normal() as f32).collect();
+    let labels = (0..n).map(|_| rng.below(cfg.classes) as u32).collect();
+    (x, labels)
+}
+
+/// Worst over groups of max |fast - ref| / max |ref|, and the loss's relative error.
+fn compare(fast: &LossGrad<f32>, want: &LossGrad<f64>) -> (f64, &'static str, f64) {
+    let mut worst = (0.0, "");
+    for ((name, a), (_, b)) in fast.grad.groups().into_iter().zip(want.grad.groups()) {
+        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+        let err = a.iter().zip(b).map(|(x, y)| (*x as f64 - y).abs()).fold(0.0, f64::max) / scale;
+        if err > worst.0 {
+            worst = (err, name);
+        }
+    }
+    (worst.0, worst.1, (fast.loss as f64 - want.loss).abs() / want.loss.abs())
+}
+
+const CASES: [(usize, usize, usize, usize, usize); 6] = [
+    // (d, w, N, C, n)
+    (2, 8, 6, 5, 37),
+    (3, 1, 1, 2, 16),
+    (4, 7, 3, 3, 70),
+    (2, 13, 4, 4, 33),
+    (5, 32, 2, 10, 19),
+    (2, 8, 24, 5, 300),
+];
+
+#[test]
+fn matches_the_f64_reference() {
+    let mut worst = (0.0, String::new());
+    for integrator in Integrator::ALL {
+        for activation in [Activation::Tanh, Activation::Relu] {
+            for (case, &(d, w, steps, c, n)) in CASES.iter().enumerate() {
+                let cfg = config(integrator, activation, d, w, steps, c);
+                let p = random_params(&cfg, 10 + case as u64);
+                let (x, labels) = random_batch(&cfg, n, 20 + case as u64);
+                let want = crate::network::loss_grad(&cfg, &p.cast::<f64>(), &x, &labels, GradMethod::Stored).unwrap();
+                for kernels in [Kernels::Auto, Kernels::Avx2, Kernels::Portable] {
+                    let mut ws = FastWorkspace::with_layout(&cfg, Layout::new(2, 32)).unwrap();
+                    ws.set_kernels(kernels);
+                    let got = loss_grad_with(&mut ws, &cfg, &p, &x, &labels, 2).unwrap().clone();
+                    let (err, group, loss_err) = compare(&got, &want);
+                    let tag = format!("{integrator} {activation} d={d} w={w} N={steps} C={c} n={n} {kernels:?}");
+                    assert!(err <= 1e-4, "{tag}: {group} relative error {err:.2e}");
+                    assert!(loss_err <= 1e-5, "{tag}: loss relative error {loss_err:.2e}");
+                    assert_eq!(got.correct, want.correct, "{tag}: hits");
+                    if err > worst.0 {
+                        worst = (err, format!("{tag}: {group}"));
+                    }
+                }
+            }
+        }
+    }
+    println!("worst relative gradient error {:.2e} ({})", worst.0, worst.1);
+}
+
+#[test]
+fn default_layout_matches_the_reference_at_depth() {
+    // The BENCH.md shape (hamiltonian, T = 5) at a modest depth, with the default layout.
+    let mut cfg = config(Integrator::Hamiltonian, Activation::Tanh, 2, 8, 64, 5);
+    cfg.final_time = 5.0;
+    let p = Params::<f32>::init(&cfg, 3);
+    let (x, labels) = random_batch(&cfg, 1000, 4);
+    let want = crate::network::loss_grad(&cfg, &p.cast::<f64>(), &x, &labels, GradMethod::Stored).unwrap();
+    let got = loss_grad(&cfg, &p, &x, &labels, 2).unwrap();
+    let (err, group, loss_err) = compare(&got, &want);
+    println!("hamiltonian N = 64, T = 5: worst relative error {err:.2e} ({group}), loss {loss_err:.2e}");
+    assert!(err <= 1e-4 && loss_err <= 1e-5, "{group}: {err:.2e}, loss {loss_err:.2e}");
+    assert_eq!(got.correct, want.correct);
+}
+
+#[test]
+fn bit_identical_for_any_thread_count() {
+    for integrator in Integrator::ALL {
+        let cfg = config(integrator, Activation::Tanh, 3, 9, 5, 4);
+        let p = random_params(&cfg, 5);
+        let (x, labels) = random_batch(&cfg, 700, 6);
+        let mut ws = FastWorkspace::with_layout(&cfg, Layout::new(1, 64)).unwrap();
+        let one = loss_grad_with(&mut ws, &cfg, &p, &x, &labels, 1).unwrap().clone();
+        for threads in [2, 3, 0] {
+            let other = loss_grad_with(&mut ws, &cfg, &p, &x, &labels, threads).unwrap();
+            assert_eq!(one.loss.to_bits(), other.loss.to_bits(), "{integrator}, {threads} threads");
+            assert_eq!(one.correct, other.correct);
+            for ((name, a), (_, b)) in one.grad.groups().into_iter().zip(other.grad.groups()) {
+                assert!(
+                    a.iter().zip(b).all(|(u, v)| u.to_bits() == v.to_bits()),
+                    "{integrator} {name}, {threads} threads"
+                );
+            }
+        }
+        // A fresh workspace gives the same bits too.
+        let fresh = FastWorkspace::with_layout(&cfg, Layout::new(1, 64))
+            .and_then(|mut ws| loss_grad_with(&mut ws, &cfg, &p, &x, &labels, 2).cloned())
+            .unwrap();
+        assert_eq!(fresh.grad, one.grad);
+    }
+}
+
+#[test]
+fn rejects_bad_input() {
+    let cfg = config(Integrator::Hamiltonian, Activation::Tanh, 2, 4, 3, 3);
+    let p = random_params(&cfg, 1);
+    assert!(loss_grad(&cfg, &p, &[0.0; 4], &[0, 3], 1).is_err());
+    assert!(loss_grad(&cfg, &p, &[0.0; 3], &[0, 1], 1).is_err());
+    assert!(loss_grad(&cfg, &p, &[], &[], 1).is_err());
+    let other = config(Integrator::Leapfrog, Activation::Tanh, 2, 4, 3, 3);
+    let mut ws = FastWorkspace::new(&other).unwrap();
+    assert!(loss_grad_with(&mut ws, &cfg, &p, &[0.0; 4], &[0, 1], 1).is_err());
+}

@@ -71,6 +71,12 @@ pub struct Trainer<T> {
     opt: Optimizer<T>,
     epoch: usize,
     next_batch: usize,
+    /// The fast f32 path (blocked, vectorised, threaded; see [`crate::fast`]): used when T is
+    /// f32 and no gradient method was asked for. Its results do not depend on the thread count.
+    fast: Option<crate::fast::FastWorkspace>,
+    pub(crate) threads: usize,
+    /// Gradient of the objective, reused from step to step.
+    grad: Params<T>,
 }
 
 impl<T: Real> Trainer<T> {
@@ -83,7 +89,35 @@ impl<T: Real> Trainer<T> {
             return Err(Error::Config(msg));
         }
         let opt = Optimizer::new(tc.optimizer, &params)?;
-        Ok(Trainer { cfg, params, tc, opt, epoch: 0, next_batch: 0 })
+        let is_f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+        let fast = if is_f32 && tc.method.is_none() { Some(crate::fast::FastWorkspace::new(&cfg)?) } else { None };
+        let grad = params.zeros_like();
+        Ok(Trainer { cfg, params, tc, opt, epoch: 0, next_batch: 0, fast, threads: 0, grad })
+    }
+
+    /// Threads of the fast path (0: all the machine has). Results are the same for any count.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads;
+    }
+
+    /// Whether steps run on the fast f32 path or the generic reference.
+    pub fn uses_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Loss and gradient of the batch into `self.grad` by the fast path; None when it does not
+    /// apply (not f32, or an explicit gradient method).
+    fn fast_loss_grad(&mut self, x: &[f32], labels: &[u32]) -> Option<Result<(f64, usize)>> {
+        use std::any::Any;
+        let ws = self.fast.as_mut()?;
+        let p = (&self.params as &dyn Any).downcast_ref::<Params<f32>>()?;
+        let grad = (&mut self.grad as &mut dyn Any).downcast_mut::<Params<f32>>()?;
+        Some(crate::fast::loss_grad_with(ws, &self.cfg, p, x, labels, self.threads).map(|lg| {
+            for ((_, g), (_, v)) in grad.groups_mut().into_iter().zip(lg.grad.groups()) {
+                g.copy_from_slice(v);
+            }
+            (f64::from(lg.loss), lg.correct)
+        }))
     }
 
     pub fn epoch(&self) -> usize {
@@ -135,10 +169,15 @@ impl<T: Real> Trainer<T> {
 
     /// One optimiser step on a batch; returns (objective J, loss, correct).
     pub fn step(&mut self, x: &[f32], labels: &[u32]) -> Result<(f64, f64, usize)> {
-        let net = Network::new(&self.cfg, &self.params)?;
-        let mut lg = net.loss_grad(x, labels, self.method())?;
-        let reg = self.tc.regularizer.add_gradient(&self.params, self.cfg.h(), &mut lg.grad);
-        let loss = lg.loss.f64();
+        let (loss, correct) = match self.fast_loss_grad(x, labels) {
+            Some(r) => r?,
+            None => {
+                let lg = Network::new(&self.cfg, &self.params)?.loss_grad(x, labels, self.method())?;
+                self.grad = lg.grad;
+                (lg.loss.f64(), lg.correct)
+            }
+        };
+        let reg = self.tc.regularizer.add_gradient(&self.params, self.cfg.h(), &mut self.grad);
         let objective = loss + reg.f64();
         if !objective.is_finite() {
             return Err(Error::Data(format!(
@@ -147,8 +186,8 @@ impl<T: Real> Trainer<T> {
                 self.epoch + 1
             )));
         }
-        self.opt.step(&mut self.params, &lg.grad);
-        Ok((objective, loss, lg.correct))
+        self.opt.step(&mut self.params, &self.grad);
+        Ok((objective, loss, correct))
     }
 
     /// One pass over `train` in the epoch's shuffled order ([`epoch_order`]), starting at the

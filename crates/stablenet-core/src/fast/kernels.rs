@@ -214,6 +214,108 @@ pub fn row_sums<X: Isa>(isa: X, p: &[f32], r: Option<&[f32]>, m: usize, out: &mu
     }
 }
 
+/// Writes each block of `a` (blocks of `rows` x V) transposed into `at`, one row of width
+/// `wp` per example (example e = g V + l); columns rows..wp are left as they are (zero).
+#[inline(always)]
+pub fn transpose(a: &[f32], rows: usize, at: &mut [f32], wp: usize) {
+    for (ab, atb) in a.chunks_exact(rows * V).zip(at.chunks_exact_mut(V * wp)) {
+        for (i, row) in ab.chunks_exact(V).enumerate() {
+            for (l, v) in row.iter().enumerate() {
+                atb[l * wp + i] = *v;
+            }
+        }
+    }
+}
+
+/// The batch reduction as a product with transposed operands, for wide states:
+/// out (mi x wp, row stride wp) = sum over examples e of p_i(e) qt[e] (+ r_i(e) st[e]),
+/// with p, r in blocks of mi x V and qt, st one row of wp per example. Vectorised over the
+/// columns, so no sums across lanes; register blocks of 4 rows x 32 columns.
+#[inline(always)]
+pub fn reduce_t<X: Isa>(
+    isa: X,
+    p: &[f32],
+    qt: &[f32],
+    rs: Option<(&[f32], &[f32])>,
+    mi: usize,
+    wp: usize,
+    out: &mut [f32],
+) {
+    debug_assert!(wp.is_multiple_of(V) && out.len() == mi * wp);
+    let mut i0 = 0;
+    while i0 < mi {
+        let ri = if mi - i0 >= 4 { 4 } else { 1 };
+        let mut k0 = 0;
+        while k0 < wp {
+            let kb = if wp - k0 >= 2 * V { 2 } else { 1 };
+            let at = (i0, k0);
+            match (ri, kb, rs) {
+                (4, 2, Some(rs)) => rt_block::<X, 4, 2, true>(isa, p, qt, Some(rs), mi, wp, at, out),
+                (4, 2, None) => rt_block::<X, 4, 2, false>(isa, p, qt, None, mi, wp, at, out),
+                (4, _, Some(rs)) => rt_block::<X, 4, 1, true>(isa, p, qt, Some(rs), mi, wp, at, out),
+                (4, _, None) => rt_block::<X, 4, 1, false>(isa, p, qt, None, mi, wp, at, out),
+                (_, 2, Some(rs)) => rt_block::<X, 1, 2, true>(isa, p, qt, Some(rs), mi, wp, at, out),
+                (_, 2, None) => rt_block::<X, 1, 2, false>(isa, p, qt, None, mi, wp, at, out),
+                (_, _, Some(rs)) => rt_block::<X, 1, 1, true>(isa, p, qt, Some(rs), mi, wp, at, out),
+                (_, _, None) => rt_block::<X, 1, 1, false>(isa, p, qt, None, mi, wp, at, out),
+            }
+            k0 += kb * V;
+        }
+        i0 += ri;
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rt_block<X: Isa, const RI: usize, const KB: usize, const TWO: bool>(
+    isa: X,
+    p: &[f32],
+    qt: &[f32],
+    rs: Option<(&[f32], &[f32])>,
+    mi: usize,
+    wp: usize,
+    (i0, k0): (usize, usize),
+    out: &mut [f32],
+) {
+    let mut acc = [[isa.zero(); KB]; RI];
+    let blocks = qt.len() / (V * wp);
+    for g in 0..blocks {
+        let pb = &p[(g * mi + i0) * V..(g * mi + i0 + RI) * V];
+        let qb = &qt[g * V * wp..(g + 1) * V * wp];
+        let rsb = rs.map(|(r, st)| (&r[(g * mi + i0) * V..(g * mi + i0 + RI) * V], &st[g * V * wp..(g + 1) * V * wp]));
+        for l in 0..V {
+            let mut q = [isa.zero(); KB];
+            for b in 0..KB {
+                q[b] = isa.load_at(&qb[l * wp + k0..], b);
+            }
+            for a in 0..RI {
+                let pa = isa.splat(pb[a * V + l]);
+                for b in 0..KB {
+                    acc[a][b] = isa.fma(pa, q[b], acc[a][b]);
+                }
+            }
+            if TWO {
+                let (rb, sb) = rsb.expect("two-term reduction");
+                let mut s = [isa.zero(); KB];
+                for b in 0..KB {
+                    s[b] = isa.load_at(&sb[l * wp + k0..], b);
+                }
+                for a in 0..RI {
+                    let ra = isa.splat(rb[a * V + l]);
+                    for b in 0..KB {
+                        acc[a][b] = isa.fma(ra, s[b], acc[a][b]);
+                    }
+                }
+            }
+        }
+    }
+    for a in 0..RI {
+        for b in 0..KB {
+            isa.store_at(&mut out[(i0 + a) * wp + k0..], b, acc[a][b]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,7 +346,7 @@ mod tests {
             }
         }
         // Reductions: out[i][k] = sum_g sum_l p[g][i][l] q[g][k][l] (+ r s) and row sums.
-        let (mi, mk) = (3, 5);
+        let (mi, mk) = (6, 37);
         let p: Vec<f32> = (0..blocks * mi * V).map(|i| (i as f32 * 0.3).sin()).collect();
         let q: Vec<f32> = (0..blocks * mk * V).map(|i| (i as f32 * 0.7).cos()).collect();
         let mut one = vec![1.0; mi * mk];
@@ -261,6 +363,17 @@ mod tests {
                 }
                 assert!((one[i * mk + k] - (1.0 - want)).abs() < 1e-4);
                 assert!((two[i * mk + k] - 2.0 * want).abs() < 1e-4);
+            }
+        }
+        // The transposed form gives the same sums (up to rounding).
+        let wp = mk.div_ceil(V) * V;
+        let (mut qt, mut out) = (vec![0.0; blocks * V * wp], vec![0.0; mi * wp]);
+        transpose(&q, mk, &mut qt, wp);
+        reduce_t(Portable, &p, &qt, Some((&p, &qt)), mi, wp, &mut out);
+        for i in 0..mi {
+            for k in 0..wp {
+                let want = if k < mk { two[i * mk + k] } else { 0.0 };
+                assert!((out[i * wp + k] - want).abs() < 1e-4, "{i} {k}");
             }
         }
         let mut sums = vec![0.0; mi];

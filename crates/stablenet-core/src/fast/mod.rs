@@ -1,27 +1,28 @@
 //! Fast CPU training path (f32): the loss and exact gradient of [`crate::network::loss_grad`]
-//! computed on blocks of examples in structure-of-arrays form, with fused steps and threads.
+//! on blocks of examples in structure-of-arrays form, with fused steps and threads.
 //!
 //! Design (MODEL.md sections 1-4):
-//! - A block is [`simd::V`] = 16 examples side by side; a state is stored `[w][16]` per block,
-//!   so every inner loop runs over the 16 examples with a compile-time trip count and
-//!   vectorises. A tile is G blocks (`Layout::blocks_per_tile`) walked through all steps
-//!   together; per step each block takes a few fused passes (product with K_j or K_j^T from
-//!   packed panels, bias, activation, state update), then the step's batch reductions
-//!   (dK_j, db_j) run once over the tile.
+//! - A block is 16 examples side by side; a state is stored `[w][16]` per block, one row of
+//!   16 lanes per state component, so every operation runs over the 16 examples at once. A
+//!   tile is G blocks ([`Layout::blocks_per_tile`]) walked through all steps together; per
+//!   step each block takes a few fused passes (product with K_j or K_j^T from packed panels
+//!   of 4 rows, then bias, activation and state update while the rows are in registers), and
+//!   the step's batch reductions (dK_j, db_j) run once over the tile: as sums across lanes for
+//!   w < 16, as a product with transposed operands for w >= 16.
 //! - hamiltonian and leapfrog keep no states: the adjoint rebuilds them in reverse time, as
-//!   the reference does with `GradMethod::Reverse` (memory independent of N). resnet/antisym
-//!   store the tile's N + 1 states.
-//! - tanh is a clamped rational approximation (max |error| < 5e-7, see [`simd::tanh`]) and
-//!   sigma' is taken from its value (1 - t^2).
+//!   the reference does with `GradMethod::Reverse` (memory independent of N; leapfrog's f32
+//!   drift grows with depth, MODEL.md section 3). resnet/antisym store the tile's N + 1 states.
+//! - tanh is a clamped [13/6] rational approximation (max |error| 2.7e-7 to 3.6e-7 measured,
+//!   see `simd::tanh`) and sigma' is taken from its value (1 - t^2).
 //! - Threads: the batch is cut into chunks of a fixed number of examples
-//!   (`Layout::chunk_examples`, independent of the thread count); each chunk accumulates its
+//!   ([`Layout::chunk_examples`], independent of the thread count); each chunk accumulates its
 //!   own partial gradient, and the partials are summed in chunk order, so the result is
-//!   bit-identical for any number of threads.
-//! - On x86_64 with AVX2 and FMA the kernels run in a variant compiled for those features
-//!   (chosen at run time); elsewhere in portable code (SSE2 on x86_64). The two variants round
-//!   differently (fused multiply-add), each is deterministic.
+//!   bit-identical for any number of threads (`std::thread::scope`, one thread per call and
+//!   worker; chunks are handed out from a queue).
+//! - Vector code: AVX-512, AVX2 + FMA or portable, picked at run time ([`Kernels`]). The
+//!   variants round differently (fused multiply-add); each is deterministic.
 //! - [`FastWorkspace`] holds every buffer; [`loss_grad_with`] allocates nothing once the
-//!   workspace has seen the shape, batch size and thread count.
+//!   workspace has seen the batch size and thread count (beyond the threads it starts).
 use crate::config::{Activation, Integrator, ModelConfig};
 use crate::error::{Error, Result};
 use crate::network::{LossGrad, check_batch};
@@ -29,7 +30,7 @@ use crate::params::Params;
 use std::sync::Mutex;
 
 mod kernels;
-pub mod simd;
+mod simd;
 mod tile;
 
 #[cfg(test)]
@@ -50,9 +51,15 @@ pub struct Layout {
 
 impl Layout {
     /// The default for a configuration: tiles of about 2048 state values per array (they
-    /// stay in L1/L2), chunks of 256 examples.
+    /// stay in L1/L2; the tile size hardly matters above that, measured), at most about 8 MiB
+    /// of stored states per thread for resnet/antisym, and chunks of 256 examples.
     pub fn default_for(cfg: &ModelConfig) -> Self {
-        let blocks = (2048 / (cfg.width.max(1) * V)).clamp(2, 16);
+        let w = cfg.width.max(1);
+        let mut blocks = (2048 / (w * V)).clamp(2, 16);
+        if matches!(cfg.integrator, Integrator::Resnet | Integrator::Antisym) {
+            let per_block = (cfg.steps + 1) * w * V * std::mem::size_of::<f32>();
+            blocks = blocks.min((8 << 20) / per_block).max(1);
+        }
         Layout::new(blocks, 256)
     }
 

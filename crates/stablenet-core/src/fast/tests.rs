@@ -92,17 +92,22 @@ fn matches_the_f64_reference() {
 
 #[test]
 fn default_layout_matches_the_reference_at_depth() {
-    // The BENCH.md shape (hamiltonian, T = 5) at a modest depth, with the default layout.
-    let mut cfg = config(Integrator::Hamiltonian, Activation::Tanh, 2, 8, 64, 5);
-    cfg.final_time = 5.0;
-    let p = Params::<f32>::init(&cfg, 3);
-    let (x, labels) = random_batch(&cfg, 1000, 4);
-    let want = crate::network::loss_grad(&cfg, &p.cast::<f64>(), &x, &labels, GradMethod::Stored).unwrap();
-    let got = loss_grad(&cfg, &p, &x, &labels, 2).unwrap();
-    let (err, group, loss_err) = compare(&got, &want);
-    println!("hamiltonian N = 64, T = 5: worst relative error {err:.2e} ({group}), loss {loss_err:.2e}");
-    assert!(err <= 1e-4 && loss_err <= 1e-5, "{group}: {err:.2e}, loss {loss_err:.2e}");
-    assert_eq!(got.correct, want.correct);
+    // The BENCH.md shape (T = 5, K_j ~ N(0, 1/w)) at modest depths, with the default layout.
+    for (integrator, steps) in
+        [(Integrator::Hamiltonian, 64), (Integrator::Hamiltonian, 256), (Integrator::Leapfrog, 64)]
+    {
+        let mut cfg = config(integrator, Activation::Tanh, 2, 8, steps, 5);
+        cfg.final_time = 5.0;
+        let p = Params::<f32>::init(&cfg, 3);
+        let (x, labels) = random_batch(&cfg, 1000, 4);
+        let want = crate::network::loss_grad(&cfg, &p.cast::<f64>(), &x, &labels, GradMethod::Stored).unwrap();
+        let got = loss_grad(&cfg, &p, &x, &labels, 2).unwrap();
+        let (err, group, loss_err) = compare(&got, &want);
+        println!("{integrator} N = {steps}, T = 5: worst relative error {err:.2e} ({group}), loss {loss_err:.2e}");
+        assert!(err <= 1e-4 && loss_err <= 1e-5, "{integrator} N = {steps}: {group}: {err:.2e}, loss {loss_err:.2e}");
+        assert_eq!(got.correct, want.correct);
+        assert_eq!(got.stored_states, 0);
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! batch reductions (dK_j, db_j) then run once over the whole tile.
 // Index loops mirror the formulas of MODEL.md (several arrays per index); keep them.
 #![allow(clippy::needless_range_loop)]
-use super::kernels::{Outer, mm, mm2, reduce, row_sums};
+use super::kernels::{Outer, mm, mm2, reduce, reduce_t, row_sums, transpose};
 use super::simd::{Act, Isa, Lanes, V, exp};
 use crate::config::Integrator;
 use crate::params::Params;
@@ -70,6 +70,62 @@ pub(crate) struct Scratch {
     pub logits: Vec<f32>,
     /// resnet/antisym: y_0 .. y_N of the tile.
     pub store: Vec<f32>,
+    pub tr: Trans,
+}
+
+/// Buffers of the transposed step reductions (w >= 16; empty otherwise): operands with one
+/// row of wp = ceil(w / 16) 16 values per example, and the tile's dK_j (w x wp).
+pub(crate) struct Trans {
+    wp: usize,
+    qt: Vec<f32>,
+    st: Vec<f32>,
+    dkp: Vec<f32>,
+}
+
+impl Trans {
+    fn new(w: usize, examples: usize) -> Self {
+        let wp = if w >= 16 { w.div_ceil(V) * V } else { 0 };
+        Trans { wp, qt: vec![0.0; examples * wp], st: vec![0.0; examples * wp], dkp: vec![0.0; w * wp] }
+    }
+}
+
+/// dK_j += sign (P Q^T + R S^T) over the tile (MODEL.md section 4: dK_j, a batch sum), for
+/// tile arrays of w rows per block: sums across lanes for narrow states, a product with
+/// transposed Q and S for wide ones.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn step_grad<X: Isa>(
+    isa: X,
+    w: usize,
+    tr: &mut Trans,
+    p: &[f32],
+    q: &[f32],
+    rs: Option<(&[f32], &[f32])>,
+    dk: &mut [f32],
+    negate: bool,
+) {
+    let wp = tr.wp;
+    if wp == 0 {
+        reduce(isa, &Outer { p, q, rs, mi: w, mk: w }, dk, negate);
+        return;
+    }
+    transpose(q, w, &mut tr.qt, wp);
+    match rs {
+        Some((r, s)) => {
+            transpose(s, w, &mut tr.st, wp);
+            reduce_t(isa, p, &tr.qt, Some((r, &tr.st)), w, wp, &mut tr.dkp);
+        }
+        None => reduce_t(isa, p, &tr.qt, None, w, wp, &mut tr.dkp),
+    }
+    for (d, s) in dk.chunks_exact_mut(w).zip(tr.dkp.chunks_exact(wp)) {
+        for (d, s) in d.iter_mut().zip(s) {
+            if negate {
+                *d -= *s;
+            } else {
+                *d += *s;
+            }
+        }
+    }
 }
 
 impl Scratch {
@@ -92,6 +148,7 @@ impl Scratch {
             a2: z(if integrator == Integrator::Leapfrog { st } else { 0 }),
             logits: z(g * c * V),
             store: z(if stored { (steps + 1) * st } else { 0 }),
+            tr: Trans::new(w, g * V),
         }
     }
 
@@ -364,7 +421,7 @@ fn verlet<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Partia
         }
         // dK_j += s z_{j+1}^T + y_j t^T; db_j += s + t.
         let dk = &mut part.grad.k[j * w * w..(j + 1) * w * w];
-        reduce(isa, &Outer { p: &sc.s, q: &sc.z, rs: Some((&sc.y, &sc.t)), mi: w, mk: w }, dk, false);
+        step_grad(isa, w, &mut sc.tr, &sc.s, &sc.z, Some((&sc.y, &sc.t)), dk, false);
         row_sums(isa, &sc.s, Some(&sc.t), w, &mut part.grad.b[j * w..(j + 1) * w], false);
         std::mem::swap(&mut sc.z, &mut sc.zn);
     }
@@ -415,7 +472,7 @@ fn leapfrog<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Part
     classify(isa, ctx, Tile { labels: &sc.labels, valid: sc.valid }, &mut sc.logits, &sc.y, &mut sc.yb, part);
     // (nxt, cur) = (y_{j+1}, y_j); accumulators a0 = a_{j+1}, a1 = a_j, a2 = a_{j-1};
     // v = h^2 a_{j+1}; s = sigma(u); gg = g of MODEL.md.
-    let Scratch { y, z, yb, zb, a2, s, t: v, zn: gg, y0, x, .. } = sc;
+    let Scratch { y, z, yb, zb, a2, s, t: v, zn: gg, y0, x, tr, .. } = sc;
     let (mut nxt, mut cur) = (y, z);
     let (mut a0, mut a1, mut a2) = (yb, zb, a2);
     a1.fill(0.0);
@@ -469,7 +526,7 @@ fn leapfrog<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Part
         }
         // dK_j -= sigma(u) v^T + g y_j^T; db_j -= g.
         let dk = &mut part.grad.k[j * w * w..(j + 1) * w * w];
-        reduce(isa, &Outer { p: s, q: v, rs: Some((gg, cur)), mi: w, mk: w }, dk, true);
+        step_grad(isa, w, tr, s, v, Some((gg, cur)), dk, true);
         row_sums(isa, gg, None, w, &mut part.grad.b[j * w..(j + 1) * w], true);
         if first {
             break;
@@ -545,7 +602,7 @@ fn euler<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Partial
         }
         // dM_j += s y_j^T; db_j += s.
         let dm = &mut part.grad.k[j * w * w..(j + 1) * w * w];
-        reduce(isa, &Outer { p: &sc.s, q: yj, rs: None, mi: w, mk: w }, dm, false);
+        step_grad(isa, w, &mut sc.tr, &sc.s, yj, None, dm, false);
         row_sums(isa, &sc.s, None, w, &mut part.grad.b[j * w..(j + 1) * w], false);
     }
     open_back::<X, S>(isa, ctx, &sc.store[..st], &sc.yb, &mut sc.s, &sc.x, part);

@@ -69,6 +69,18 @@ impl Layout {
         let tile = blocks_per_tile * V;
         Layout { blocks_per_tile, chunk_examples: chunk_examples.max(1).div_ceil(tile) * tile }
     }
+
+    /// The chunk size used for a batch of n examples and a model of `params` values:
+    /// `chunk_examples`, grown for very large batches so that the partial gradients take at
+    /// most about 64 MiB (and at least 16 chunks are allowed). Depends on n, never on threads.
+    pub fn chunk_for(&self, n: usize, params: usize) -> usize {
+        let max_chunks = ((64 << 20) / (params.max(1) * std::mem::size_of::<f32>())).max(16);
+        if n.div_ceil(self.chunk_examples) <= max_chunks {
+            return self.chunk_examples;
+        }
+        let tile = self.blocks_per_tile * V;
+        n.div_ceil(max_chunks).div_ceil(tile) * tile
+    }
 }
 
 /// Which compiled variant of the kernels runs.
@@ -190,7 +202,7 @@ pub fn loss_grad_with<'w>(
     p.check_shape(cfg)?;
     check_batch(cfg, x, labels)?;
     let n = labels.len();
-    let chunk = ws.layout.chunk_examples;
+    let chunk = ws.layout.chunk_for(n, p.num_values());
     let chunks = n.div_ceil(chunk);
     let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { threads };
     let threads = threads.min(chunks);
@@ -245,7 +257,7 @@ pub fn loss_grad_with<'w>(
         // dL/dK_j = (G - G^T) / 2 for G = dL/dA_j (MODEL.md section 2 notes).
         let w = cfg.width;
         for gk in result.grad.k.chunks_exact_mut(w * w) {
-            ws_antisym(gk, w);
+            antisymmetric_part(gk, w);
         }
     }
     result.loss = (loss / n as f64) as f32;
@@ -257,10 +269,11 @@ pub fn loss_grad_with<'w>(
     Ok(result)
 }
 
-/// g <- (g - g^T) / 2 in place.
-fn ws_antisym(g: &mut [f32], w: usize) {
+/// g <- (g - g^T) / 2 in place (w x w).
+fn antisymmetric_part(g: &mut [f32], w: usize) {
     for i in 0..w {
-        for j in i..w {
+        g[i * w + i] = 0.0;
+        for j in i + 1..w {
             let a = 0.5 * (g[i * w + j] - g[j * w + i]);
             g[i * w + j] = a;
             g[j * w + i] = -a;

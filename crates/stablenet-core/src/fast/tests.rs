@@ -138,6 +138,15 @@ fn bit_identical_for_any_thread_count() {
 }
 
 #[test]
+fn chunks_grow_only_for_huge_batches() {
+    let layout = Layout::new(2, 256);
+    assert_eq!(layout.chunk_for(4096, 1000), 256);
+    // 64 MiB of partials of 4 MiB each: 16 chunks at most.
+    let chunk = layout.chunk_for(100_000, 1 << 20);
+    assert!(chunk.is_multiple_of(32) && 100_000usize.div_ceil(chunk) <= 16, "{chunk}");
+}
+
+#[test]
 fn rejects_bad_input() {
     let cfg = config(Integrator::Hamiltonian, Activation::Tanh, 2, 4, 3, 3);
     let p = random_params(&cfg, 1);

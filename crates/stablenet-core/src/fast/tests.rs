@@ -51,13 +51,14 @@ fn compare(fast: &LossGrad<f32>, want: &LossGrad<f64>) -> (f64, &'static str, f6
     (worst.0, worst.1, (fast.loss as f64 - want.loss).abs() / want.loss.abs())
 }
 
-const CASES: [(usize, usize, usize, usize, usize); 6] = [
-    // (d, w, N, C, n)
+const CASES: [(usize, usize, usize, usize, usize); 7] = [
+    // (d, w, N, C, n); w >= 16 takes the transposed reductions (17: padded to 32 columns)
     (2, 8, 6, 5, 37),
     (3, 1, 1, 2, 16),
     (4, 7, 3, 3, 70),
     (2, 13, 4, 4, 33),
     (5, 32, 2, 10, 19),
+    (3, 17, 3, 4, 41),
     (2, 8, 24, 5, 300),
 ];
 

@@ -162,14 +162,19 @@ fn save(
     exp: &Experiment,
     pos: (usize, usize, usize),
 ) -> Result<()> {
+    let params = trainer.params()?;
+    save_model(path, cfg, &params, &trainer.optimizer_state()?, &checkpoint_meta(exp, pos))
+        .with_context(|| format!("writing checkpoint {}", path.display()))
+}
+
+/// What a checkpoint records beside the tensors: the experiment and (level, epoch, next batch).
+fn checkpoint_meta(exp: &Experiment, pos: (usize, usize, usize)) -> BTreeMap<String, String> {
     let mut meta = BTreeMap::new();
     meta.insert("experiment".to_string(), exp.to_toml());
     meta.insert("checkpoint_level".into(), pos.0.to_string());
     meta.insert("checkpoint_epoch".into(), pos.1.to_string());
     meta.insert("checkpoint_batch".into(), pos.2.to_string());
-    let params = trainer.params()?;
-    save_model(path, cfg, &params, &trainer.optimizer_state()?, &meta)
-        .with_context(|| format!("writing checkpoint {}", path.display()))
+    meta
 }
 
 pub fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
@@ -442,10 +447,6 @@ pub fn execute(
 
 /// A checkpoint at the start of a level (after prolongation): parameters, no optimiser state.
 fn save_fresh(path: &Path, cfg: &ModelConfig, params: &Params<f32>, exp: &Experiment, level: usize) -> Result<()> {
-    let mut meta = BTreeMap::new();
-    meta.insert("experiment".to_string(), exp.to_toml());
-    meta.insert("checkpoint_level".into(), level.to_string());
-    meta.insert("checkpoint_epoch".into(), "0".into());
-    meta.insert("checkpoint_batch".into(), "0".into());
-    save_model(path, cfg, params, &[], &meta).with_context(|| format!("writing checkpoint {}", path.display()))
+    save_model(path, cfg, params, &[], &checkpoint_meta(exp, (level, 0, 0)))
+        .with_context(|| format!("writing checkpoint {}", path.display()))
 }

@@ -61,6 +61,16 @@ impl OptimizerKind {
         }
     }
 
+    /// The same optimiser with another learning rate (schedules), validated.
+    pub fn with_lr(self, lr: f64) -> Result<Self> {
+        let k = match self {
+            OptimizerKind::Sgd { momentum, .. } => OptimizerKind::Sgd { lr, momentum },
+            OptimizerKind::Adam { beta1, beta2, eps, .. } => OptimizerKind::Adam { lr, beta1, beta2, eps },
+        };
+        k.validate()?;
+        Ok(k)
+    }
+
     pub fn lr(&self) -> f64 {
         match *self {
             OptimizerKind::Sgd { lr, .. } | OptimizerKind::Adam { lr, .. } => lr,

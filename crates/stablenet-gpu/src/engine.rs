@@ -803,10 +803,7 @@ impl GpuNet {
     /// Changes the learning rate from the next step on (schedules).
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
         let Some(h) = self.hyper.as_mut() else { bail!("this network was built without training kernels") };
-        h.optimizer = match h.optimizer {
-            OptimizerKind::Sgd { momentum, .. } => OptimizerKind::sgd(lr, momentum)?,
-            OptimizerKind::Adam { beta1, beta2, eps, .. } => OptimizerKind::adam_with(lr, beta1, beta2, eps)?,
-        };
+        h.optimizer = h.optimizer.with_lr(lr)?;
         Ok(())
     }
 

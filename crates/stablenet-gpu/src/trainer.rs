@@ -183,10 +183,7 @@ impl Backend for GpuTrainer {
 
     fn set_lr(&mut self, lr: f64) {
         if self.net.set_lr(lr).is_ok() {
-            self.tc.optimizer = match self.tc.optimizer {
-                OptimizerKind::Sgd { momentum, .. } => OptimizerKind::Sgd { lr, momentum },
-                OptimizerKind::Adam { beta1, beta2, eps, .. } => OptimizerKind::Adam { lr, beta1, beta2, eps },
-            };
+            self.tc.optimizer = self.tc.optimizer.with_lr(lr).expect("the device accepted this rate");
         }
     }
 

@@ -12,6 +12,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod experiment;
 pub mod fast;
+pub mod image;
 pub mod integrators;
 pub mod io;
 pub mod linalg;

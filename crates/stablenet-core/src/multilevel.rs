@@ -33,7 +33,7 @@ pub fn prolongate_params<T: Real>(p: &Params<T>) -> Params<T> {
 /// Linear interpolation of N blocks of `len` values from t_j = j h onto t'_i = i h/2,
 /// i = 0..2N-1: even i takes node i/2, odd i = 2m+1 the mean of nodes m and m+1, or node
 /// N-1 when m+1 > N-1 (constant extrapolation).
-fn interpolate<T: Real>(x: &[T], n: usize, len: usize) -> Vec<T> {
+pub(crate) fn interpolate<T: Real>(x: &[T], n: usize, len: usize) -> Vec<T> {
     let half = T::c(0.5);
     let node = |j: usize| &x[j * len..(j + 1) * len];
     let mut out = Vec::with_capacity(2 * n * len);

@@ -161,36 +161,14 @@ impl<T: Real> Optimizer<T> {
              (build a new one after prolongation)"
         );
         self.t += 1;
-        match self.kind {
-            OptimizerKind::Sgd { lr, momentum } => {
-                let (lr, mom) = (T::c(lr), T::c(momentum));
-                let vel = self.bufs[0].groups_mut();
-                for (((_, p), (_, g)), (_, v)) in params.groups_mut().into_iter().zip(grad.groups()).zip(vel) {
-                    for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
-                        *v = mom * *v + g;
-                        *p -= lr * *v;
-                    }
-                }
-            }
-            OptimizerKind::Adam { lr, beta1, beta2, eps } => {
-                // PyTorch: denom = sqrt(v) / sqrt(1 - b2^t) + eps; p -= lr / (1 - b1^t) * m / denom.
-                let t = self.t as f64;
-                let step = T::c(lr / (1.0 - beta1.powf(t)));
-                let sqrt_bc2 = T::c((1.0 - beta2.powf(t)).sqrt());
-                let (b1, b2, eps) = (T::c(beta1), T::c(beta2), T::c(eps));
-                let one = T::one();
-                let [m, v] = &mut self.bufs[..] else { unreachable!("adam keeps two moment buffers") };
-                let moments = m.groups_mut().into_iter().zip(v.groups_mut());
-                for (((_, p), (_, g)), ((_, m), (_, v))) in
-                    params.groups_mut().into_iter().zip(grad.groups()).zip(moments)
-                {
-                    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                        *m = b1 * *m + (one - b1) * g;
-                        *v = b2 * *v + (one - b2) * g * g;
-                        *p -= step * *m / (v.sqrt() / sqrt_bc2 + eps);
-                    }
-                }
-            }
+        let mut bufs = self.bufs.iter_mut();
+        let (b0, b1) = (bufs.next().expect("one buffer at least"), bufs.next());
+        let mut b1 = b1.map(|b| b.groups_mut());
+        for (i, (((_, p), (_, g)), (_, v))) in
+            params.groups_mut().into_iter().zip(grad.groups()).zip(b0.groups_mut()).enumerate()
+        {
+            let m2 = b1.as_mut().map(|b| &mut b[i].1[..]);
+            update(self.kind, self.t, p, g, v, m2);
         }
     }
 
@@ -250,6 +228,34 @@ impl<T: Real> Optimizer<T> {
         }
         self.t = t as u64;
         Ok(())
+    }
+}
+
+/// The update rule of step `t` (1-based) on matching slices: SGD with momentum (`b0` the
+/// velocity) or Adam (`b0`, `b1` the moments m, v). Shared by every optimiser in the crate.
+pub(crate) fn update<T: Real>(kind: OptimizerKind, t: u64, p: &mut [T], g: &[T], b0: &mut [T], b1: Option<&mut [T]>) {
+    match kind {
+        OptimizerKind::Sgd { lr, momentum } => {
+            let (lr, mom) = (T::c(lr), T::c(momentum));
+            for ((p, &g), v) in p.iter_mut().zip(g).zip(b0.iter_mut()) {
+                *v = mom * *v + g;
+                *p -= lr * *v;
+            }
+        }
+        OptimizerKind::Adam { lr, beta1, beta2, eps } => {
+            // PyTorch: denom = sqrt(v) / sqrt(1 - b2^t) + eps; p -= lr / (1 - b1^t) * m / denom.
+            let t = t as f64;
+            let step = T::c(lr / (1.0 - beta1.powf(t)));
+            let sqrt_bc2 = T::c((1.0 - beta2.powf(t)).sqrt());
+            let (b1c, b2c, eps) = (T::c(beta1), T::c(beta2), T::c(eps));
+            let one = T::one();
+            let v = b1.expect("adam keeps two moment buffers");
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(b0.iter_mut()).zip(v.iter_mut()) {
+                *m = b1c * *m + (one - b1c) * g;
+                *v = b2c * *v + (one - b2c) * g * g;
+                *p -= step * *m / (v.sqrt() / sqrt_bc2 + eps);
+            }
+        }
     }
 }
 

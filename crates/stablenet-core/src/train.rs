@@ -201,31 +201,21 @@ impl<T: Real> Trainer<T> {
     ) -> Result<EpochReport> {
         self.check_data(train)?;
         let start = std::time::Instant::now();
-        let n = train.len();
-        let order = epoch_order(self.tc.seed, self.epoch, n);
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-        let mut batch = Dataset { x: Vec::new(), labels: Vec::new(), d: train.d, classes: train.classes };
-        let total = n.div_ceil(self.tc.batch_size);
-        let mut complete = true;
-        for b in self.next_batch.min(total)..total {
-            let range = b * self.tc.batch_size..((b + 1) * self.tc.batch_size).min(n);
-            let len = range.len();
-            batch.x.clear();
-            batch.labels.clear();
-            for &i in &order[range] {
-                batch.x.extend_from_slice(train.sample(i as usize));
-                batch.labels.push(train.labels[i as usize]);
-            }
-            let (_, loss, c) = self.step(&batch.x, &batch.labels)?;
-            loss_sum += loss * len as f64;
-            correct += c;
-            seen += len;
-            self.next_batch = b + 1;
-            if !on_batch(b + 1, total, loss) && b + 1 < total {
-                complete = false;
-                break;
-            }
-        }
+        let order = epoch_order(self.tc.seed, self.epoch, train.len());
+        let (bs, from) = (self.tc.batch_size, self.next_batch);
+        let pass = drive_epoch(
+            train,
+            &order,
+            bs,
+            from,
+            |b, x, labels| {
+                let (_, loss, c) = self.step(x, labels)?;
+                self.next_batch = b + 1;
+                Ok((loss, c))
+            },
+            |done, total, loss| on_batch(done, total, loss),
+        )?;
+        let (loss_sum, correct, seen, complete) = (pass.loss_sum, pass.correct, pass.seen, pass.complete);
         if complete {
             self.epoch += 1;
             self.next_batch = 0;
@@ -250,6 +240,50 @@ impl<T: Real> Trainer<T> {
             complete,
         })
     }
+}
+
+/// What one pass of [`drive_epoch`] saw.
+pub struct Pass {
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
+    pub complete: bool,
+}
+
+/// The batch loop every trainer shares: batches of `order` from batch `from` on, gathered into
+/// one reused buffer, `step(batch index, x, labels) -> (mean loss, correct)`, then
+/// `on_batch(done, total, loss)`, which stops the pass early by returning false.
+pub fn drive_epoch(
+    train: &Dataset,
+    order: &[u32],
+    batch_size: usize,
+    from: usize,
+    mut step: impl FnMut(usize, &[f32], &[u32]) -> Result<(f64, usize)>,
+    mut on_batch: impl FnMut(usize, usize, f64) -> bool,
+) -> Result<Pass> {
+    let n = order.len();
+    let total = n.div_ceil(batch_size);
+    let (mut x, mut labels) = (Vec::new(), Vec::new());
+    let mut pass = Pass { loss_sum: 0.0, correct: 0, seen: 0, complete: true };
+    for b in from.min(total)..total {
+        let range = b * batch_size..((b + 1) * batch_size).min(n);
+        let len = range.len();
+        x.clear();
+        labels.clear();
+        for &i in &order[range] {
+            x.extend_from_slice(train.sample(i as usize));
+            labels.push(train.labels[i as usize]);
+        }
+        let (loss, c) = step(b, &x, &labels)?;
+        pass.loss_sum += loss * len as f64;
+        pass.correct += c;
+        pass.seen += len;
+        if !on_batch(b + 1, total, loss) && b + 1 < total {
+            pass.complete = false;
+            break;
+        }
+    }
+    Ok(pass)
 }
 
 /// Epochs and batch size that train every integrator well on a generated 2-D set with the

@@ -212,7 +212,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             generate(Path(tmp))
             names = sorted(p.name for p in Path(tmp).iterdir())
-            have = sorted(p.name for p in a.out.iterdir()) if a.out.is_dir() else []
+            # files only: image/ belongs to make_image_fixtures.py
+            have = sorted(p.name for p in a.out.iterdir() if p.is_file()) if a.out.is_dir() else []
             _, mismatch, errors = filecmp.cmpfiles(tmp, a.out, names, shallow=False)
             extra = sorted(set(have) - set(names))
             if mismatch or errors or extra:
@@ -221,13 +222,13 @@ def main() -> int:
             print(f"fixtures in {a.out} are reproduced byte for byte ({len(names)} files)")
             return 0
     infos = generate(a.out)
-    total = sum(p.stat().st_size for p in a.out.iterdir())
+    total = sum(p.stat().st_size for p in a.out.iterdir() if p.is_file())
     for info in infos:
         c = info["case"]
         gm = ", ".join(f"{k} {v:.2e}" for k, v in info["grad_max"].items())
         print(f"{c.name:17s} draw {info['draw']} loss {info['loss']:.6f} max|u| {info['max_pre']:.2f} "
               f"min|u| {info['min_pre']:.1e}\n    max|grad|: {gm}")
-    print(f"wrote {len(list(a.out.iterdir()))} files, {total} bytes, into {a.out}")
+    print(f"wrote {sum(p.is_file() for p in a.out.iterdir())} files, {total} bytes, into {a.out}")
     return 0
 
 

@@ -192,3 +192,64 @@ fn prolongation_doubles_the_steps_and_keeps_the_rest() {
     let len = 3 * 3 * 9;
     assert_eq!(&k[len..2 * len], &kf[2 * len..3 * len]);
 }
+
+/// The loss, logits and every gradient against PyTorch autograd in float64 (fixtures made by
+/// `benches/pytorch/make_image_fixtures.py` from an independent conv2d/conv_transpose2d twin).
+#[test]
+fn matches_pytorch_autograd_fixtures() {
+    use safetensors::SafeTensors;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/torch/image");
+    let mut seen = 0;
+    for name in ["resnet", "antisym", "hamiltonian", "leapfrog", "hamiltonian_relu", "leapfrog_relu"] {
+        let bytes = std::fs::read(dir.join(format!("{name}.safetensors"))).expect("fixture exists");
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = meta.metadata().clone().expect("fixture metadata");
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let f64s = |k: &str| -> Vec<f64> {
+            let t = st.tensor(k).unwrap_or_else(|_| panic!("{name}: no {k}"));
+            t.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect()
+        };
+        let m = |k: &str| meta[k].clone();
+        let cfg = ImageConfig {
+            integrator: m("integrator").parse().unwrap(),
+            activation: m("activation").parse().unwrap(),
+            input: Shape::new(
+                m("in_channels").parse().unwrap(),
+                m("height").parse().unwrap(),
+                m("width").parse().unwrap(),
+            ),
+            channels: m("channels").split(',').map(|c| c.parse().unwrap()).collect(),
+            steps: m("steps").parse().unwrap(),
+            final_time: m("final_time").parse().unwrap(),
+            gamma: m("gamma").parse().unwrap(),
+            classes: m("classes").parse().unwrap(),
+        };
+        let net = ImageNet::new(&cfg).unwrap();
+        let mut p = ImageParams::<f64>::zeros(&cfg);
+        for slot in p.slots.clone() {
+            p.get_mut(&slot.name).copy_from_slice(&f64s(&slot.name));
+        }
+        let x = f64s("x");
+        let labels: Vec<u32> = st
+            .tensor("labels")
+            .unwrap()
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+            .collect();
+        let lg = net.loss_grad(&p, &x, &labels, 2).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-10 * b.abs().max(1e-3);
+        assert!(close(lg.loss, f64s("loss")[0]), "{name}: loss {} vs {}", lg.loss, f64s("loss")[0]);
+        let logits = net.logits(&p, &x, 1).unwrap();
+        assert!(logits.iter().zip(f64s("logits")).all(|(&a, b)| close(a, b)), "{name}: logits differ");
+        for slot in &p.slots {
+            let want = f64s(&format!("grad.{}", slot.name));
+            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let got = lg.grad.get(&slot.name);
+            let err = got.iter().zip(&want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err <= 1e-10 * scale.max(1e-8), "{name} {}: max error {err:e} (scale {scale:e})", slot.name);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 6 * 10);
+}

@@ -4,7 +4,7 @@
 //! classifier of MODEL.md section 1.
 pub mod conv;
 mod net;
-mod stage;
+pub mod stage;
 mod train;
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::config::{Activation, Integrator};
 use crate::real::Real;
 
 /// Scratch of one worker, sized for the largest stage; reused, never reallocated.
-pub(crate) struct Scratch<T> {
+pub struct Scratch<T> {
     p1: Vec<T>,
     p2: Vec<T>,
     u: Vec<T>,
@@ -15,14 +15,14 @@ pub(crate) struct Scratch<T> {
 }
 
 impl<T: Real> Scratch<T> {
-    pub(crate) fn new(max_len: usize, max_padded: usize) -> Self {
+    pub fn new(max_len: usize, max_padded: usize) -> Self {
         let z = |n| vec![T::zero(); n];
         Scratch { p1: z(max_padded), p2: z(max_padded), u: z(max_len), s: z(max_len), t: z(max_len) }
     }
 }
 
 /// The fixed data of one stage: its shape, step size and parameters (N kernels, N biases).
-pub(crate) struct Stage<'a, T> {
+pub struct Stage<'a, T> {
     pub integrator: Integrator,
     pub act: Activation,
     pub shape: Shape,

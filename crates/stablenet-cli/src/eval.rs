@@ -24,9 +24,12 @@ pub struct DataArgs {
     /// Seed of the generated data (default: the seed the model was trained with, else 1).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Which half of a generated data set (default val); not for data files.
+    /// Which half of a generated data set (default val; for images val is the test set).
     #[arg(long, value_enum)]
     pub split: Option<SplitArg>,
+    /// Image models: folder of the MNIST / Fashion-MNIST IDX files (default data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A labelled data set and a one-line description of where it came from.
@@ -124,57 +127,76 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
+    if crate::image::is_image_file(&a.model)? {
+        return crate::image::eval(&a.model, &a.data, a.json);
+    }
     let model = read_model(&a.model)?;
     let cfg = &model.config;
     let data = a.data.load(&model, &a.model)?;
     let set = &data.set;
     let ev = evaluate(cfg, &model.params, &set.x, &set.labels)?;
     let z = logits(cfg, &model.params, &set.x)?;
-    let c = cfg.classes;
-    // confusion[true][predicted]
-    let mut confusion = vec![vec![0usize; c]; c];
-    for (row, &l) in z.chunks_exact(c).zip(&set.labels) {
-        confusion[l as usize][argmax(row)] += 1;
-    }
-    let support: Vec<usize> = confusion.iter().map(|r| r.iter().sum()).collect();
-    let per_class: Vec<Option<f64>> =
-        (0..c).map(|k| (support[k] > 0).then(|| confusion[k][k] as f64 / support[k] as f64)).collect();
-
-    if a.json {
-        let v = serde_json::json!({
-            "model": a.model.display().to_string(),
-            "data": data.what,
-            "n": ev.n,
-            "loss": ev.loss,
-            "accuracy": ev.accuracy,
-            "per_class_accuracy": per_class,
-            "support": support,
-            "confusion": confusion,
-        });
-        println!("{v}");
-        return Ok(());
-    }
-    println!("model: {} {}", a.model.display(), describe_model(cfg));
-    println!("data:  {}", data.what);
-    println!("loss {:.4}   accuracy {:.2}%   ({} of {})", ev.loss, 100.0 * ev.accuracy, trace(&confusion), ev.n);
-    println!();
-    println!("class  examples  correct  accuracy");
-    for k in 0..c {
-        let acc = per_class[k].map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
-        println!("{k:>5}  {:>8}  {:>7}  {acc:>8}", support[k], confusion[k][k]);
-    }
-    println!();
-    println!("confusion matrix (rows: true class, columns: predicted class)");
-    let cell = confusion.iter().flatten().max().map_or(1, |m| m.to_string().len()).max(c.to_string().len()) + 1;
-    print!("{:>6}", "");
-    (0..c).for_each(|k| print!("{k:>cell$}"));
-    println!();
-    for (k, row) in confusion.iter().enumerate() {
-        print!("{k:>6}");
-        row.iter().for_each(|v| print!("{v:>cell$}"));
-        println!();
-    }
+    let predicted: Vec<usize> = z.chunks_exact(cfg.classes).map(argmax).collect();
+    let report = Report { model: &a.model, describe: describe_model(cfg), what: &data.what, loss: ev.loss };
+    report.print(&predicted, &set.labels, cfg.classes, a.json);
     Ok(())
+}
+
+/// What `eval` prints about any model: loss, accuracy, per-class accuracy, confusion matrix.
+pub struct Report<'a> {
+    pub model: &'a Path,
+    pub describe: String,
+    pub what: &'a str,
+    pub loss: f64,
+}
+
+impl Report<'_> {
+    pub fn print(&self, predicted: &[usize], labels: &[u32], c: usize, json: bool) {
+        // confusion[true][predicted]
+        let mut confusion = vec![vec![0usize; c]; c];
+        for (&p, &l) in predicted.iter().zip(labels) {
+            confusion[l as usize][p] += 1;
+        }
+        let n = labels.len();
+        let accuracy = trace(&confusion) as f64 / n.max(1) as f64;
+        let support: Vec<usize> = confusion.iter().map(|r| r.iter().sum()).collect();
+        let per_class: Vec<Option<f64>> =
+            (0..c).map(|k| (support[k] > 0).then(|| confusion[k][k] as f64 / support[k] as f64)).collect();
+        if json {
+            let v = serde_json::json!({
+                "model": self.model.display().to_string(),
+                "data": self.what,
+                "n": n,
+                "loss": self.loss,
+                "accuracy": accuracy,
+                "per_class_accuracy": per_class,
+                "support": support,
+                "confusion": confusion,
+            });
+            println!("{v}");
+            return;
+        }
+        println!("model: {} {}", self.model.display(), self.describe);
+        println!("data:  {}", self.what);
+        println!("loss {:.4}   accuracy {:.2}%   ({} of {n})", self.loss, 100.0 * accuracy, trace(&confusion));
+        println!();
+        println!("class  examples  correct  accuracy");
+        for k in 0..c {
+            let acc = per_class[k].map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
+            println!("{k:>5}  {:>8}  {:>7}  {acc:>8}", support[k], confusion[k][k]);
+        }
+        println!();
+        println!("confusion matrix (rows: true class, columns: predicted class)");
+        let cell = confusion.iter().flatten().max().map_or(1, |m| m.to_string().len()).max(c.to_string().len()) + 1;
+        print!("{:>6}", "");
+        (0..c).for_each(|k| print!("{k:>cell$}"));
+        println!();
+        for (k, row) in confusion.iter().enumerate() {
+            print!("{k:>6}");
+            row.iter().for_each(|v| print!("{v:>cell$}"));
+            println!();
+        }
+    }
 }
 
 fn trace(m: &[Vec<usize>]) -> usize {

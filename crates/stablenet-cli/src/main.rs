@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod eval;
 mod grad;
+mod image;
 mod inspect;
 mod plot;
 mod predict;

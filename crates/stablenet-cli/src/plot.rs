@@ -7,6 +7,7 @@
 //! Text comes from DejaVu Sans compiled into the binary and is rasterised in Rust (see
 //! [`canvas`]), so no system font, fontconfig or freetype is needed.
 mod canvas;
+mod digits;
 
 use crate::eval::{DataArgs, argmax, describe_model, read_model};
 use anyhow::{Context, Result, anyhow, bail};
@@ -36,6 +37,8 @@ enum PlotKind {
     /// Loss and accuracy against epoch from a metrics file of JSON lines
     /// (`epoch`, `train_loss`, `train_acc`, `val_loss`, `val_acc`; val fields may be null).
     Curves(CurvesArgs),
+    /// Test images an image model (MNIST, Fashion-MNIST) gets wrong, with true -> predicted class.
+    Misclassified(digits::MisclassifiedArgs),
 }
 
 /// The picture file and its size in pixels.
@@ -120,6 +123,7 @@ pub fn run(a: PlotArgs) -> Result<()> {
         PlotKind::Regions(a) => regions(a),
         PlotKind::Flow(a) => flow(a),
         PlotKind::Curves(a) => curves(a),
+        PlotKind::Misclassified(a) => digits::misclassified(a),
     }
 }
 

@@ -88,10 +88,14 @@ fn pictures(run: &RunFiles, d: usize, dir: &std::path::Path) -> Result<Vec<PathB
     let model = run.out.to_string_lossy().into_owned();
     let metrics = run.metrics.as_ref().map(|m| m.to_string_lossy().into_owned()).unwrap_or_default();
     let mut jobs: Vec<(&str, Vec<String>)> = Vec::new();
-    if d == 2 {
-        jobs.push(("regions.png", vec!["regions".into(), "--model".into(), model.clone()]));
+    if crate::image::is_image_file(&run.out)? {
+        jobs.push(("misclassified.png", vec!["misclassified".into(), "--model".into(), model.clone()]));
+    } else {
+        if d == 2 {
+            jobs.push(("regions.png", vec!["regions".into(), "--model".into(), model.clone()]));
+        }
+        jobs.push(("flow.png", vec!["flow".into(), "--model".into(), model.clone()]));
     }
-    jobs.push(("flow.png", vec!["flow".into(), "--model".into(), model.clone()]));
     jobs.push(("curves.png", vec!["curves".into(), "--metrics".into(), metrics]));
     let mut out = Vec::new();
     for (file, args) in jobs {

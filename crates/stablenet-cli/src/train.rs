@@ -8,7 +8,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use stablenet_core::data::{Dataset, Split};
 use stablenet_core::experiment::{DataSource, Experiment, Plan};
-use stablenet_core::io::{Tensor, load_data, load_model, save_model};
+use stablenet_core::image::ImageParams;
+use stablenet_core::io::{Tensor, is_image_model, load_data, load_image_model, load_model, load_tensors, save_model};
 use stablenet_core::multilevel::prolongate;
 use stablenet_core::{
     Activation, Backend, EpochReport, GradMethod, Integrator, ModelConfig, Params, TrainConfig, Trainer,
@@ -80,6 +81,18 @@ pub struct TrainArgs {
     /// Seeds the data, the initialisation and the batch order.
     #[arg(long)]
     seed: Option<u64>,
+    /// Image data: channels of each stage, e.g. 8,16,32 (each stage after the first halves the image).
+    #[arg(long, value_delimiter = ',')]
+    channels: Option<Vec<usize>>,
+    /// Image data: folder of the IDX files (default data, as `cargo xtask data` fills it).
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Image data: train on the first this many training images.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Image data: evaluate on the first this many test images.
+    #[arg(long)]
+    val_limit: Option<usize>,
     /// CPU gradient method: stored, reverse, checkpoint:K (default: the integrator's own).
     #[arg(long, value_parser = parse_method)]
     method: Option<GradMethod>,
@@ -118,22 +131,33 @@ impl TrainArgs {
             alpha_t: self.alpha_t,
             alpha_w: self.alpha_w,
             seed: self.seed,
+            channels: self.channels.clone(),
+            data_dir: self.data_dir.clone(),
+            train_limit: self.train_limit,
+            val_limit: self.val_limit,
         }
     }
 }
 
 /// Where a run stands: level, epochs done in it, next batch; the parameters and optimiser state.
 pub struct Resume {
-    level: usize,
-    epoch: usize,
-    batch: usize,
-    params: Params<f32>,
-    optim: Vec<Tensor>,
+    pub(crate) level: usize,
+    pub(crate) epoch: usize,
+    pub(crate) batch: usize,
+    pub(crate) params: Saved,
+    pub(crate) optim: Vec<Tensor>,
+}
+
+/// The parameters a checkpoint holds: a dense network or an image network.
+pub enum Saved {
+    Dense(Params<f32>),
+    Image(ImageParams<f32>),
 }
 
 fn load_split(plan: &Plan) -> Result<Split> {
     Ok(match &plan.data {
         DataSource::Synthetic(s) => s.generate(plan.seed),
+        DataSource::Images { .. } => unreachable!("image data is trained by crate::image"),
         DataSource::File { train, val } => {
             let train = load_data(train, None)?;
             let val = match val {
@@ -168,7 +192,7 @@ fn save(
 }
 
 /// What a checkpoint records beside the tensors: the experiment and (level, epoch, next batch).
-fn checkpoint_meta(exp: &Experiment, pos: (usize, usize, usize)) -> BTreeMap<String, String> {
+pub(crate) fn checkpoint_meta(exp: &Experiment, pos: (usize, usize, usize)) -> BTreeMap<String, String> {
     let mut meta = BTreeMap::new();
     meta.insert("experiment".to_string(), exp.to_toml());
     meta.insert("checkpoint_level".into(), pos.0.to_string());
@@ -178,7 +202,15 @@ fn checkpoint_meta(exp: &Experiment, pos: (usize, usize, usize)) -> BTreeMap<Str
 }
 
 pub fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
-    let m = load_model(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
+    let ctx = || format!("reading checkpoint {}", path.display());
+    let (params, metadata, extras) = if is_image_model(&load_tensors(path).with_context(ctx)?.1) {
+        let m = load_image_model(path).with_context(ctx)?;
+        (Saved::Image(m.params), m.metadata, m.extras)
+    } else {
+        let m = load_model(path).with_context(ctx)?;
+        (Saved::Dense(m.params), m.metadata, m.extras)
+    };
+    let m = Loaded { metadata, params, extras };
     let get = |k: &str| -> Result<&String> {
         m.metadata.get(k).with_context(|| format!("{}: not a stablenet checkpoint (no {k})", path.display()))
     };
@@ -196,10 +228,16 @@ pub fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
     Ok((exp, r))
 }
 
-struct Metrics(Option<(PathBuf, std::fs::File)>);
+struct Loaded {
+    metadata: BTreeMap<String, String>,
+    params: Saved,
+    extras: Vec<Tensor>,
+}
+
+pub(crate) struct Metrics(Option<(PathBuf, std::fs::File)>);
 
 impl Metrics {
-    fn open(path: Option<&PathBuf>, append: bool) -> Result<Self> {
+    pub(crate) fn open(path: Option<&PathBuf>, append: bool) -> Result<Self> {
         let Some(p) = path else { return Ok(Metrics(None)) };
         crate::ensure_parent(p)?;
         let f = std::fs::OpenOptions::new()
@@ -212,7 +250,7 @@ impl Metrics {
         Ok(Metrics(Some((p.clone(), f))))
     }
 
-    fn write(&mut self, level: usize, depth: usize, epoch: usize, r: &EpochReport) -> Result<()> {
+    pub(crate) fn write(&mut self, level: usize, depth: usize, epoch: usize, r: &EpochReport) -> Result<()> {
         let Some((p, f)) = &mut self.0 else { return Ok(()) };
         let line = serde_json::json!({
             "epoch": epoch, "level": level, "depth": depth, "steps": r.steps,
@@ -288,6 +326,9 @@ pub fn execute(
     method: Option<GradMethod>,
 ) -> Result<Outcome> {
     let plan = exp.plan()?;
+    if let DataSource::Images { .. } = plan.data {
+        return crate::image::execute(exp, plan, resume, files, chosen);
+    }
     let split = load_split(&plan)?;
     let ckpt = &files.checkpoint;
     let mut metrics = Metrics::open(files.metrics.as_ref(), resume.is_some())?;
@@ -298,7 +339,10 @@ pub fn execute(
             if r.level >= plan.levels.len() {
                 bail!("checkpoint level {} is beyond the experiment's {} levels", r.level, plan.levels.len());
             }
-            (r.level, r.params.clone())
+            let Saved::Dense(p) = &r.params else {
+                bail!("the checkpoint holds an image network, the experiment a dense one")
+            };
+            (r.level, p.clone())
         }
         None => (0, Params::<f32>::init(&plan.model(0, d, classes), plan.seed.wrapping_add(1))),
     };

@@ -2,8 +2,9 @@
 //! Every field is optional; a run takes the built-in defaults, then the file, then the
 //! command-line flags (`Experiment::over`).
 use crate::config::{Activation, Integrator, ModelConfig};
-use crate::data::Synthetic;
+use crate::data::{ImageSet, Synthetic};
 use crate::error::{Error, Result};
+use crate::image::{ImageConfig, Shape};
 use crate::optim::OptimizerKind;
 use crate::regularize::Regularizer;
 use crate::train::default_schedule;
@@ -39,13 +40,32 @@ pub struct Experiment {
     pub alpha_t: Option<f64>,
     pub alpha_w: Option<f64>,
     pub seed: Option<u64>,
+    /// Image data (`mnist`, `fashion-mnist`): channels of each stage of the image network
+    /// (docs/IMAGES.md); each stage after the first halves the image.
+    pub channels: Option<Vec<usize>>,
+    /// Image data: the folder `cargo xtask data` fills (default `data`).
+    pub data_dir: Option<String>,
+    /// Image data: train on the first this many training images only (quick runs, CI).
+    pub train_limit: Option<usize>,
+    /// Image data: evaluate on the first this many test images only.
+    pub val_limit: Option<usize>,
 }
 
 /// Where the examples come from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DataSource {
     Synthetic(Synthetic),
-    File { train: PathBuf, val: Option<PathBuf> },
+    /// MNIST or Fashion-MNIST from IDX files in `dir`, optionally only the first images.
+    Images {
+        set: ImageSet,
+        dir: PathBuf,
+        train_limit: Option<usize>,
+        val_limit: Option<usize>,
+    },
+    File {
+        train: PathBuf,
+        val: Option<PathBuf>,
+    },
 }
 
 /// An experiment with every default filled in and checked.
@@ -65,6 +85,8 @@ pub struct Plan {
     pub batch_size: usize,
     pub regularizer: Regularizer,
     pub seed: u64,
+    /// Channels per stage (image data only; empty otherwise).
+    pub channels: Vec<usize>,
 }
 
 impl Experiment {
@@ -87,8 +109,29 @@ impl Experiment {
             ($($f:ident),*) => { Experiment { $($f: over.$f.clone().or(self.$f)),* } };
         }
         pick!(
-            name, data, val_data, integrator, activation, width, steps, levels, final_time, gamma, optimizer, lr,
-            lr_final, momentum, epochs, batch_size, alpha_t, alpha_w, seed
+            name,
+            data,
+            val_data,
+            integrator,
+            activation,
+            width,
+            steps,
+            levels,
+            final_time,
+            gamma,
+            optimizer,
+            lr,
+            lr_final,
+            momentum,
+            epochs,
+            batch_size,
+            alpha_t,
+            alpha_w,
+            seed,
+            channels,
+            data_dir,
+            train_limit,
+            val_limit
         )
     }
 
@@ -97,14 +140,36 @@ impl Experiment {
         let data_name = self.data.clone().unwrap_or_else(|| "peaks".into());
         let data = match data_name.parse::<Synthetic>() {
             Ok(s) => DataSource::Synthetic(s),
+            Err(_) if data_name.parse::<ImageSet>().is_ok() => DataSource::Images {
+                set: data_name.parse()?,
+                dir: PathBuf::from(self.data_dir.as_deref().unwrap_or("data")),
+                train_limit: self.train_limit,
+                val_limit: self.val_limit,
+            },
             Err(_) if data_name.ends_with(".safetensors") => {
                 DataSource::File { train: PathBuf::from(&data_name), val: self.val_data.as_ref().map(PathBuf::from) }
             }
-            Err(e) => return Err(Error::Config(format!("{e} (or a .safetensors data file)"))),
+            Err(e) => return Err(Error::Config(format!("{e}, mnist, fashion-mnist (or a .safetensors data file)"))),
         };
+        let images = matches!(data, DataSource::Images { .. });
+        if !images {
+            let image_only = [("channels", self.channels.is_some()), ("data_dir", self.data_dir.is_some())];
+            let limits = [("train_limit", self.train_limit.is_some()), ("val_limit", self.val_limit.is_some())];
+            if let Some((f, _)) = image_only.iter().chain(&limits).find(|(_, set)| *set) {
+                return Err(Error::Config(format!("{f} is for image data (mnist, fashion-mnist), not {data_name}")));
+            }
+        } else if self.alpha_t.unwrap_or(0.0) != 0.0 || self.alpha_w.unwrap_or(0.0) != 0.0 {
+            return Err(Error::Config(
+                "the regularisers (alpha_t, alpha_w) are not implemented for image networks".into(),
+            ));
+        }
+        if [self.train_limit, self.val_limit].contains(&Some(0)) {
+            return Err(Error::Config("train_limit and val_limit must be at least 1".into()));
+        }
         let (default_epochs, default_batch) = match &data {
             DataSource::Synthetic(s) => default_schedule(*s),
             DataSource::File { .. } => (50, 64),
+            DataSource::Images { .. } => (10, 128),
         };
         let levels = match (&self.levels, self.steps) {
             (Some(_), Some(_)) => return Err(Error::Config("give either steps or levels, not both".into())),
@@ -112,7 +177,7 @@ impl Experiment {
                 let spec = l.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
                 crate::multilevel::levels(&spec)?
             }
-            (None, s) => vec![s.unwrap_or(16)],
+            (None, s) => vec![s.unwrap_or(if images { 2 } else { 16 })],
         };
         let integrator = self.integrator.unwrap_or(Integrator::Hamiltonian);
         let lr = self.lr.unwrap_or(0.01);
@@ -130,7 +195,7 @@ impl Experiment {
             activation: self.activation.unwrap_or(Activation::Tanh),
             width: self.width.unwrap_or(8),
             levels,
-            final_time: self.final_time.unwrap_or(5.0),
+            final_time: self.final_time.unwrap_or(if images { 1.0 } else { 5.0 }),
             gamma: if integrator == Integrator::Antisym { self.gamma.unwrap_or(0.05) } else { 0.0 },
             optimizer,
             lr_final: self.lr_final,
@@ -138,11 +203,16 @@ impl Experiment {
             batch_size: self.batch_size.unwrap_or(default_batch),
             regularizer: Regularizer::new(self.alpha_t.unwrap_or(0.0), self.alpha_w.unwrap_or(0.0))?,
             seed: self.seed.unwrap_or(1),
+            channels: if images { self.channels.clone().unwrap_or_else(|| vec![8, 16, 32]) } else { Vec::new() },
         };
         if plan.epochs == 0 || plan.batch_size == 0 {
             return Err(Error::Config("epochs and batch_size must be at least 1".into()));
         }
-        plan.model(0, 2, 2).validate()?;
+        if images {
+            plan.image_model(0).validate()?;
+        } else {
+            plan.model(0, 2, 2).validate()?;
+        }
         Ok(plan)
     }
 }
@@ -159,6 +229,20 @@ impl Plan {
             activation: self.activation,
             gamma: self.gamma,
             classes,
+        }
+    }
+
+    /// The image network at level `level` (28 x 28 grey images, 10 classes).
+    pub fn image_model(&self, level: usize) -> ImageConfig {
+        ImageConfig {
+            integrator: self.integrator,
+            activation: self.activation,
+            input: Shape::new(1, 28, 28),
+            channels: self.channels.clone(),
+            steps: self.levels[level],
+            final_time: self.final_time,
+            gamma: self.gamma,
+            classes: 10,
         }
     }
 
@@ -202,6 +286,10 @@ mod tests {
             ("lr = 0.01\nlr_final = 0.1", "lr_final"),
             ("width = 0", "width"),
             ("integrator = \"rk4\"", "rk4"),
+            ("channels = [4, 8]", "for image data"),
+            ("data = \"mnist\"\nchannels = [4, 8, 8, 8]", "divisible by 8"),
+            ("data = \"mnist\"\nalpha_w = 0.1", "not implemented for image"),
+            ("data = \"mnist\"\ntrain_limit = 0", "at least 1"),
         ] {
             let err = Experiment::parse(text).and_then(|e| e.plan()).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?}: {err}");

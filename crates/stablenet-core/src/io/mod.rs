@@ -22,6 +22,7 @@
 //! Every save goes through [`write_atomic`], so a crash never leaves a half-written file.
 mod atomic;
 mod data;
+mod image;
 mod model;
 mod raw;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use std::path::Path;
 
 pub use atomic::write_atomic;
 pub use data::load_data;
+pub use image::{IMAGE_KEYS, ImageModelFile, is_image_model, load_image_model, save_image_model};
 pub use model::{ModelFile, RESERVED_KEYS, load_model, save_model};
 
 /// A named f32 tensor, row-major.

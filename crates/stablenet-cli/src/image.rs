@@ -1,0 +1,260 @@
+//! Training image networks (docs/IMAGES.md) from `stablenet train`: MNIST or Fashion-MNIST,
+//! level by level (depth prolongation of every stage, MODEL.md section 6), with the progress,
+//! metrics, atomic checkpoints, `--resume` and Ctrl-C handling of the dense runs.
+use crate::Chosen;
+use crate::train::{Metrics, Outcome, Resume, RunFiles, Saved, checkpoint_meta, stop_flag};
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use stablenet_core::data::{Dataset, ImageSet, ImageSplit, load_image_set};
+use stablenet_core::experiment::{DataSource, Experiment, Plan};
+use stablenet_core::image::{ImageConfig, ImageParams, ImageTrainer};
+use stablenet_core::io::{Tensor, save_image_model};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+/// The first `limit` images of a set (all without a limit).
+fn first(set: Dataset, limit: Option<usize>) -> Dataset {
+    match limit {
+        Some(n) if n < set.len() => set.subset(&(0..n).collect::<Vec<_>>()),
+        _ => set,
+    }
+}
+
+/// Training and test images of an experiment.
+pub fn load(plan: &Plan) -> Result<(ImageSet, Dataset, Dataset)> {
+    let DataSource::Images { set, dir, train_limit, val_limit } = &plan.data else { bail!("not image data") };
+    let train = first(load_image_set(dir, *set, ImageSplit::Train)?, *train_limit);
+    let test = first(load_image_set(dir, *set, ImageSplit::Test)?, *val_limit);
+    Ok((*set, train, test))
+}
+
+fn save(
+    path: &Path,
+    cfg: &ImageConfig,
+    t: &ImageTrainer,
+    exp: &Experiment,
+    pos: (usize, usize, usize),
+    optim: bool,
+) -> Result<()> {
+    let extras: Vec<Tensor> = if optim { t.optimizer_state() } else { Vec::new() };
+    save_image_model(path, cfg, &t.params, &extras, &checkpoint_meta(exp, pos))
+        .with_context(|| format!("writing checkpoint {}", path.display()))
+}
+
+pub fn execute(
+    exp: &Experiment,
+    plan: Plan,
+    resume: Option<Resume>,
+    files: &RunFiles,
+    chosen: Chosen,
+) -> Result<Outcome> {
+    if let Chosen::Gpu(g) = chosen {
+        eprintln!(
+            "note: image networks train on the CPU in this version (the GPU image kernels are validated, \
+             not yet a trainer); {} stays idle",
+            g.describe()
+        );
+    }
+    let (set, train, test) = load(&plan)?;
+    let ckpt = &files.checkpoint;
+    let mut metrics = Metrics::open(files.metrics.as_ref(), resume.is_some())?;
+    let stop = stop_flag()?;
+    let (start_level, mut params) = match &resume {
+        Some(r) => {
+            let Saved::Image(p) = &r.params else {
+                bail!("the checkpoint holds a dense network, the experiment images")
+            };
+            if r.level >= plan.levels.len() {
+                bail!("checkpoint level {} is beyond the experiment's {} levels", r.level, plan.levels.len());
+            }
+            (r.level, p.clone())
+        }
+        None => (0, ImageParams::<f32>::init(&plan.image_model(0), plan.seed.wrapping_add(1))),
+    };
+    eprintln!(
+        "training {} image network (channels {:?}, steps per stage {:?}, T {}) on {} ({} train / {} test images), {}",
+        plan.integrator,
+        plan.channels,
+        plan.levels,
+        plan.final_time,
+        set.title(),
+        train.len(),
+        test.len(),
+        plan.optimizer
+    );
+    let tty = std::io::stderr().is_terminal();
+    let start = std::time::Instant::now();
+    let mut device = String::new();
+    let mut final_opt = Vec::new();
+    let mut trainer = None;
+    for level in start_level..plan.levels.len() {
+        let cfg = plan.image_model(level);
+        params.check_shape(&cfg).context("checkpoint parameters do not match the experiment")?;
+        let seed = plan.seed.wrapping_add(2 + 1000 * level as u64);
+        let t = trainer.insert(ImageTrainer::new(&cfg, params.clone(), plan.optimizer, plan.batch_size, seed)?);
+        if level == start_level
+            && let Some(r) = &resume
+        {
+            if !r.optim.is_empty() {
+                t.load_optimizer_state(&r.optim).context("restoring the optimizer from the checkpoint")?;
+            }
+            t.set_position(r.epoch, r.batch);
+        }
+        device = t.device();
+        eprintln!("level {}: N = {} per stage, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());
+        while t.position().0 < plan.epochs {
+            let (epoch, _) = t.position();
+            t.set_lr(plan.lr(epoch))?;
+            let total = train.len().div_ceil(plan.batch_size) as u64;
+            let bar = if tty {
+                ProgressBar::new(total).with_style(
+                    ProgressStyle::with_template("epoch {prefix:>4} [{bar:30}] {pos}/{len} batches  loss {msg}  {eta}")
+                        .expect("static template")
+                        .progress_chars("=> "),
+                )
+            } else {
+                ProgressBar::hidden()
+            };
+            bar.set_prefix((epoch + 1).to_string());
+            let r = t.run_epoch(&train, Some(&test), |done, _, loss| {
+                bar.set_position(done as u64);
+                bar.set_message(format!("{loss:.4}"));
+                !stop.load(Ordering::SeqCst)
+            })?;
+            bar.finish_and_clear();
+            let (e, b) = t.position();
+            if !r.complete {
+                save(ckpt, &cfg, t, exp, (level, e, b), true)?;
+                eprintln!(
+                    "interrupted in epoch {}, after batch {b}; checkpoint written to {}. Continue with --resume {}",
+                    level * plan.epochs + e + 1,
+                    ckpt.display(),
+                    ckpt.display()
+                );
+                std::process::exit(130);
+            }
+            let global = level * plan.epochs + e;
+            eprintln!(
+                "epoch {:>4}  N {:>3}  loss {:.4}  train acc {:6.2}%  test loss {:.4}  test acc {:6.2}%  lr {:.2e}  {:.1}s",
+                global,
+                cfg.steps,
+                r.train_loss,
+                100.0 * r.train_acc,
+                r.val_loss.unwrap_or(f64::NAN),
+                100.0 * r.val_acc.unwrap_or(f64::NAN),
+                r.lr,
+                r.seconds
+            );
+            crate::ensure_parent(ckpt)?;
+            save(ckpt, &cfg, t, exp, (level, e, 0), true)?;
+            metrics.write(level, cfg.steps, global, &r)?;
+            if stop.load(Ordering::SeqCst) {
+                eprintln!("interrupted after epoch {global}; continue with --resume {}", ckpt.display());
+                std::process::exit(130);
+            }
+        }
+        params = t.params.clone();
+        final_opt = t.optimizer_state();
+        if level + 1 < plan.levels.len() {
+            let (next, p) = params.prolongate(&cfg);
+            eprintln!("prolongating N = {} -> {} per stage (h/2, T fixed)", cfg.steps, next.steps);
+            params = p;
+            let fresh = ImageTrainer::new(&next, params.clone(), plan.optimizer, plan.batch_size, seed)?;
+            // The next level's checkpoint starts at its epoch 0 with a fresh optimiser.
+            save(ckpt, &next, &fresh, exp, (level + 1, 0, 0), false)?;
+        }
+    }
+    let cfg = plan.image_model(plan.levels.len() - 1);
+    let t = ImageTrainer::new(&cfg, params.clone(), plan.optimizer, plan.batch_size, plan.seed)?;
+    let test_eval = t.evaluate(&test)?;
+    let train_eval = t.evaluate(&train)?;
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{} final: train acc {:.2}%  test acc {:.2}%  ({seconds:.1}s)",
+        plan.name,
+        100.0 * train_eval.accuracy,
+        100.0 * test_eval.accuracy
+    );
+    crate::ensure_parent(&files.out)?;
+    let mut meta = BTreeMap::new();
+    meta.insert("experiment".into(), exp.to_toml());
+    meta.insert("optimizer".into(), plan.optimizer.to_string());
+    meta.insert("dataset".into(), set.name().to_string());
+    meta.insert("seed".into(), plan.seed.to_string());
+    meta.insert("val_acc".into(), test_eval.accuracy.to_string());
+    meta.insert("train_acc".into(), train_eval.accuracy.to_string());
+    meta.insert("device".into(), device.clone());
+    save_image_model(&files.out, &cfg, &params, &final_opt, &meta).context("writing the model")?;
+    eprintln!("model written to {}", files.out.display());
+    Ok(Outcome {
+        plan,
+        d: cfg.input.len(),
+        train_acc: train_eval.accuracy,
+        val_acc: Some(test_eval.accuracy),
+        seconds,
+        device,
+    })
+}
+
+/// Whether a model file holds an image network (read from its metadata).
+pub fn is_image_file(path: &Path) -> Result<bool> {
+    let (_, meta) =
+        stablenet_core::io::load_tensors(path).map_err(|e| anyhow::anyhow!("cannot read the model: {e}"))?;
+    Ok(stablenet_core::io::is_image_model(&meta))
+}
+
+/// An image model and the labelled images `--data`/`--split`/`--data-dir` (or the model's
+/// metadata) name: the test set by default.
+pub fn model_and_images(
+    path: &Path,
+    data: &crate::eval::DataArgs,
+) -> Result<(stablenet_core::io::ImageModelFile, Dataset, String)> {
+    let model =
+        stablenet_core::io::load_image_model(path).map_err(|e| anyhow::anyhow!("cannot read the model: {e}"))?;
+    let name = match (&data.data, model.metadata.get("dataset")) {
+        (Some(d), _) | (None, Some(d)) => d.clone(),
+        (None, None) => bail!(
+            "{}: no --data given and the model names no data set; pass --data mnist|fashion-mnist",
+            path.display()
+        ),
+    };
+    let set: ImageSet = name.parse()?;
+    // The folder the model was trained from, unless --data-dir says otherwise.
+    let trained_dir = model.metadata.get("experiment").and_then(|t| Experiment::parse(t).ok()).and_then(|e| e.data_dir);
+    let dir = data.data_dir.clone().or(trained_dir.map(Into::into)).unwrap_or_else(|| "data".into());
+    let split = match data.split {
+        Some(crate::eval::SplitArg::Train) => ImageSplit::Train,
+        _ => ImageSplit::Test,
+    };
+    let images = load_image_set(&dir, set, split)?;
+    if images.d != model.config.input.len() {
+        bail!("{name}: images have {} values, the model takes {}", images.d, model.config.input.len());
+    }
+    let what = format!(
+        "{} {} set, {} images",
+        set.title(),
+        if split == ImageSplit::Train { "training" } else { "test" },
+        images.len()
+    );
+    Ok((model, images, what))
+}
+
+pub fn describe(cfg: &ImageConfig) -> String {
+    format!(
+        "image network {} (channels {:?}, N {} per stage, T {}, {}, {} classes)",
+        cfg.integrator, cfg.channels, cfg.steps, cfg.final_time, cfg.activation, cfg.classes
+    )
+}
+
+/// `stablenet eval` of an image model.
+pub fn eval(path: &Path, data: &crate::eval::DataArgs, json: bool) -> Result<()> {
+    let (model, images, what) = model_and_images(path, data)?;
+    let net = stablenet_core::image::ImageNet::new(&model.config)?;
+    let ev = net.evaluate(&model.params, &images.x, &images.labels, 0)?;
+    let predicted: Vec<usize> = ev.predictions.iter().map(|&p| p as usize).collect();
+    let report = crate::eval::Report { model: path, describe: describe(&model.config), what: &what, loss: ev.loss };
+    report.print(&predicted, &images.labels, model.config.classes, json);
+    Ok(())
+}

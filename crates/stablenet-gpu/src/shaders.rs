@@ -9,6 +9,8 @@ pub const VERLET: &str = include_str!("../../../shaders/verlet.wgsl");
 pub const LEAPFROG: &str = include_str!("../../../shaders/leapfrog.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 pub const OPTIM: &str = include_str!("../../../shaders/optim.wgsl");
+pub const CONV: &str = include_str!("../../../shaders/conv.wgsl");
+pub const CONV_STEPS: &str = include_str!("../../../shaders/conv_steps.wgsl");
 
 /// The network module of an integrator: opening, classifier and the integrator's steps.
 pub fn network(integrator: Integrator) -> String {
@@ -28,6 +30,11 @@ pub fn optim() -> String {
     [COMMON, OPTIM].join("\n")
 }
 
+/// The image stage module: convolution operators, reductions and every integrator's steps.
+pub fn image() -> String {
+    [COMMON, CONV, CONV_STEPS].join("\n")
+}
+
 /// Every module the engine builds, by name (for `cargo xtask validate`).
 pub fn all_modules() -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Integrator::ALL
@@ -37,5 +44,6 @@ pub fn all_modules() -> Vec<(String, String)> {
         .collect();
     out.push(("reduce".into(), reduce()));
     out.push(("optim".into(), optim()));
+    out.push(("image".into(), image()));
     out
 }

@@ -1,13 +1,14 @@
 //! One stage of the image network on the GPU (docs/IMAGES.md): the integrators with 3x3
 //! convolution operators K_j, forward and adjoint over a batch [n][c][H][W], with the kernel
 //! and bias gradients reduced deterministically (`shaders/conv.wgsl`, `conv_steps.wgsl`).
-//! CPU twin: `stablenet_core::image::stage::Stage`, checked by `image::validate`.
+//! CPU twin: `stablenet_core::image::stage::Stage`, checked by [`validate`].
 //!
 //! Every per-example field (states, adjoints, gradient factors) is a slot of one storage
-//! buffer; a dispatch names the slots it works on in its uniform entry ([`plan`]), so one
+//! buffer; a dispatch names the slots it works on in its uniform entry (plan.rs), so one
 //! bind group and one pipeline per kernel serve every step. Buffers, pipelines and the bind
 //! group are built once per stage shape and batch capacity; each call records one encoder.
 mod plan;
+pub mod validate;
 
 use crate::device::{Gpu, describe};
 use crate::shaders;

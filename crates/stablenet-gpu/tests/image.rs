@@ -13,3 +13,32 @@ fn image_stage_kernels_match_their_cpu_twin() {
     let failed: Vec<_> = rows.iter().filter(|r| !r.ok()).collect();
     assert!(failed.is_empty(), "beyond tolerance: {failed:#?}");
 }
+
+/// A batch that cannot fit is refused at construction with the limit it exceeds, and an
+/// adjoint pass needs the forward pass of the same batch first.
+#[test]
+fn image_stage_refuses_what_it_cannot_run() {
+    use stablenet_core::image::Shape;
+    use stablenet_core::{Activation, Integrator};
+    use stablenet_gpu::{Gpu, ImageStage, StageSpec};
+    let gpu = Gpu::new(&DeviceRequest::default().with_env()).expect("a GPU adapter (lavapipe in CI)");
+    let spec = |integrator, steps| StageSpec {
+        integrator,
+        act: Activation::Tanh,
+        shape: Shape::new(64, 28, 28),
+        steps,
+        h: 0.1,
+        gamma: 0.0,
+    };
+    let err = ImageStage::new(&gpu, spec(Integrator::Resnet, 100), 1 << 20).err().expect("too big").to_string();
+    println!("{err}");
+    assert!(err.contains("storage binding limit") && err.contains("smaller batch"), "{err}");
+    let small = spec(Integrator::Leapfrog, 2);
+    let mut st = ImageStage::new(&gpu, small, 2).unwrap();
+    st.set_params(&vec![0.0; small.k_len()], &vec![0.0; small.b_len()]).unwrap();
+    let y = vec![0.5; 2 * small.shape.len()];
+    assert!(st.adjoint(&y).is_err(), "adjoint before forward");
+    assert!(st.forward(&vec![0.5; 3 * small.shape.len()]).is_err(), "batch above capacity");
+    st.forward(&y).unwrap();
+    assert!(st.adjoint(&y[..small.shape.len()]).is_err(), "adjoint of another batch size");
+}

@@ -5,6 +5,17 @@
 // conv.wgsl) say where each field lives; the host (image.rs) keeps the plan.
 // CPU twin: stablenet_core::image::stage (Stage::forward, Stage::adjoint for one j).
 
+// Starts a pass: s1 = s0 where flags & 1 (leapfrog's y_{-1} = y_0), else s1 = 0 (hamiltonian
+// z_0, the adjoint accumulators that start empty).
+@compute @workgroup_size(WG)
+fn init_slot(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let a = at(gid, nwg);
+    if !valid(a) {
+        return;
+    }
+    f[cj.s1 * SLOT + a.idx] = select(0.0, fld(cj.s0, a), (cj.flags & 1u) != 0u);
+}
+
 // resnet / antisym forward: s1 = y_{j+1} = y_j + h sigma(M y_j + b), y_j in s0 (kept: the
 // adjoint needs it). M = K, or (K - K^T - gamma I) / 2 for antisym.
 @compute @workgroup_size(WG)

@@ -100,6 +100,8 @@ pub struct ImageStage {
     grid_x: u32,
     /// The batch size the fields hold a forward pass of (the adjoint walks it back).
     ready: Option<u32>,
+    /// The batch size the uniform entries are written for.
+    table_n: Option<u32>,
 }
 
 impl ImageStage {
@@ -299,6 +301,7 @@ impl ImageStage {
             bind,
             grid_x: max_groups,
             ready: None,
+            table_n: None,
         })
     }
 
@@ -336,12 +339,14 @@ impl ImageStage {
         4 * slot as u64 * self.nmax as u64 * self.spec.shape.len() as u64
     }
 
-    /// Runs every step forward on the batch y_0 (n x c x H x W) and reads back the final
-    /// state. One encoder, one submit.
-    pub fn forward(&mut self, y0: &[f32]) -> Result<StageState> {
-        let n = self.batch(y0.len(), "stage input")?;
-        let jobs = self.plan.jobs(n);
-        let bytes: Vec<u8> = jobs
+    /// Writes the uniform entries of a batch of n (once per batch size).
+    pub(crate) fn prepare(&mut self, n: u32) {
+        if self.table_n == Some(n) {
+            return;
+        }
+        let bytes: Vec<u8> = self
+            .plan
+            .jobs(n)
             .iter()
             .flat_map(|d| {
                 let mut e = bytemuck::bytes_of(&d.job).to_vec();
@@ -350,15 +355,20 @@ impl ImageStage {
             })
             .collect();
         self.queue.write_buffer(&self.jobs, 0, &bytes);
-        let data = bytemuck::cast_slice(y0);
-        for &s in &self.plan.input_slots {
-            self.queue.write_buffer(&self.fields, self.slot_bytes(s), data);
-        }
+        self.table_n = Some(n);
+    }
+
+    /// Runs every step forward on the batch y_0 (n x c x H x W) and reads back the final
+    /// state. One encoder, one submit.
+    pub fn forward(&mut self, y0: &[f32]) -> Result<StageState> {
+        let n = self.batch(y0.len(), "stage input")?;
+        self.prepare(n);
+        self.queue.write_buffer(&self.fields, self.slot_bytes(self.plan.input), bytemuck::cast_slice(y0));
         let mut enc = self.device.create_command_encoder(&Default::default());
-        for &s in &self.plan.zero_on_forward {
-            enc.clear_buffer(&self.fields, self.slot_bytes(s), Some(4 * y0.len() as u64));
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            self.record_forward(&mut pass, n);
         }
-        self.record(&mut enc, &jobs[..self.plan.forward_len], 0, n);
         self.queue.submit([enc.finish()]);
         self.ready = Some(n);
         let (ys, zs) = self.plan.final_slots;
@@ -375,12 +385,10 @@ impl ImageStage {
         self.ready = None; // the reversible integrators walk their states back to y_0
         self.queue.write_buffer(&self.fields, self.slot_bytes(self.plan.ybar_in), bytemuck::cast_slice(ybar));
         let mut enc = self.device.create_command_encoder(&Default::default());
-        for &s in &self.plan.zero_on_adjoint {
-            enc.clear_buffer(&self.fields, self.slot_bytes(s), Some(4 * ybar.len() as u64));
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            self.record_adjoint(&mut pass, n);
         }
-        let jobs = self.plan.jobs(n);
-        let f = self.plan.forward_len;
-        self.record(&mut enc, &jobs[f..], f as u32, n);
         self.queue.submit([enc.finish()]);
         let mut out = self.read(&[(self.plan.ybar_out, n), (self.plan.y0_out, n)], true)?;
         let mut grad = out.pop().unwrap_or_default();
@@ -389,14 +397,26 @@ impl ImageStage {
         Ok(StageGrad { ybar: out.pop().unwrap_or_default(), dk: grad, db, y0 })
     }
 
+    /// Records the forward pass of a batch of n (after [`ImageStage::prepare`]; y_0 in the
+    /// input slot).
+    pub(crate) fn record_forward(&self, pass: &mut wgpu::ComputePass, n: u32) {
+        let jobs = self.plan.jobs(n);
+        self.record(pass, &jobs[..self.plan.forward_len], 0, n);
+    }
+
+    /// Records the adjoint pass (after the forward pass; ybar = dLoss/dy_N in its slot).
+    pub(crate) fn record_adjoint(&self, pass: &mut wgpu::ComputePass, n: u32) {
+        let jobs = self.plan.jobs(n);
+        let f = self.plan.forward_len;
+        self.record(pass, &jobs[f..], f as u32, n);
+    }
+
     fn pipe(&self, k: Kernel) -> &wgpu::ComputePipeline {
         &self.pipes.iter().find(|(p, _)| *p == k).expect("every planned kernel has a pipeline").1
     }
 
     /// Records dispatches whose uniform entries start at entry `first`.
-    fn record(&self, enc: &mut wgpu::CommandEncoder, list: &[Dispatch], first: u32, n: u32) {
-        let mut pass =
-            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("image stage"), timestamp_writes: None });
+    fn record(&self, pass: &mut wgpu::ComputePass, list: &[Dispatch], first: u32, n: u32) {
         let len = self.spec.shape.len() as u32;
         let c = self.spec.shape.c as u32;
         let nout = (c * c * 9 + c).div_ceil(WG);

@@ -7,6 +7,7 @@ use stablenet_core::Integrator;
 /// The entry points of conv.wgsl / conv_steps.wgsl.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kernel {
+    InitSlot,
     EulerStep,
     EulerAdjointS,
     EulerAdjointBar,
@@ -37,6 +38,7 @@ pub(crate) enum Grid {
 impl Kernel {
     pub fn entry(self) -> &'static str {
         match self {
+            Kernel::InitSlot => "init_slot",
             Kernel::EulerStep => "euler_step",
             Kernel::EulerAdjointS => "euler_adjoint_s",
             Kernel::EulerAdjointBar => "euler_adjoint_bar",
@@ -76,15 +78,12 @@ pub(crate) struct Plan {
     rpc: u32,
     /// Field slots in all.
     pub slots: u32,
-    /// Slots that receive y_0 (leapfrog: y_0 and y_{-1} = y_0).
-    pub input_slots: Vec<u32>,
-    /// Slots zeroed before the forward pass (hamiltonian z_0 = 0).
-    pub zero_on_forward: Vec<u32>,
+    /// The slot that receives y_0.
+    pub input: u32,
     /// Where y_N and the second state (hamiltonian z_N, leapfrog y_{N-1}) are after it.
     pub final_slots: (u32, Option<u32>),
-    /// The slot that receives ybar = dLoss/dy_N, and those zeroed before the adjoint pass.
+    /// The slot that receives ybar = dLoss/dy_N.
     pub ybar_in: u32,
-    pub zero_on_adjoint: Vec<u32>,
     /// Where dLoss/dy_0 and y_0 are after the adjoint pass.
     pub ybar_out: u32,
     pub y0_out: u32,
@@ -118,11 +117,9 @@ impl Plan {
             spec,
             rpc,
             slots: 0,
-            input_slots: vec![0],
-            zero_on_forward: vec![],
+            input: 0,
             final_slots: (0, None),
             ybar_in: 0,
-            zero_on_adjoint: vec![],
             ybar_out: 0,
             y0_out: 0,
             forward_len: 0,
@@ -136,19 +133,15 @@ impl Plan {
             }
             Integrator::Hamiltonian => {
                 plan.slots = 7;
-                plan.input_slots = vec![VY];
-                plan.zero_on_forward = vec![VZ[0]];
+                plan.input = VY;
                 plan.final_slots = (VY, Some(VZ[0]));
                 (plan.ybar_in, plan.ybar_out) = (VYB, VYB);
-                plan.zero_on_adjoint = vec![VZB];
             }
             Integrator::Leapfrog => {
                 plan.slots = 6;
-                plan.input_slots = vec![0, 1];
                 plan.final_slots = (p, Some(q));
-                // a_N = ybar; a_{N-1} accumulates from 0; a_0 ends in slot LA.
+                // a_N = ybar; a_0 ends in slot LA.
                 (plan.ybar_in, plan.ybar_out) = (LA + p, LA);
-                plan.zero_on_adjoint = vec![LA + q];
             }
         }
         plan.forward_len = plan.forward(1).len();
@@ -186,6 +179,15 @@ impl Plan {
     fn forward(&self, n: u32) -> Vec<Dispatch> {
         let mut out = Vec::new();
         let mut push = |kernel, job| out.push(Dispatch { kernel, job });
+        match self.spec.integrator {
+            Integrator::Hamiltonian => push(Kernel::InitSlot, job(0, n, &[0, VZ[0]])), // z_0 = 0
+            Integrator::Leapfrog => {
+                let mut init = job(0, n, &[0, 1]); // y_{-1} = y_0
+                init.flags = 1;
+                push(Kernel::InitSlot, init);
+            }
+            _ => {}
+        }
         for j in 0..self.spec.steps {
             let (cur, other) = ((j % 2) as u32, ((j + 1) % 2) as u32);
             match self.spec.integrator {
@@ -209,6 +211,12 @@ impl Plan {
         let (steps, h2) = (self.spec.steps, (self.spec.h * self.spec.h) as f32);
         let mut out = Vec::new();
         let mut push = |kernel, job| out.push(Dispatch { kernel, job });
+        match self.spec.integrator {
+            Integrator::Hamiltonian => push(Kernel::InitSlot, job(0, n, &[0, VZB])), // zbar = 0
+            // a_{N-1} accumulates from 0.
+            Integrator::Leapfrog => push(Kernel::InitSlot, job(0, n, &[0, LA + (steps as u32 + 1) % 2])),
+            _ => {}
+        }
         for j in (0..steps).rev() {
             let (cur, next) = ((j % 2) as u32, ((j + 1) % 2) as u32);
             match self.spec.integrator {

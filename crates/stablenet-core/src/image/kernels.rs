@@ -95,22 +95,32 @@ fn taps9<T: Real>(k: &[T; 9], plane: &[T], offs: &[usize; 9], acc: &mut [T]) {
         }
         return;
     }
-    let mut t0 = 0;
-    while t0 < l {
-        // The last chunk is moved back to end at l; its lanes before t0 are already done.
-        let start = t0.min(l - LV);
-        let mut s: [T; LV] = acc[start..start + LV].try_into().expect("LV lanes");
-        for q in 0..9 {
-            let x: &[T; LV] = plane[start + offs[q]..][..LV].try_into().expect("LV lanes");
-            let kq = k[q];
-            for lane in 0..LV {
-                s[lane] = s[lane] + kq * x[lane];
-            }
-        }
-        let skip = t0 - start;
-        acc[t0..start + LV].copy_from_slice(&s[skip..]);
-        t0 += LV;
+    let main = l / LV * LV;
+    for start in (0..main).step_by(LV) {
+        let a: &mut [T; LV] = (&mut acc[start..start + LV]).try_into().expect("LV lanes");
+        *a = chunk9(k, plane, offs, start, *a);
     }
+    if main < l {
+        // The last chunk is moved back to end at l; its lanes before `main` are already done.
+        let start = l - LV;
+        let s = chunk9(k, plane, offs, start, acc[start..l].try_into().expect("LV lanes"));
+        for lane in main - start..LV {
+            acc[start + lane] = s[lane];
+        }
+    }
+}
+
+/// One chunk of [`taps9`]: s[lane] + sum over q of k[q] plane[start + lane + offs[q]].
+#[inline(always)]
+fn chunk9<T: Real>(k: &[T; 9], plane: &[T], offs: &[usize; 9], start: usize, mut s: [T; LV]) -> [T; LV] {
+    for q in 0..9 {
+        let x: &[T; LV] = plane[start + offs[q]..][..LV].try_into().expect("LV lanes");
+        let kq = k[q];
+        for lane in 0..LV {
+            s[lane] = s[lane] + kq * x[lane];
+        }
+    }
+    s
 }
 
 /// dk[o][ci][q] += sum over the pixels of g[o] times the padded plane xp[ci] at tap q
@@ -382,15 +392,8 @@ mod tests {
         ) -> Vec<Vec<f64>> {
             let cast = |v: &[f64]| v.iter().map(|&x| T::c(x)).collect::<Vec<T>>();
             let (k, b) = (cast(k), cast(b));
-            let stage = Stage {
-                integrator,
-                act: Activation::Tanh,
-                shape: sh,
-                h: T::c(0.4),
-                gamma: T::c(0.1),
-                k: &k,
-                b: &b,
-            };
+            let stage =
+                Stage { integrator, act: Activation::Tanh, shape: sh, h: T::c(0.4), gamma: T::c(0.1), k: &k, b: &b };
             let n = stage.steps();
             let mut sc = Scratch::new(sh.len(), sh.padded_len());
             let (mut y, mut z) = (cast(y0), vec![T::zero(); sh.len()]);

@@ -89,7 +89,7 @@ fn taps9<T: Real>(k: &[T; 9], plane: &[T], offs: &[usize; 9], acc: &mut [T]) {
         for (t, a) in acc.iter_mut().enumerate() {
             let mut s = *a;
             for q in 0..9 {
-                s = s + k[q] * plane[t + offs[q]];
+                s += k[q] * plane[t + offs[q]];
             }
             *a = s;
         }
@@ -104,6 +104,8 @@ fn taps9<T: Real>(k: &[T; 9], plane: &[T], offs: &[usize; 9], acc: &mut [T]) {
         // The last chunk is moved back to end at l; its lanes before `main` are already done.
         let start = l - LV;
         let s = chunk9(k, plane, offs, start, acc[start..l].try_into().expect("LV lanes"));
+        // Element by element: a slice copy of this variable length is a memcpy call.
+        #[allow(clippy::manual_memcpy)]
         for lane in main - start..LV {
             acc[start + lane] = s[lane];
         }
@@ -117,7 +119,7 @@ fn chunk9<T: Real>(k: &[T; 9], plane: &[T], offs: &[usize; 9], start: usize, mut
         let x: &[T; LV] = plane[start + offs[q]..][..LV].try_into().expect("LV lanes");
         let kq = k[q];
         for lane in 0..LV {
-            s[lane] = s[lane] + kq * x[lane];
+            s[lane] += kq * x[lane];
         }
     }
     s
@@ -185,7 +187,7 @@ fn dot9<T: Real>(g: &[T], plane: &[T], offs: &[usize; 9]) -> [T; 9] {
     if l < LV {
         for (t, &gv) in g.iter().enumerate() {
             for q in 0..9 {
-                acc[q][t] = acc[q][t] + gv * plane[t + offs[q]];
+                acc[q][t] += gv * plane[t + offs[q]];
             }
         }
     } else {
@@ -200,7 +202,7 @@ fn dot9<T: Real>(g: &[T], plane: &[T], offs: &[usize; 9]) -> [T; 9] {
             for q in 0..9 {
                 let x: &[T; LV] = plane[start + offs[q]..][..LV].try_into().expect("LV lanes");
                 for lane in 0..LV {
-                    acc[q][lane] = acc[q][lane] + gv[lane] * x[lane];
+                    acc[q][lane] += gv[lane] * x[lane];
                 }
             }
             t0 += LV;
@@ -211,7 +213,7 @@ fn dot9<T: Real>(g: &[T], plane: &[T], offs: &[usize; 9]) -> [T; 9] {
         while width > 1 {
             width /= 2;
             for lane in 0..width {
-                a[lane] = a[lane] + a[lane + width];
+                a[lane] += a[lane + width];
             }
         }
         a[0]

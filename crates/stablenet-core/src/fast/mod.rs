@@ -30,7 +30,7 @@ use crate::params::Params;
 use std::sync::Mutex;
 
 mod kernels;
-mod simd;
+pub(crate) mod simd;
 mod tile;
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! layout), applied as a cross-correlation with zero "same" padding; `conv3x3_t` is its exact
 //! adjoint (PyTorch `conv_transpose2d(padding=1)`). These are the CPU twins of `conv.wgsl`.
 //!
-//! Every routine works on a zero-padded copy ([c][H+2][W+2], see [`pad`]) so the inner loops
-//! are plain contiguous rows of length W, which the compiler vectorises.
+//! Every 3x3 routine works on a zero-padded copy ([c][H+2][W+2], see [`pad`]), read as flat
+//! planes so each tap is one long contiguous pass (`image::kernels`).
+use super::kernels::{conv_flat, wgrad_flat};
 use crate::real::Real;
 
 /// Image sizes: channels, height, width.
@@ -51,83 +52,39 @@ pub fn pad<T: Real>(s: Shape, x: &[T], out: &mut [T]) {
 /// out = K x (c_out = c_in = s.c for the stage steps; `c_out` channels in general), with `xp`
 /// the padded input. `out` is overwritten.
 pub fn conv3x3<T: Real>(k: &[T], s: Shape, c_out: usize, xp: &[T], out: &mut [T]) {
-    let (h, w, pw) = (s.h, s.w, s.w + 2);
     debug_assert_eq!(k.len(), c_out * s.c * 9);
-    debug_assert_eq!(out.len(), c_out * h * w);
-    out.fill(T::zero());
-    for o in 0..c_out {
-        for ci in 0..s.c {
-            let kk = &k[(o * s.c + ci) * 9..][..9];
-            for i in 0..h {
-                let row = &mut out[(o * h + i) * w..][..w];
-                for di in 0..3 {
-                    let src = &xp[(ci * (h + 2) + i + di) * pw..][..pw];
-                    for dj in 0..3 {
-                        let kv = kk[di * 3 + dj];
-                        for (r, &v) in row.iter_mut().zip(&src[dj..dj + w]) {
-                            *r += kv * v;
-                        }
-                    }
-                }
-            }
-        }
-    }
+    debug_assert_eq!(xp.len(), s.padded_len());
+    debug_assert_eq!(out.len(), c_out * s.h * s.w);
+    conv_flat(k, s.c, c_out, s.h, s.w, xp, out);
 }
 
 /// out = K^T s_out: the adjoint of [`conv3x3`] (`sp` the padded [c_out][H+2][W+2] input,
-/// `out` [s.c][H][W] overwritten). K^T s [c][i][j] = sum K[o][c][di][dj] s[o][i+1-di][j+1-dj].
+/// `out` [s.c][H][W] overwritten). K^T s [c][i][j] = sum K[o][c][di][dj] s[o][i+1-di][j+1-dj],
+/// which is the cross-correlation of the padded s with the flipped kernel
+/// K'[c][o][2-di][2-dj] = K[o][c][di][dj].
 pub fn conv3x3_t<T: Real>(k: &[T], s: Shape, c_out: usize, sp: &[T], out: &mut [T]) {
-    let (h, w, pw) = (s.h, s.w, s.w + 2);
     debug_assert_eq!(k.len(), c_out * s.c * 9);
+    debug_assert_eq!(sp.len(), c_out * (s.h + 2) * (s.w + 2));
     debug_assert_eq!(out.len(), s.len());
-    out.fill(T::zero());
+    let mut kt = vec![T::zero(); k.len()];
     for o in 0..c_out {
-        for ci in 0..s.c {
-            let kk = &k[(o * s.c + ci) * 9..][..9];
-            for i in 0..h {
-                let row = &mut out[(ci * h + i) * w..][..w];
-                for di in 0..3 {
-                    // s row i+1-di is padded row i+2-di.
-                    let src = &sp[(o * (h + 2) + i + 2 - di) * pw..][..pw];
-                    for dj in 0..3 {
-                        let kv = kk[di * 3 + dj];
-                        for (r, &v) in row.iter_mut().zip(&src[2 - dj..2 - dj + w]) {
-                            *r += kv * v;
-                        }
-                    }
-                }
+        for c in 0..s.c {
+            let (src, dst) = (&k[(o * s.c + c) * 9..][..9], &mut kt[(c * c_out + o) * 9..][..9]);
+            for q in 0..9 {
+                dst[q] = src[8 - q];
             }
         }
     }
+    conv_flat(&kt, c_out, s.c, s.h, s.w, sp, out);
 }
 
 /// dk += the gradient of <g, K x> with respect to K: dk[o][c][di][dj] += sum over pixels of
 /// g[o][i][j] xp[c][i+di][j+dj] (`g` [c_out][H][W], `xp` the padded [s.c][H+2][W+2] input).
 pub fn conv3x3_wgrad<T: Real>(g: &[T], s: Shape, c_out: usize, xp: &[T], dk: &mut [T]) {
-    let (h, w, pw) = (s.h, s.w, s.w + 2);
     debug_assert_eq!(dk.len(), c_out * s.c * 9);
-    debug_assert_eq!(g.len(), c_out * h * w);
-    for o in 0..c_out {
-        for ci in 0..s.c {
-            let mut acc = [T::zero(); 9];
-            for i in 0..h {
-                let grow = &g[(o * h + i) * w..][..w];
-                for di in 0..3 {
-                    let src = &xp[(ci * (h + 2) + i + di) * pw..][..pw];
-                    for dj in 0..3 {
-                        let mut sum = T::zero();
-                        for (&a, &b) in grow.iter().zip(&src[dj..dj + w]) {
-                            sum += a * b;
-                        }
-                        acc[di * 3 + dj] += sum;
-                    }
-                }
-            }
-            for (d, a) in dk[(o * s.c + ci) * 9..][..9].iter_mut().zip(acc) {
-                *d += a;
-            }
-        }
-    }
+    debug_assert_eq!(xp.len(), s.padded_len());
+    debug_assert_eq!(g.len(), c_out * s.h * s.w);
+    wgrad_flat(g, s.c, c_out, s.h, s.w, xp, dk);
 }
 
 /// Adds the per-channel bias: y[c][.] += b[c].

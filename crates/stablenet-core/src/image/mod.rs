@@ -3,6 +3,7 @@
 //! widening convolution and 2x2 average pooling, then global average pooling and the linear
 //! classifier of MODEL.md section 1.
 pub mod conv;
+mod kernels;
 mod net;
 pub mod stage;
 mod train;

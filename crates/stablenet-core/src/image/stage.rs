@@ -2,6 +2,7 @@
 //! 2-4 with K y = conv3x3(y), K^T s = its adjoint, per-channel biases). One example at a time;
 //! the CPU twins of the image kernels of `conv.wgsl`.
 use super::conv::{Shape, add_bias, bias_grad, conv3x3, conv3x3_t, conv3x3_wgrad, pad};
+use super::kernels::{act_inplace, dsig_from_value};
 use crate::config::{Activation, Integrator};
 use crate::real::Real;
 
@@ -88,8 +89,9 @@ impl<T: Real> Stage<'_, T> {
             match self.integrator {
                 Integrator::Resnet | Integrator::Antisym => {
                     self.operator(j, y, p1, u, t);
+                    act_inplace(self.act, u);
                     for (y, &u) in y.iter_mut().zip(u.iter()) {
-                        *y += h * self.act.f(u);
+                        *y += h * u;
                     }
                 }
                 Integrator::Hamiltonian => {
@@ -97,14 +99,16 @@ impl<T: Real> Stage<'_, T> {
                     pad(sh, y, p1);
                     conv3x3_t(self.kj(j), sh, c, p1, u);
                     add_bias(self.bj(j), sh.pixels(), u);
+                    act_inplace(self.act, u);
                     for (z, &u) in z.iter_mut().zip(u.iter()) {
-                        *z -= h * self.act.f(u);
+                        *z -= h * u;
                     }
                     pad(sh, z, p1);
                     conv3x3(self.kj(j), sh, c, p1, u);
                     add_bias(self.bj(j), sh.pixels(), u);
+                    act_inplace(self.act, u);
                     for (y, &u) in y.iter_mut().zip(u.iter()) {
-                        *y += h * self.act.f(u);
+                        *y += h * u;
                     }
                 }
                 Integrator::Leapfrog => {
@@ -120,16 +124,14 @@ impl<T: Real> Stage<'_, T> {
         }
     }
 
-    /// t = K^T sigma(K y + b); u keeps K y + b.
+    /// t = K^T sigma(K y + b); u is left holding sigma(K y + b).
     fn leapfrog_force(&self, j: usize, y: &[T], p: &mut [T], u: &mut [T], t: &mut [T]) {
         let (sh, c) = (self.shape, self.shape.c);
         pad(sh, y, p);
         conv3x3(self.kj(j), sh, c, p, u);
         add_bias(self.bj(j), sh.pixels(), u);
-        for (t, &u) in t.iter_mut().zip(u.iter()) {
-            *t = self.act.f(u);
-        }
-        pad(sh, t, p);
+        act_inplace(self.act, u);
+        pad(sh, u, p);
         conv3x3_t(self.kj(j), sh, c, p, t);
     }
 
@@ -161,8 +163,9 @@ impl<T: Real> Stage<'_, T> {
                     let yj = &stored[j * sh.len()..][..sh.len()];
                     let (dkj, dbj) = (&mut dk[j * kl..][..kl], &mut db[j * c..][..c]);
                     self.operator(j, yj, p1, u, t);
+                    act_inplace(self.act, u);
                     for ((s, &u), &yb) in s.iter_mut().zip(u.iter()).zip(ybar.iter()) {
-                        *s = h * self.act.df(u) * yb;
+                        *s = h * dsig_from_value(self.act, u) * yb;
                     }
                     bias_grad(s, sh.pixels(), dbj);
                     if self.integrator == Integrator::Resnet {
@@ -200,9 +203,10 @@ impl<T: Real> Stage<'_, T> {
                     pad(sh, z, p1);
                     conv3x3(kj, sh, c, p1, u);
                     add_bias(self.bj(j), sh.pixels(), u);
+                    act_inplace(self.act, u);
                     for (((s, &u), &yb), y) in s.iter_mut().zip(u.iter()).zip(ybar.iter()).zip(y.iter_mut()) {
-                        *s = self.act.df(u) * h * yb;
-                        *y -= h * self.act.f(u);
+                        *s = dsig_from_value(self.act, u) * h * yb;
+                        *y -= h * u;
                     }
                     conv3x3_wgrad(s, sh, c, p1, dkj);
                     bias_grad(s, sh.pixels(), dbj);
@@ -215,9 +219,10 @@ impl<T: Real> Stage<'_, T> {
                     pad(sh, y, p1);
                     conv3x3_t(kj, sh, c, p1, u);
                     add_bias(self.bj(j), sh.pixels(), u);
+                    act_inplace(self.act, u);
                     for (((t, &u), &zb), z) in t.iter_mut().zip(u.iter()).zip(zbar.iter()).zip(z.iter_mut()) {
-                        *t = -(self.act.df(u) * h * zb);
-                        *z += h * self.act.f(u);
+                        *t = -(dsig_from_value(self.act, u) * h * zb);
+                        *z += h * u;
                     }
                     bias_grad(t, sh.pixels(), dbj);
                     pad(sh, t, p2);
@@ -247,9 +252,10 @@ impl<T: Real> Stage<'_, T> {
                     pad(sh, s, p2);
                     conv3x3(kj, sh, c, p2, t);
                     // s = -g, u = -sigma(u): dK += -(sigma(u) v^T + g y^T), db += -g.
+                    act_inplace(self.act, u);
                     for ((s, &t), u) in s.iter_mut().zip(t.iter()).zip(u.iter_mut()) {
-                        *s = -(self.act.df(*u) * t);
-                        *u = -self.act.f(*u);
+                        *s = -(dsig_from_value(self.act, *u) * t);
+                        *u = -*u;
                     }
                     conv3x3_wgrad(u, sh, c, p2, dkj);
                     conv3x3_wgrad(s, sh, c, p1, dkj);

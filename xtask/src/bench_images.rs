@@ -119,7 +119,10 @@ fn torch(o: &Opts, python: &str, integrator: Integrator) -> Result<Option<Value>
     let out = cmd.stderr(std::process::Stdio::inherit()).output().with_context(|| format!("running {python}"))?;
     let line = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).last();
     if !out.status.success() {
-        eprintln!("bench-images: image_bench.py exited with {} (no MNIST under data/? run cargo xtask data)", out.status);
+        eprintln!(
+            "bench-images: image_bench.py exited with {} (no MNIST under data/? run cargo xtask data)",
+            out.status
+        );
     }
     Ok(line)
 }

@@ -7,6 +7,7 @@
 use super::conv::{
     Shape, add_bias, avgpool2, avgpool2_t, bias_grad, conv1x1, conv1x1_t, conv1x1_wgrad, conv3x3, conv3x3_wgrad, pad,
 };
+use super::kernels::{act_inplace, dsig_from_value};
 use super::stage::{Scratch, Stage};
 use super::{ImageConfig, ImageParams};
 use crate::config::Integrator;
@@ -53,13 +54,14 @@ pub struct ImageEval {
 /// Per-example buffers of one worker.
 struct Example<T> {
     xpad: Vec<T>,
+    /// sigma of the opening's pre-activation.
     open_u: Vec<T>,
     /// Final states y, z of every stage (the adjoint starts from them).
     y: Vec<Vec<T>>,
     z: Vec<Vec<T>>,
     /// resnet/antisym: y_0 .. y_{N-1} of every stage.
     stored: Vec<Vec<T>>,
-    /// Pre-activation of each widening convolution (before pooling).
+    /// sigma of each widening convolution's pre-activation (before pooling).
     widen_u: Vec<Vec<T>>,
     ybar: Vec<Vec<T>>,
     abar: Vec<T>,
@@ -141,9 +143,9 @@ impl ImageNet {
         pad(self.cfg.input, x, &mut ex.xpad);
         conv3x3(&p.data[ow.clone()], self.cfg.input, self.shapes[0].c, &ex.xpad, &mut ex.open_u);
         add_bias(&p.data[ob.clone()], self.shapes[0].pixels(), &mut ex.open_u);
-        for (y, &u) in ex.y[0].iter_mut().zip(&ex.open_u) {
-            *y = act.f(u);
-        }
+        // open_u and widen_u keep sigma(u): the backward pass takes sigma' from it.
+        act_inplace(act, &mut ex.open_u);
+        ex.y[0].copy_from_slice(&ex.open_u);
         for s in 0..self.shapes.len() {
             let stored = self.stores_states().then_some(&mut ex.stored[s][..]);
             self.stage(p, s).forward(&mut ex.y[s], &mut ex.z[s], stored, &mut ex.sc);
@@ -153,11 +155,8 @@ impl ImageNet {
                 let u = &mut ex.widen_u[s];
                 conv1x1(&p.data[ww.clone()], sh.c, next.c, sh.pixels(), &ex.y[s], u);
                 add_bias(&p.data[wb.clone()], sh.pixels(), u);
-                let a = &mut ex.tmp[..u.len()];
-                for (a, &u) in a.iter_mut().zip(u.iter()) {
-                    *a = act.f(u);
-                }
-                avgpool2(Shape::new(next.c, sh.h, sh.w), a, &mut ex.y[s + 1]);
+                act_inplace(act, u);
+                avgpool2(Shape::new(next.c, sh.h, sh.w), u, &mut ex.y[s + 1]);
             }
         }
         let last = *self.shapes.last().expect("validated");
@@ -242,8 +241,8 @@ impl ImageNet {
             let u = &ex.widen_u[s - 1];
             let ubar = &mut ex.tmp[..u.len()];
             avgpool2_t(Shape::new(sh.c, prev.h, prev.w), &ex.ybar[s], ubar);
-            for (ub, &u) in ubar.iter_mut().zip(u.iter()) {
-                *ub *= act.df(u);
+            for (ub, &a) in ubar.iter_mut().zip(u.iter()) {
+                *ub *= dsig_from_value(act, a);
             }
             let (gww, gwb) = g[ww.start..wb.end].split_at_mut(ww.len());
             conv1x1_wgrad(ubar, prev.c, sh.c, prev.pixels(), &ex.y[s - 1], gww);
@@ -253,8 +252,8 @@ impl ImageNet {
         // Opening: y_0 = sigma(K_in x + b_in).
         let (ow, ob) = &self.off.open;
         let ubar = &mut ex.ybar[0];
-        for (ub, &u) in ubar.iter_mut().zip(&ex.open_u) {
-            *ub *= act.df(u);
+        for (ub, &a) in ubar.iter_mut().zip(&ex.open_u) {
+            *ub *= dsig_from_value(act, a);
         }
         let (gow, gob) = g[ow.start..ob.end].split_at_mut(ow.len());
         conv3x3_wgrad(ubar, self.cfg.input, self.shapes[0].c, &ex.xpad, gow);

@@ -296,10 +296,13 @@ pub fn check_training(gpu: &Gpu, quick: bool) -> Result<Vec<Row>> {
     use stablenet_core::data::Dataset;
     use stablenet_core::image::ImageTrainer;
     use stablenet_core::optim::OptimizerKind;
-    let mut cases = vec![(Integrator::Hamiltonian, Activation::Relu, OptimizerKind::adam(0.01)?)];
+    let mut cases = vec![
+        (Integrator::Hamiltonian, Activation::Relu, OptimizerKind::adam(0.01)?),
+        (Integrator::Leapfrog, Activation::Tanh, OptimizerKind::sgd(0.05, 0.9)?),
+    ];
     if !quick {
-        cases.push((Integrator::Leapfrog, Activation::Tanh, OptimizerKind::sgd(0.05, 0.9)?));
         cases.push((Integrator::Resnet, Activation::Tanh, OptimizerKind::adam(0.01)?));
+        cases.push((Integrator::Antisym, Activation::Relu, OptimizerKind::sgd(0.05, 0.0)?));
     }
     let mut rows = Vec::new();
     for (integrator, activation, kind) in cases {
@@ -310,7 +313,7 @@ pub fn check_training(gpu: &Gpu, quick: bool) -> Result<Vec<Row>> {
             channels: vec![3, 5],
             steps: 3,
             final_time: 1.0,
-            gamma: 0.0,
+            gamma: if integrator == Integrator::Antisym { 0.05 } else { 0.0 },
             classes: 3,
         };
         let (n, bs) = (40, 4);
@@ -333,7 +336,10 @@ pub fn check_training(gpu: &Gpu, quick: bool) -> Result<Vec<Row>> {
             format!("train {integrator} {activation} {} 10 steps of {bs}, 1x12x10 channels [3, 5] N=3", kind.name());
         let as64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
         let (abs, rel) = errors(&dev.params()?.data, &as64(&cpu.params.data));
-        rows.push(Row { kernels: "image trainer: params", case: case.clone(), max_abs: abs, max_rel: rel, tol: 2e-4 });
+        // Adam normalises every entry's step: f32 differences in a gradient at round-off level
+        // (or a relu kink crossed on one side) move that entry by up to ~lr / 100 in 10 steps.
+        let tol = if kind.name() == "adam" { 2e-4 } else { 1e-5 };
+        rows.push(Row { kernels: "image trainer: params", case: case.clone(), max_abs: abs, max_rel: rel, tol });
         let (sg, sc) = (dev.optimizer_state()?, cpu.optimizer_state());
         let (gm, cm): (Vec<f32>, Vec<f32>) = (
             sg.iter().filter(|t| t.name != "optim.t").flat_map(|t| t.data.clone()).collect(),

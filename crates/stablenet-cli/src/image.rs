@@ -36,7 +36,7 @@ pub fn load(plan: &Plan) -> Result<(ImageSet, Dataset, Dataset)> {
 /// The trainer of one level: the CPU reference or the GPU (same batches, optimiser and
 /// checkpoint tensors).
 enum Trainer {
-    Cpu(ImageTrainer),
+    Cpu(Box<ImageTrainer>),
     Gpu(Box<GpuImageTrainer>),
 }
 
@@ -51,7 +51,7 @@ impl Trainer {
     ) -> Result<Self> {
         Ok(match gpu {
             Some(g) => Trainer::Gpu(Box::new(GpuImageTrainer::new(g, cfg, params, kind, batch_size, seed)?)),
-            None => Trainer::Cpu(ImageTrainer::new(cfg, params, kind, batch_size, seed)?),
+            None => Trainer::Cpu(Box::new(ImageTrainer::new(cfg, params, kind, batch_size, seed)?)),
         })
     }
 

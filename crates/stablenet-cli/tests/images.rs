@@ -132,21 +132,24 @@ fn image_network_trains_evaluates_plots_and_resumes() {
     std::fs::remove_dir_all(&root).ok();
 }
 
-/// The same synthetic shapes trained on the GPU (lavapipe in CI, `--fallback`): it learns, the
+/// The CPU test's run on the GPU (lavapipe in CI, `--fallback`): it learns, the
 /// CPU's `eval` agrees with the GPU's test accuracy, and the GPU checkpoint (optimiser state
 /// included) resumes on the CPU.
 #[test]
 fn image_network_trains_on_the_gpu() {
-    // Not under dir(): the CPU test removes that when it ends.
+    // Not under dir(): the CPU test removes that when it ends. The relu + Adam trajectories of
+    // the two backends part after a few epochs (f32 round-off, as any two summation orders), so
+    // the run must learn from more than one seed: this one reached >= 96% on the CPU for seeds
+    // 3 to 6 and 100% on lavapipe (seed 3).
     let root = std::env::temp_dir().join(format!("stablenet-images-gpu-test-{}", std::process::id()));
-    write_idx(&root, 320, 100);
+    write_idx(&root, 640, 200);
     let data_dir = root.to_str().unwrap().to_string();
     let exp = root.join("shapes.toml");
     std::fs::write(
         &exp,
         format!(
             "data = \"mnist\"\ndata_dir = \"{data_dir}\"\nintegrator = \"hamiltonian\"\nactivation = \"relu\"\nchannels = [4, 8]\n\
-             levels = [1, 2]\nfinal_time = 1.0\nlr = 0.02\nepochs = 3\nbatch_size = 16\nseed = 3\n"
+             levels = [1, 2]\nfinal_time = 1.0\nlr = 0.02\nepochs = 3\nbatch_size = 32\nseed = 3\n"
         ),
     )
     .unwrap();

@@ -186,6 +186,7 @@ pub fn execute(
         let cfg = plan.image_model(level);
         params.check_shape(&cfg).context("checkpoint parameters do not match the experiment")?;
         let seed = plan.seed.wrapping_add(2 + 1000 * level as u64);
+        trainer = None; // free the previous level's device buffers first
         let t =
             trainer.insert(Trainer::new(gpu.as_deref(), &cfg, params.clone(), plan.optimizer, plan.batch_size, seed)?);
         if level == start_level
@@ -261,6 +262,7 @@ pub fn execute(
         }
     }
     let cfg = plan.image_model(plan.levels.len() - 1);
+    drop(trainer);
     let mut t = Trainer::new(gpu.as_deref(), &cfg, params.clone(), plan.optimizer, plan.batch_size, plan.seed)?;
     let test_eval = t.evaluate(&test)?;
     let train_eval = t.evaluate(&train)?;

@@ -14,7 +14,7 @@
 //   4  dst      rw    fields of the stage after it (slots of DST_SLOT values)
 //   5  scratch  rw    [NMAX][COUT][ROWS][COLS]: the junction's pre-activation adjoint
 //   6  head     rw    pooled [NMAX][CIN] | dlogits [NMAX][COUT] | loss [NMAX] | hits [NMAX] |
-//                     totals (mean loss, hits)
+//                     totals (mean loss, hits) | predictions [NMAX] (first arg-max, as f32)
 //   7  partial  rw    [chunks][NOUT] partial sums of the weight gradients
 //   8  grad     rw    the whole network's gradient (ImageParams order)
 //   9  nj       uniform, dynamic offset: batch size and the slots of this dispatch
@@ -45,6 +45,7 @@ override H_DLOG: u32 = NMAX * CIN;
 override H_LOSS: u32 = H_DLOG + NMAX * COUT;
 override H_HITS: u32 = H_LOSS + NMAX;
 override H_TOT: u32 = H_HITS + NMAX;
+override H_PRED: u32 = H_TOT + 2u;
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -255,7 +256,7 @@ fn pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // Head, 2 of 4, per example: logits = W pooled + mu; loss = log-sum-exp - logit[label];
-// dlogits = (softmax - onehot) / n; hit when the first arg-max is the label.
+// dlogits = (softmax - onehot) / n; hit when the first arg-max (the prediction) is the label.
 @compute @workgroup_size(WG)
 fn classify(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = example(gid, nwg);
@@ -282,6 +283,7 @@ fn classify(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let label = labels[e];
     head[H_LOSS + e] = log(sum) + mx - head[d + label];
     head[H_HITS + e] = select(0.0, 1.0, best == label);
+    head[H_PRED + e] = f32(best);
     let inv_n = 1.0 / f32(nj.n);
     for (var k = 0u; k < COUT; k++) {
         let pk = exp(head[d + k] - mx) / sum;

@@ -7,8 +7,11 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use stablenet_core::data::{Dataset, ImageSet, ImageSplit, load_image_set};
 use stablenet_core::experiment::{DataSource, Experiment, Plan};
-use stablenet_core::image::{ImageConfig, ImageParams, ImageTrainer};
+use stablenet_core::image::{ImageConfig, ImageEval, ImageParams, ImageTrainer};
 use stablenet_core::io::{Tensor, save_image_model};
+use stablenet_core::optim::OptimizerKind;
+use stablenet_core::train::EpochReport;
+use stablenet_gpu::{Gpu, GpuImageTrainer};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -30,16 +33,109 @@ pub fn load(plan: &Plan) -> Result<(ImageSet, Dataset, Dataset)> {
     Ok((*set, train, test))
 }
 
+/// The trainer of one level: the CPU reference or the GPU (same batches, optimiser and
+/// checkpoint tensors).
+enum Trainer {
+    Cpu(Box<ImageTrainer>),
+    Gpu(Box<GpuImageTrainer>),
+}
+
+impl Trainer {
+    fn new(
+        gpu: Option<&Gpu>,
+        cfg: &ImageConfig,
+        params: ImageParams<f32>,
+        kind: OptimizerKind,
+        batch_size: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        Ok(match gpu {
+            Some(g) => Trainer::Gpu(Box::new(GpuImageTrainer::new(g, cfg, params, kind, batch_size, seed)?)),
+            None => Trainer::Cpu(Box::new(ImageTrainer::new(cfg, params, kind, batch_size, seed)?)),
+        })
+    }
+
+    fn device(&self) -> String {
+        match self {
+            Trainer::Cpu(t) => t.device(),
+            Trainer::Gpu(t) => t.device(),
+        }
+    }
+
+    fn position(&self) -> (usize, usize) {
+        match self {
+            Trainer::Cpu(t) => t.position(),
+            Trainer::Gpu(t) => t.position(),
+        }
+    }
+
+    fn set_position(&mut self, epoch: usize, batch: usize) {
+        match self {
+            Trainer::Cpu(t) => t.set_position(epoch, batch),
+            Trainer::Gpu(t) => t.set_position(epoch, batch),
+        }
+    }
+
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        match self {
+            Trainer::Cpu(t) => t.set_lr(lr)?,
+            Trainer::Gpu(t) => t.set_lr(lr)?,
+        }
+        Ok(())
+    }
+
+    fn run_epoch(
+        &mut self,
+        train: &Dataset,
+        val: Option<&Dataset>,
+        on_batch: impl FnMut(usize, usize, f64) -> bool,
+    ) -> Result<EpochReport> {
+        Ok(match self {
+            Trainer::Cpu(t) => t.run_epoch(train, val, on_batch)?,
+            Trainer::Gpu(t) => t.run_epoch(train, val, on_batch)?,
+        })
+    }
+
+    fn evaluate(&mut self, data: &Dataset) -> Result<ImageEval> {
+        Ok(match self {
+            Trainer::Cpu(t) => t.evaluate(data)?,
+            Trainer::Gpu(t) => t.evaluate(data)?,
+        })
+    }
+
+    fn params(&self) -> Result<ImageParams<f32>> {
+        Ok(match self {
+            Trainer::Cpu(t) => t.params.clone(),
+            Trainer::Gpu(t) => t.params()?,
+        })
+    }
+
+    fn optimizer_state(&self) -> Result<Vec<Tensor>> {
+        Ok(match self {
+            Trainer::Cpu(t) => t.optimizer_state(),
+            Trainer::Gpu(t) => t.optimizer_state()?,
+        })
+    }
+
+    fn load_optimizer_state(&mut self, tensors: &[Tensor]) -> Result<()> {
+        match self {
+            Trainer::Cpu(t) => t.load_optimizer_state(tensors)?,
+            Trainer::Gpu(t) => t.load_optimizer_state(tensors)?,
+        }
+        Ok(())
+    }
+}
+
 fn save(
     path: &Path,
     cfg: &ImageConfig,
-    t: &ImageTrainer,
+    t: &Trainer,
     exp: &Experiment,
     pos: (usize, usize, usize),
     optim: bool,
 ) -> Result<()> {
-    let extras: Vec<Tensor> = if optim { t.optimizer_state() } else { Vec::new() };
-    save_image_model(path, cfg, &t.params, &extras, &checkpoint_meta(exp, pos))
+    let extras: Vec<Tensor> = if optim { t.optimizer_state()? } else { Vec::new() };
+    save_image_model(path, cfg, &t.params()?, &extras, &checkpoint_meta(exp, pos))
         .with_context(|| format!("writing checkpoint {}", path.display()))
 }
 
@@ -50,13 +146,10 @@ pub fn execute(
     files: &RunFiles,
     chosen: Chosen,
 ) -> Result<Outcome> {
-    if let Chosen::Gpu(g) = chosen {
-        eprintln!(
-            "note: image networks train on the CPU in this version (the GPU image kernels are validated, \
-             not yet a trainer); {} stays idle",
-            g.describe()
-        );
-    }
+    let gpu = match chosen {
+        Chosen::Gpu(g) => Some(g),
+        Chosen::Cpu => None,
+    };
     let (set, train, test) = load(&plan)?;
     let ckpt = &files.checkpoint;
     let mut metrics = Metrics::open(files.metrics.as_ref(), resume.is_some())?;
@@ -93,7 +186,9 @@ pub fn execute(
         let cfg = plan.image_model(level);
         params.check_shape(&cfg).context("checkpoint parameters do not match the experiment")?;
         let seed = plan.seed.wrapping_add(2 + 1000 * level as u64);
-        let t = trainer.insert(ImageTrainer::new(&cfg, params.clone(), plan.optimizer, plan.batch_size, seed)?);
+        trainer = None; // free the previous level's device buffers first
+        let t =
+            trainer.insert(Trainer::new(gpu.as_deref(), &cfg, params.clone(), plan.optimizer, plan.batch_size, seed)?);
         if level == start_level
             && let Some(r) = &resume
         {
@@ -120,7 +215,7 @@ pub fn execute(
             bar.set_prefix((epoch + 1).to_string());
             let r = t.run_epoch(&train, Some(&test), |done, _, loss| {
                 bar.set_position(done as u64);
-                bar.set_message(format!("{loss:.4}"));
+                bar.set_message(if loss.is_nan() { "-".into() } else { format!("{loss:.4}") });
                 !stop.load(Ordering::SeqCst)
             })?;
             bar.finish_and_clear();
@@ -155,19 +250,20 @@ pub fn execute(
                 std::process::exit(130);
             }
         }
-        params = t.params.clone();
-        final_opt = t.optimizer_state();
+        params = t.params()?;
+        final_opt = t.optimizer_state()?;
         if level + 1 < plan.levels.len() {
             let (next, p) = params.prolongate(&cfg);
             eprintln!("prolongating N = {} -> {} per stage (h/2, T fixed)", cfg.steps, next.steps);
             params = p;
-            let fresh = ImageTrainer::new(&next, params.clone(), plan.optimizer, plan.batch_size, seed)?;
             // The next level's checkpoint starts at its epoch 0 with a fresh optimiser.
-            save(ckpt, &next, &fresh, exp, (level + 1, 0, 0), false)?;
+            save_image_model(ckpt, &next, &params, &[], &checkpoint_meta(exp, (level + 1, 0, 0)))
+                .with_context(|| format!("writing checkpoint {}", ckpt.display()))?;
         }
     }
     let cfg = plan.image_model(plan.levels.len() - 1);
-    let t = ImageTrainer::new(&cfg, params.clone(), plan.optimizer, plan.batch_size, plan.seed)?;
+    drop(trainer);
+    let mut t = Trainer::new(gpu.as_deref(), &cfg, params.clone(), plan.optimizer, plan.batch_size, plan.seed)?;
     let test_eval = t.evaluate(&test)?;
     let train_eval = t.evaluate(&train)?;
     let seconds = start.elapsed().as_secs_f64();

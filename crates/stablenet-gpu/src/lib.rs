@@ -11,5 +11,5 @@ pub mod validate;
 
 pub use device::{DeviceRequest, Gpu};
 pub use engine::{GpuNet, Hyper};
-pub use image::{ImageStage, StageSpec};
+pub use image::{GpuImageTrainer, ImageStage, StageSpec};
 pub use trainer::GpuTrainer;

@@ -9,6 +9,7 @@
 //! group are built once per stage shape and batch capacity; each call records one encoder.
 mod net;
 mod plan;
+mod trainer;
 pub mod validate;
 
 use crate::device::{Gpu, describe};
@@ -18,6 +19,7 @@ pub use net::{GpuImageNet, GpuLossGrad};
 use plan::{Dispatch, Grid, Kernel, Plan};
 use stablenet_core::image::Shape;
 use stablenet_core::{Activation, Integrator};
+pub use trainer::GpuImageTrainer;
 
 const WG: u32 = 64;
 /// Inner-loop iterations one invocation may run per loop statement; lavapipe silently stops
@@ -417,6 +419,11 @@ impl ImageStage {
     /// The per-example fields (what the network's junction kernels read and write).
     pub(crate) fn fields(&self) -> &wgpu::Buffer {
         &self.fields
+    }
+
+    /// K_0..K_{N-1} | b_0..b_{N-1}.
+    pub(crate) fn params_buffer(&self) -> &wgpu::Buffer {
+        &self.params
     }
 
     /// dK_0..dK_{N-1} | db_0..db_{N-1} after an adjoint pass.

@@ -220,7 +220,7 @@ impl GpuImageNet {
         let x = buf("net x", x_len, rw);
         let labels = buf("net labels", nm, rw);
         let scratch = buf("net scratch", scratch_len, rw);
-        let head = buf("net head", head_totals + 2, rw);
+        let head = buf("net head", head_totals + 2 + nm, rw);
         let partial = buf("net partials", partial_len, rw);
         let grad = buf("net grad", count, rw);
         let dummy = buf("net unused", 1, rw);
@@ -417,56 +417,10 @@ impl GpuImageNet {
     /// Mean loss, correct predictions and the gradient of the batch `x` (n images) with
     /// `labels`: one encoder, one submit, one readback.
     pub fn loss_grad(&mut self, x: &[f32], labels: &[u32]) -> Result<GpuLossGrad> {
-        let n = labels.len();
-        let d = self.cfg.input.len();
-        ensure!(
-            n > 0 && n as u32 <= self.nmax && x.len() == n * d,
-            "image batch: {} values for {n} labels (capacity {} images of {d} values)",
-            x.len(),
-            self.nmax
-        );
-        if let Some(&bad) = labels.iter().find(|&&l| l as usize >= self.cfg.classes) {
-            bail!("label {bad} is out of range for {} classes", self.cfg.classes);
-        }
-        let n = n as u32;
-        self.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x));
-        self.queue.write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
-        let program = self.program(n);
-        if self.table_n != Some(n) {
-            let mut bytes = Vec::new();
-            for step in &program {
-                if let Step::Net(_, _, job) = step {
-                    let mut e = bytemuck::bytes_of(job).to_vec();
-                    e.resize(self.job_stride as usize, 0);
-                    bytes.extend(e);
-                }
-            }
-            self.queue.write_buffer(&self.jobs, 0, &bytes);
-            self.table_n = Some(n);
-        }
-        for st in &mut self.stages {
-            st.prepare(n);
-        }
+        let n = self.write_batch(x, labels)?;
+        self.prepare(n);
         let mut enc = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("image net"), timestamp_writes: None });
-            let mut entry = 0;
-            for step in &program {
-                match *step {
-                    Step::StageForward(s) => self.stages[s].record_forward(&mut pass, n),
-                    Step::StageAdjoint(s) => self.stages[s].record_adjoint(&mut pass, n),
-                    Step::Net(ji, k, _) => {
-                        self.dispatch(&mut pass, ji, k, entry, n);
-                        entry += 1;
-                    }
-                }
-            }
-        }
-        for (st, &off) in self.stages.iter().zip(&self.stage_offsets) {
-            let bytes = 4 * (st.spec.k_len() + st.spec.b_len()) as u64;
-            enc.copy_buffer_to_buffer(st.grad_buffer(), 0, &self.grad, 4 * off, bytes);
-        }
+        self.record(&mut enc, n, true);
         let count = 4 * self.template.data.len() as u64;
         enc.copy_buffer_to_buffer(&self.grad, 0, &self.readback, 0, count);
         enc.copy_buffer_to_buffer(&self.head, 4 * self.head_totals, &self.readback, count, 8);
@@ -488,6 +442,100 @@ impl GpuImageNet {
         };
         self.readback.unmap();
         Ok(GpuLossGrad { loss: f64::from(loss), correct: hits as usize, grad })
+    }
+
+    /// Checks a batch and queues its upload into the input buffers; returns n.
+    pub(crate) fn write_batch(&self, x: &[f32], labels: &[u32]) -> Result<u32> {
+        let n = labels.len();
+        let d = self.cfg.input.len();
+        ensure!(
+            n > 0 && n as u32 <= self.nmax && x.len() == n * d,
+            "image batch: {} values for {n} labels (capacity {} images of {d} values)",
+            x.len(),
+            self.nmax
+        );
+        if let Some(&bad) = labels.iter().find(|&&l| l as usize >= self.cfg.classes) {
+            bail!("label {bad} is out of range for {} classes", self.cfg.classes);
+        }
+        self.queue.write_buffer(&self.x, 0, bytemuck::cast_slice(x));
+        self.queue.write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
+        Ok(n as u32)
+    }
+
+    /// Writes the uniform tables of a batch of n (only when n changes).
+    pub(crate) fn prepare(&mut self, n: u32) {
+        if self.table_n != Some(n) {
+            let mut bytes = Vec::new();
+            for step in &self.program(n) {
+                if let Step::Net(_, _, job) = step {
+                    let mut e = bytemuck::bytes_of(job).to_vec();
+                    e.resize(self.job_stride as usize, 0);
+                    bytes.extend(e);
+                }
+            }
+            self.queue.write_buffer(&self.jobs, 0, &bytes);
+            self.table_n = Some(n);
+        }
+        for st in &mut self.stages {
+            st.prepare(n);
+        }
+    }
+
+    /// Records a batch of n (after [`GpuImageNet::prepare`], the batch in the input buffers):
+    /// with `backward`, forward, backward and the whole gradient in the gradient buffer;
+    /// without, the forward pass up to the per-example losses, hits and predictions.
+    pub(crate) fn record(&self, enc: &mut wgpu::CommandEncoder, n: u32, backward: bool) {
+        {
+            let mut pass = enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("image net"), timestamp_writes: None });
+            let mut entry = 0;
+            for step in &self.program(n) {
+                match *step {
+                    Step::StageForward(s) => self.stages[s].record_forward(&mut pass, n),
+                    Step::StageAdjoint(s) => self.stages[s].record_adjoint(&mut pass, n),
+                    Step::Net(ji, k, _) => {
+                        if k == NetKernel::HeadReduce && !backward {
+                            break;
+                        }
+                        self.dispatch(&mut pass, ji, k, entry, n);
+                        entry += 1;
+                    }
+                }
+            }
+        }
+        if backward {
+            for (st, &off) in self.stages.iter().zip(&self.stage_offsets) {
+                let bytes = 4 * (st.spec.k_len() + st.spec.b_len()) as u64;
+                enc.copy_buffer_to_buffer(st.grad_buffer(), 0, &self.grad, 4 * off, bytes);
+            }
+        }
+    }
+
+    /// Copies the stages' kernels and biases from the whole parameter buffer into the stages'
+    /// own buffers (after an optimiser step on the device).
+    pub(crate) fn record_stage_params(&self, enc: &mut wgpu::CommandEncoder) {
+        for (st, &off) in self.stages.iter().zip(&self.stage_offsets) {
+            let bytes = 4 * (st.spec.k_len() + st.spec.b_len()) as u64;
+            enc.copy_buffer_to_buffer(&self.params, 4 * off, st.params_buffer(), 0, bytes);
+        }
+    }
+
+    /// The buffers a trainer works on: (params, grad, x, labels, head).
+    pub(crate) fn buffers(&self) -> (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer) {
+        (&self.params, &self.grad, &self.x, &self.labels, &self.head)
+    }
+
+    /// Element offsets in the head buffer: (per-example losses, totals (mean loss, hits),
+    /// per-example predictions).
+    pub(crate) fn head_offsets(&self) -> (u64, u64, u64) {
+        let nm = self.nmax as u64;
+        let last = self.cfg.stage_shape(self.stages.len() - 1);
+        (nm * (last.c + self.cfg.classes) as u64, self.head_totals, self.head_totals + 2)
+    }
+
+    /// The batch capacity.
+    pub fn nmax(&self) -> usize {
+        self.nmax as usize
     }
 
     fn dispatch(&self, pass: &mut wgpu::ComputePass, ji: usize, k: NetKernel, entry: u32, n: u32) {

@@ -285,5 +285,82 @@ pub fn run(req: &DeviceRequest, quick: bool) -> Result<Vec<Row>> {
     for (cfg, n, grid) in net_cases(quick) {
         rows.extend(check_net_case(&gpu, &cfg, n, grid)?);
     }
+    rows.extend(check_training(&gpu, quick)?);
+    Ok(rows)
+}
+
+/// A few training steps of `GpuImageTrainer` against the CPU `ImageTrainer` (both f32, the
+/// same initial parameters, batch order and optimiser): parameters and optimiser state after
+/// 10 steps, and the epoch's mean training loss.
+pub fn check_training(gpu: &Gpu, quick: bool) -> Result<Vec<Row>> {
+    use stablenet_core::data::Dataset;
+    use stablenet_core::image::ImageTrainer;
+    use stablenet_core::optim::OptimizerKind;
+    let mut cases = vec![
+        (Integrator::Hamiltonian, Activation::Relu, OptimizerKind::adam(0.01)?),
+        (Integrator::Leapfrog, Activation::Tanh, OptimizerKind::sgd(0.05, 0.9)?),
+    ];
+    if !quick {
+        cases.push((Integrator::Resnet, Activation::Tanh, OptimizerKind::adam(0.01)?));
+        cases.push((Integrator::Antisym, Activation::Relu, OptimizerKind::sgd(0.05, 0.0)?));
+    }
+    let mut rows = Vec::new();
+    for (integrator, activation, kind) in cases {
+        let cfg = ImageConfig {
+            integrator,
+            activation,
+            input: Shape::new(1, 12, 10),
+            channels: vec![3, 5],
+            steps: 3,
+            final_time: 1.0,
+            gamma: if integrator == Integrator::Antisym { 0.05 } else { 0.0 },
+            classes: 3,
+        };
+        let (n, bs) = (40, 4);
+        let mut rng = Rng::new(41);
+        let labels: Vec<u32> = (0..n).map(|_| rng.below(cfg.classes) as u32).collect();
+        // Class k brightens band k of rows: something to learn.
+        let x: Vec<f32> = (0..n * cfg.input.len())
+            .map(|i| {
+                let (e, r) = (i / cfg.input.len(), (i % cfg.input.len()) / cfg.input.w);
+                (0.3 * rng.uniform() + if r / 4 == labels[e] as usize { 0.6 } else { 0.0 }) as f32
+            })
+            .collect();
+        let data = Dataset { x, labels, d: cfg.input.len(), classes: cfg.classes };
+        let p0 = ImageParams::<f32>::init(&cfg, 5);
+        let mut cpu = ImageTrainer::new(&cfg, p0.clone(), kind, bs, 7)?;
+        let mut dev = super::GpuImageTrainer::new(gpu, &cfg, p0, kind, bs, 7)?;
+        let rc = cpu.run_epoch(&data, None, |_, _, _| true)?;
+        let rg = dev.run_epoch(&data, None, |_, _, _| true)?;
+        let case =
+            format!("train {integrator} {activation} {} 10 steps of {bs}, 1x12x10 channels [3, 5] N=3", kind.name());
+        let as64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+        let (abs, rel) = errors(&dev.params()?.data, &as64(&cpu.params.data));
+        // Adam normalises every entry's step: f32 differences in a gradient at round-off level
+        // (or a relu kink crossed on one side) move that entry by up to ~lr / 100 in 10 steps.
+        let tol = if kind.name() == "adam" { 2e-4 } else { 1e-5 };
+        rows.push(Row { kernels: "image trainer: params", case: case.clone(), max_abs: abs, max_rel: rel, tol });
+        let (sg, sc) = (dev.optimizer_state()?, cpu.optimizer_state());
+        let (gm, cm): (Vec<f32>, Vec<f32>) = (
+            sg.iter().filter(|t| t.name != "optim.t").flat_map(|t| t.data.clone()).collect(),
+            sc.iter().filter(|t| t.name != "optim.t").flat_map(|t| t.data.clone()).collect(),
+        );
+        let (abs, rel) = errors(&gm, &as64(&cm));
+        rows.push(Row {
+            kernels: "image trainer: optimizer",
+            case: case.clone(),
+            max_abs: abs,
+            max_rel: rel,
+            tol: 1e-3,
+        });
+        let abs = (rg.train_loss - rc.train_loss).abs();
+        rows.push(Row {
+            kernels: "image trainer: loss",
+            case,
+            max_abs: abs,
+            max_rel: abs / rc.train_loss.abs(),
+            tol: 1e-5,
+        });
+    }
     Ok(rows)
 }

@@ -2,9 +2,8 @@
 //! level by level (depth prolongation of every stage, MODEL.md section 6), with the progress,
 //! metrics, atomic checkpoints, `--resume` and Ctrl-C handling of the dense runs.
 use crate::Chosen;
-use crate::train::{Metrics, Outcome, Resume, RunFiles, Saved, checkpoint_meta, stop_flag};
+use crate::train::{Level, Metrics, Outcome, Resume, RunFiles, Saved, checkpoint_meta, run_level};
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use stablenet_core::data::{Dataset, ImageSet, ImageSplit, load_image_set};
 use stablenet_core::experiment::{DataSource, Experiment, Plan};
 use stablenet_core::image::{ImageConfig, ImageEval, ImageParams, ImageTrainer};
@@ -13,9 +12,7 @@ use stablenet_core::optim::OptimizerKind;
 use stablenet_core::train::EpochReport;
 use stablenet_gpu::{Gpu, GpuImageTrainer};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 /// The first `limit` images of a set (all without a limit).
 fn first(set: Dataset, limit: Option<usize>) -> Dataset {
@@ -139,6 +136,31 @@ fn save(
         .with_context(|| format!("writing checkpoint {}", path.display()))
 }
 
+/// An image trainer at one level.
+struct ImageLevel<'a> {
+    t: &'a mut Trainer,
+    cfg: &'a ImageConfig,
+    exp: &'a Experiment,
+    ckpt: &'a Path,
+    train: &'a Dataset,
+    test: &'a Dataset,
+}
+
+impl Level for ImageLevel<'_> {
+    fn position(&self) -> (usize, usize) {
+        self.t.position()
+    }
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        self.t.set_lr(lr)
+    }
+    fn epoch(&mut self, on_batch: &mut dyn FnMut(usize, usize, f64) -> bool) -> Result<EpochReport> {
+        self.t.run_epoch(self.train, Some(self.test), on_batch)
+    }
+    fn checkpoint(&self, pos: (usize, usize, usize)) -> Result<()> {
+        save(self.ckpt, self.cfg, self.t, self.exp, pos, true)
+    }
+}
+
 pub fn execute(
     exp: &Experiment,
     plan: Plan,
@@ -153,7 +175,6 @@ pub fn execute(
     let (set, train, test) = load(&plan)?;
     let ckpt = &files.checkpoint;
     let mut metrics = Metrics::open(files.metrics.as_ref(), resume.is_some())?;
-    let stop = stop_flag()?;
     let (start_level, mut params) = match &resume {
         Some(r) => {
             let Saved::Image(p) = &r.params else {
@@ -177,7 +198,6 @@ pub fn execute(
         test.len(),
         plan.optimizer
     );
-    let tty = std::io::stderr().is_terminal();
     let start = std::time::Instant::now();
     let mut device = String::new();
     let mut final_opt = Vec::new();
@@ -199,57 +219,9 @@ pub fn execute(
         }
         device = t.device();
         eprintln!("level {}: N = {} per stage, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());
-        while t.position().0 < plan.epochs {
-            let (epoch, _) = t.position();
-            t.set_lr(plan.lr(epoch))?;
-            let total = train.len().div_ceil(plan.batch_size) as u64;
-            let bar = if tty {
-                ProgressBar::new(total).with_style(
-                    ProgressStyle::with_template("epoch {prefix:>4} [{bar:30}] {pos}/{len} batches  loss {msg}  {eta}")
-                        .expect("static template")
-                        .progress_chars("=> "),
-                )
-            } else {
-                ProgressBar::hidden()
-            };
-            bar.set_prefix((epoch + 1).to_string());
-            let r = t.run_epoch(&train, Some(&test), |done, _, loss| {
-                bar.set_position(done as u64);
-                bar.set_message(if loss.is_nan() { "-".into() } else { format!("{loss:.4}") });
-                !stop.load(Ordering::SeqCst)
-            })?;
-            bar.finish_and_clear();
-            let (e, b) = t.position();
-            if !r.complete {
-                save(ckpt, &cfg, t, exp, (level, e, b), true)?;
-                eprintln!(
-                    "interrupted in epoch {}, after batch {b}; checkpoint written to {}. Continue with --resume {}",
-                    level * plan.epochs + e + 1,
-                    ckpt.display(),
-                    ckpt.display()
-                );
-                std::process::exit(130);
-            }
-            let global = level * plan.epochs + e;
-            eprintln!(
-                "epoch {:>4}  N {:>3}  loss {:.4}  train acc {:6.2}%  test loss {:.4}  test acc {:6.2}%  lr {:.2e}  {:.1}s",
-                global,
-                cfg.steps,
-                r.train_loss,
-                100.0 * r.train_acc,
-                r.val_loss.unwrap_or(f64::NAN),
-                100.0 * r.val_acc.unwrap_or(f64::NAN),
-                r.lr,
-                r.seconds
-            );
-            crate::ensure_parent(ckpt)?;
-            save(ckpt, &cfg, t, exp, (level, e, 0), true)?;
-            metrics.write(level, cfg.steps, global, &r)?;
-            if stop.load(Ordering::SeqCst) {
-                eprintln!("interrupted after epoch {global}; continue with --resume {}", ckpt.display());
-                std::process::exit(130);
-            }
-        }
+        let batches = train.len().div_ceil(plan.batch_size);
+        let mut lvl = ImageLevel { t, cfg: &cfg, exp, ckpt, train: &train, test: &test };
+        run_level(&mut lvl, &plan, level, cfg.steps, batches, "test", &mut metrics, ckpt)?;
         params = t.params()?;
         final_opt = t.optimizer_state()?;
         if level + 1 < plan.levels.len() {

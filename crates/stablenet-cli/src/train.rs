@@ -264,6 +264,112 @@ impl Metrics {
     }
 }
 
+/// What the epoch loop of a level needs from a trainer of either kind (dense or image, CPU or
+/// GPU): its position, the learning rate, one epoch, and a checkpoint at a position.
+pub(crate) trait Level {
+    fn position(&self) -> (usize, usize);
+    fn set_lr(&mut self, lr: f64) -> Result<()>;
+    /// One epoch; `on_batch(done, total, loss)` (loss NaN where unknown) returns false to stop.
+    fn epoch(&mut self, on_batch: &mut dyn FnMut(usize, usize, f64) -> bool) -> Result<EpochReport>;
+    /// Writes the checkpoint for (level, epochs done, next batch), with the optimiser state.
+    fn checkpoint(&self, pos: (usize, usize, usize)) -> Result<()>;
+}
+
+/// The epochs of one level, the same for every run: the learning-rate schedule, a progress bar
+/// on a terminal, an epoch line, a checkpoint and a metrics line after each epoch; Ctrl-C
+/// checkpoints the position inside the epoch and exits with status 130.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_level(
+    t: &mut dyn Level,
+    plan: &Plan,
+    level: usize,
+    depth: usize,
+    batches: usize,
+    val_word: &str,
+    metrics: &mut Metrics,
+    ckpt: &Path,
+) -> Result<()> {
+    let stop = stop_flag()?;
+    let tty = std::io::stderr().is_terminal();
+    while t.position().0 < plan.epochs {
+        let (epoch, _) = t.position();
+        t.set_lr(plan.lr(epoch))?;
+        let bar = if tty {
+            ProgressBar::new(batches as u64).with_style(
+                ProgressStyle::with_template("epoch {prefix:>4} [{bar:30}] {pos}/{len} batches  loss {msg}  {eta}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            )
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_prefix((epoch + 1).to_string());
+        let r = t.epoch(&mut |done, _, loss| {
+            bar.set_position(done as u64);
+            bar.set_message(if loss.is_nan() { "-".into() } else { format!("{loss:.4}") });
+            !stop.load(Ordering::SeqCst)
+        })?;
+        bar.finish_and_clear();
+        let (e, b) = t.position();
+        if !r.complete {
+            t.checkpoint((level, e, b))?;
+            eprintln!(
+                "interrupted in epoch {}, after batch {b}; checkpoint written to {}. Continue with --resume {}",
+                level * plan.epochs + e + 1,
+                ckpt.display(),
+                ckpt.display()
+            );
+            std::process::exit(130);
+        }
+        let global = level * plan.epochs + e;
+        eprintln!(
+            "epoch {:>4}  N {:>4}  loss {:.4}  train acc {:6.2}%  {val_word} loss {:.4}  {val_word} acc {:6.2}%  lr {:.2e}  {:.2}s",
+            global,
+            depth,
+            r.train_loss,
+            100.0 * r.train_acc,
+            r.val_loss.unwrap_or(f64::NAN),
+            100.0 * r.val_acc.unwrap_or(f64::NAN),
+            r.lr,
+            r.seconds
+        );
+        crate::ensure_parent(ckpt)?;
+        t.checkpoint((level, e, 0))?;
+        metrics.write(level, depth, global, &r)?;
+        if stop.load(Ordering::SeqCst) {
+            eprintln!("interrupted after epoch {global}; continue with --resume {}", ckpt.display());
+            std::process::exit(130);
+        }
+    }
+    Ok(())
+}
+
+/// A dense trainer of either backend at one level.
+struct DenseLevel<'a> {
+    t: &'a mut dyn Backend,
+    cfg: &'a ModelConfig,
+    exp: &'a Experiment,
+    ckpt: &'a Path,
+    train: &'a Dataset,
+    val: Option<&'a Dataset>,
+}
+
+impl Level for DenseLevel<'_> {
+    fn position(&self) -> (usize, usize) {
+        self.t.position()
+    }
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        self.t.set_lr(lr);
+        Ok(())
+    }
+    fn epoch(&mut self, on_batch: &mut dyn FnMut(usize, usize, f64) -> bool) -> Result<EpochReport> {
+        Ok(self.t.run_epoch(self.train, self.val, &mut |done, total| on_batch(done, total, f64::NAN))?)
+    }
+    fn checkpoint(&self, pos: (usize, usize, usize)) -> Result<()> {
+        save(self.ckpt, self.cfg, &*self.t, self.exp, pos)
+    }
+}
+
 /// What a finished run produced.
 pub struct Outcome {
     pub plan: Plan,
@@ -332,7 +438,6 @@ pub fn execute(
     let split = load_split(&plan)?;
     let ckpt = &files.checkpoint;
     let mut metrics = Metrics::open(files.metrics.as_ref(), resume.is_some())?;
-    let stop = stop_flag()?;
     let (d, classes) = (split.train.d, split.train.classes.max(split.val.classes));
     let (start_level, mut params) = match &resume {
         Some(r) => {
@@ -357,7 +462,6 @@ pub fn execute(
         split.val.len(),
         plan.optimizer
     );
-    let tty = std::io::stderr().is_terminal();
     let start = std::time::Instant::now();
     let mut gpu = match chosen {
         Chosen::Gpu(g) => Some(*g),
@@ -396,55 +500,9 @@ pub fn execute(
         }
         device = trainer.device();
         eprintln!("level {}: N = {}, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());
-        while trainer.position().0 < plan.epochs {
-            let (epoch, _) = trainer.position();
-            trainer.set_lr(plan.lr(epoch));
-            let bar = if tty {
-                ProgressBar::new(split.train.len().div_ceil(plan.batch_size) as u64).with_style(
-                    ProgressStyle::with_template("epoch {prefix:>4} [{bar:30}] {pos}/{len} batches")
-                        .expect("static template")
-                        .progress_chars("=> "),
-                )
-            } else {
-                ProgressBar::hidden()
-            };
-            bar.set_prefix((epoch + 1).to_string());
-            let r = trainer.run_epoch(&split.train, val, &mut |done, _| {
-                bar.set_position(done as u64);
-                !stop.load(Ordering::SeqCst)
-            })?;
-            bar.finish_and_clear();
-            let (e, b) = trainer.position();
-            if !r.complete {
-                save(ckpt, &cfg, trainer, exp, (level, e, b))?;
-                eprintln!(
-                    "interrupted in epoch {}, after batch {b}; checkpoint written to {}. Continue with --resume {}",
-                    level * plan.epochs + e + 1,
-                    ckpt.display(),
-                    ckpt.display()
-                );
-                std::process::exit(130);
-            }
-            let global = level * plan.epochs + e;
-            eprintln!(
-                "epoch {:>4}  N {:>4}  loss {:.4}  train acc {:6.2}%  val loss {:.4}  val acc {:6.2}%  lr {:.2e}  {:.2}s",
-                global,
-                cfg.steps,
-                r.train_loss,
-                100.0 * r.train_acc,
-                r.val_loss.unwrap_or(f64::NAN),
-                100.0 * r.val_acc.unwrap_or(f64::NAN),
-                r.lr,
-                r.seconds
-            );
-            crate::ensure_parent(ckpt)?;
-            save(ckpt, &cfg, trainer, exp, (level, e, 0))?;
-            metrics.write(level, cfg.steps, global, &r)?;
-            if stop.load(Ordering::SeqCst) {
-                eprintln!("interrupted after epoch {global}; continue with --resume {}", ckpt.display());
-                std::process::exit(130);
-            }
-        }
+        let batches = split.train.len().div_ceil(plan.batch_size);
+        let mut lvl = DenseLevel { t: &mut *trainer, cfg: &cfg, exp, ckpt, train: &split.train, val };
+        run_level(&mut lvl, &plan, level, cfg.steps, batches, "val", &mut metrics, ckpt)?;
         params = trainer.params()?;
         final_opt = trainer.optimizer_state()?;
         if let Some(g) = gpu_t {

@@ -83,6 +83,23 @@ impl ImageConfig {
         Ok(())
     }
 
+    /// Checks that a data set holds valid images of the input shape, with labels in range.
+    pub fn check_data(&self, data: &crate::data::Dataset) -> Result<()> {
+        data.validate()?;
+        let Shape { c, h, w } = self.input;
+        if data.d != self.input.len() {
+            return Err(Error::Shape(format!(
+                "data has {} values per example; the network expects {c} x {h} x {w} = {} (channels x height x width)",
+                data.d,
+                self.input.len()
+            )));
+        }
+        if data.classes > self.classes {
+            return Err(Error::Shape(format!("data has {} classes, the network {}", data.classes, self.classes)));
+        }
+        Ok(())
+    }
+
     /// Every parameter tensor: name, PyTorch shape (docs/IMAGES.md).
     pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
         let (c0, n) = (self.input.c, self.steps);

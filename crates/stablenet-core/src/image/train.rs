@@ -83,22 +83,7 @@ impl ImageTrainer {
 
     /// Checks that a data set holds images of the network's input shape.
     pub fn check_data(&self, data: &Dataset) -> Result<()> {
-        data.validate()?;
-        let cfg = &self.net.cfg;
-        if data.d != cfg.input.len() {
-            return Err(Error::Shape(format!(
-                "data has {} values per example; the network expects {} x {} x {} = {} (channels x height x width)",
-                data.d,
-                cfg.input.c,
-                cfg.input.h,
-                cfg.input.w,
-                cfg.input.len()
-            )));
-        }
-        if data.classes > cfg.classes {
-            return Err(Error::Shape(format!("data has {} classes, the network {}", data.classes, cfg.classes)));
-        }
-        Ok(())
+        self.net.cfg.check_data(data)
     }
 
     /// One optimiser step; returns (mean loss, correct).

@@ -117,7 +117,7 @@ fn torch(o: &Opts, python: &str, integrator: Integrator) -> Result<Option<Value>
     cmd.args(["--steps", &o.steps.to_string(), "--batch-size", &o.batch.to_string()]);
     cmd.args(["--max-batches", &o.batches.to_string(), "--threads", &o.threads.to_string(), "--device", "cpu"]);
     let out = cmd.stderr(std::process::Stdio::inherit()).output().with_context(|| format!("running {python}"))?;
-    let line = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).last();
+    let line = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).next_back();
     if !out.status.success() {
         eprintln!(
             "bench-images: image_bench.py exited with {} (no MNIST under data/? run cargo xtask data)",

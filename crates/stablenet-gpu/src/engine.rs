@@ -431,17 +431,7 @@ impl GpuNet {
         let red_mod = module("reduce", shaders::reduce());
         let opt_mod = module("optim", shaders::optim());
         let pipe = |layout: &wgpu::PipelineLayout, m: &wgpu::ShaderModule, entry: &str, consts: &[(&str, f64)]| {
-            dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: Some(layout),
-                module: m,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: consts,
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            })
+            gpu.compute_pipeline(Some(layout), m, entry, consts)
         };
         let net = NetPipes {
             open_forward: pipe(&pl_net, &net_mod, "open_forward", &net_consts),

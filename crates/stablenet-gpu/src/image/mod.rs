@@ -252,20 +252,7 @@ impl ImageStage {
         let pipes = plan
             .kernels()
             .into_iter()
-            .map(|k| {
-                let p = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(k.entry()),
-                    layout: Some(&layout),
-                    module: &module,
-                    entry_point: Some(k.entry()),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &consts,
-                        zero_initialize_workgroup_memory: false,
-                    },
-                    cache: None,
-                });
-                (k, p)
-            })
+            .map(|k| (k, gpu.compute_pipeline(Some(&layout), &module, k.entry(), &consts)))
             .collect();
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!("building the GPU image kernels failed on {}: {e}", describe(&gpu.info));

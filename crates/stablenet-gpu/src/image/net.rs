@@ -299,20 +299,7 @@ impl GpuImageNet {
             };
             let pipes = kernels
                 .iter()
-                .map(|&k| {
-                    let p = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(k.entry()),
-                        layout: Some(&layout),
-                        module: &module,
-                        entry_point: Some(k.entry()),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants: &consts,
-                            zero_initialize_workgroup_memory: false,
-                        },
-                        cache: None,
-                    });
-                    (k, p)
-                })
+                .map(|&k| (k, gpu.compute_pipeline(Some(&layout), &module, k.entry(), &consts)))
                 .collect();
             let src = if i == 0 { &dummy } else { stages[i - 1].fields() };
             let dst = if i < ns { stages[i].fields() } else { &dummy };

@@ -126,17 +126,7 @@ impl GpuImageTrainer {
             label: Some("image optim"),
             source: wgpu::ShaderSource::Wgsl(shaders::optim().into()),
         });
-        let optim = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("image optim"),
-            layout: None,
-            module: &module,
-            entry_point: Some(kind.name()),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &consts,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let optim = gpu.compute_pipeline(None, &module, kind.name(), &consts);
         let (p, g, ..) = net.buffers();
         fn entries<'a>(bufs: &[(u32, &'a wgpu::Buffer)]) -> Vec<wgpu::BindGroupEntry<'a>> {
             bufs.iter()

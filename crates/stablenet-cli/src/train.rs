@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use stablenet_core::data::{Dataset, Split};
 use stablenet_core::experiment::{DataSource, Experiment, Plan};
 use stablenet_core::image::ImageParams;
-use stablenet_core::io::{Tensor, is_image_model, load_data, load_image_model, load_model, load_tensors, save_model};
+use stablenet_core::io::{Tensor, load_data, load_image_model, load_model, save_model};
 use stablenet_core::multilevel::prolongate;
 use stablenet_core::{
     Activation, Backend, EpochReport, GradMethod, Integrator, ModelConfig, Params, TrainConfig, Trainer,
@@ -203,16 +203,15 @@ pub(crate) fn checkpoint_meta(exp: &Experiment, pos: (usize, usize, usize)) -> B
 
 pub fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
     let ctx = || format!("reading checkpoint {}", path.display());
-    let (params, metadata, extras) = if is_image_model(&load_tensors(path).with_context(ctx)?.1) {
+    let (params, metadata, extras) = if crate::image::is_image_file(path).with_context(ctx)? {
         let m = load_image_model(path).with_context(ctx)?;
         (Saved::Image(m.params), m.metadata, m.extras)
     } else {
         let m = load_model(path).with_context(ctx)?;
         (Saved::Dense(m.params), m.metadata, m.extras)
     };
-    let m = Loaded { metadata, params, extras };
     let get = |k: &str| -> Result<&String> {
-        m.metadata.get(k).with_context(|| format!("{}: not a stablenet checkpoint (no {k})", path.display()))
+        metadata.get(k).with_context(|| format!("{}: not a stablenet checkpoint (no {k})", path.display()))
     };
     let exp = Experiment::parse(get("experiment")?).with_context(|| format!("{}", path.display()))?;
     let num = |k: &str| -> Result<usize> {
@@ -222,16 +221,10 @@ pub fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
         level: num("checkpoint_level")?,
         epoch: num("checkpoint_epoch")?,
         batch: num("checkpoint_batch")?,
-        params: m.params,
-        optim: m.extras,
+        params,
+        optim: extras,
     };
     Ok((exp, r))
-}
-
-struct Loaded {
-    metadata: BTreeMap<String, String>,
-    params: Saved,
-    extras: Vec<Tensor>,
 }
 
 pub(crate) struct Metrics(Option<(PathBuf, std::fs::File)>);

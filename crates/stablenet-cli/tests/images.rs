@@ -67,11 +67,11 @@ fn write_idx(root: &Path, n_train: usize, n_test: usize) {
     }
 }
 
-#[test]
-fn image_network_trains_evaluates_plots_and_resumes() {
-    let root = dir();
-    write_idx(&root, 640, 200);
-    let data_dir = root.to_str().unwrap().to_string();
+/// The synthetic set (640 training, 200 test images) under `root` and an experiment that
+/// learns it: hamiltonian, relu, channels 4 and 8, levels N = 1 then 2, 3 epochs each.
+fn shapes_experiment(root: &Path) -> PathBuf {
+    write_idx(root, 640, 200);
+    let data_dir = root.to_str().unwrap();
     let exp = root.join("shapes.toml");
     std::fs::write(
         &exp,
@@ -81,6 +81,13 @@ fn image_network_trains_evaluates_plots_and_resumes() {
         ),
     )
     .unwrap();
+    exp
+}
+
+#[test]
+fn image_network_trains_evaluates_plots_and_resumes() {
+    let root = dir();
+    let exp = shapes_experiment(&root);
     let out = root.join("model.safetensors");
     let metrics = root.join("metrics.jsonl");
     let (e, o, m) = (exp.to_str().unwrap(), out.to_str().unwrap(), metrics.to_str().unwrap());
@@ -142,17 +149,7 @@ fn image_network_trains_on_the_gpu() {
     // the run must learn from more than one seed: this one reached >= 96% on the CPU for seeds
     // 3 to 6 and 100% on lavapipe (seed 3).
     let root = std::env::temp_dir().join(format!("stablenet-images-gpu-test-{}", std::process::id()));
-    write_idx(&root, 640, 200);
-    let data_dir = root.to_str().unwrap().to_string();
-    let exp = root.join("shapes.toml");
-    std::fs::write(
-        &exp,
-        format!(
-            "data = \"mnist\"\ndata_dir = \"{data_dir}\"\nintegrator = \"hamiltonian\"\nactivation = \"relu\"\nchannels = [4, 8]\n\
-             levels = [1, 2]\nfinal_time = 1.0\nlr = 0.02\nepochs = 3\nbatch_size = 32\nseed = 3\n"
-        ),
-    )
-    .unwrap();
+    let exp = shapes_experiment(&root);
     let out = root.join("model.safetensors");
     let metrics = root.join("metrics.jsonl");
     let (e, o, m) = (exp.to_str().unwrap(), out.to_str().unwrap(), metrics.to_str().unwrap());

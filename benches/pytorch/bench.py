@@ -338,9 +338,10 @@ def main(argv=None) -> int:
     impls = ["torch-eager"] + ([] if args.no_compile else ["torch-compile"])
     compiled = {"peaks-small"} if args.quick else COMPILED
     failed = 0
-    for dev, target, name, thr in targets:
-        for job in (j for j in jobs if j["target"] == target):
-            for impl in impls:
+    # Every eager line first: compiling is slow, and a run cut short should lose only those.
+    for impl in impls:
+        for dev, target, name, thr in targets:
+            for job in (j for j in jobs if j["target"] == target):
                 if impl == "torch-compile" and not args.compile_all and job["config"] not in compiled:
                     continue
                 rec = run_job(job, impl, dev, name, thr, args)

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--out FILE] [--only NAME[,NAME..]] [--no-torch] \
-    [--device NAME] [--software] [--no-cpu] [--no-gpu] [--steps K] [--python PATH] [--torch-args ARGS]";
+    [--device NAME] [--software] [--no-cpu] [--no-gpu] [--steps K] [--python PATH] [--torch-args ARGS]\n       \
+    cargo xtask bench --summarize FILE.jsonl";
 
 const T_FINAL: f64 = 5.0;
 const LR: f64 = 0.1;
@@ -326,8 +327,14 @@ pub(crate) fn now_utc() -> (String, String) {
     (date, time)
 }
 
+/// The workspace: where this binary was built, or, for a binary copied to another machine
+/// (a borrowed GPU box without Rust), the current folder when that is a checkout.
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace");
+    if built.join("benches").is_dir() {
+        return built.to_path_buf();
+    }
+    std::env::current_dir().ok().filter(|d| d.join("benches").is_dir()).unwrap_or_else(|| built.to_path_buf())
 }
 
 // ---- running ------------------------------------------------------------------------
@@ -606,8 +613,11 @@ fn torch_twin<'a>(records: &'a [Value], rec: &Value, imp: &str) -> Option<&'a Va
 }
 
 fn summary(records: &[Value]) -> String {
-    let (date, _) = now_utc();
-    let mut s = format!("Run of {date} on {}: compare ratios within this run only.\n\n", host());
+    // The run's own stamp (a summary can be rebuilt later from the lines: --summarize).
+    let first = records.first();
+    let date = first.and_then(|r| r["date"].as_str()).map_or_else(|| now_utc().1, str::to_owned);
+    let host = first.and_then(|r| r["host"].as_str()).map_or_else(host, str::to_owned);
+    let mut s = format!("Run of {date} on {host}: compare ratios within this run only.\n\n");
     let short = |r: &Value| {
         let name = r["device"].as_str().unwrap_or("?").split(" (").next().unwrap_or("?");
         format!("{name}{}", if r["software"] == true { " (software)" } else { "" })
@@ -676,7 +686,28 @@ fn summary(records: &[Value]) -> String {
     s
 }
 
+/// `--summarize FILE`: the markdown tables of a finished (or cut-short) run's JSON lines,
+/// written beside it as FILE.md.
+fn summarize(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let records: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), i + 1)))
+        .collect::<Result<_>>()?;
+    let table = summary(&records);
+    std::fs::write(path.with_extension("md"), &table)?;
+    println!("{table}");
+    Ok(())
+}
+
 pub fn main(args: &[String]) -> Result<()> {
+    if let [flag, file] = args
+        && flag == "--summarize"
+    {
+        return summarize(Path::new(file));
+    }
     let opts = parse(args)?;
     // Timings of a debug build mean nothing: rerun in release (a --quick run only checks that
     // everything runs, so it stays in whatever build it is).

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The GPU-only checks, in one go, on a borrowed GPU machine without Rust (benches/device/README.md):
+# the Vulkan loader, the data, then
+#   1. the image network: GPU engine vs PyTorch CUDA eager, time per batch (bench-images);
+#   2. the BENCH.md workloads: GPU engine vs PyTorch CUDA eager and torch.compile (bench);
+#   3. the image accuracy runs on the GPU (MNIST and Fashion-MNIST, hamiltonian; leapfrog beside
+#      them when the GPU is fast enough), sized from step 1's timing to end inside the budget,
+#      while `xtask validate` (every kernel against its CPU twin) runs beside them.
+# Usage: benches/device/run.sh [BUDGET_SECONDS]   (default 540; everything lands in $OUT)
+# Expects .device/ from benches/device/pack.sh: bin/{stablenet,xtask}.xz, data/*/*.xz, *.deb.
+# A dry run here on lavapipe: SOFTWARE=1 BENCH_ARGS=--quick IMAGE_ARGS="--batches 2"
+#   TRAIN_ARGS="--train-limit 512 --val-limit 256" OUT=/tmp/dev benches/device/run.sh 300
+set -u
+T0=$(date +%s)
+BUDGET=${1:-540}
+OUT=${OUT:-out/device}
+mkdir -p "$OUT" .device/runs
+X=.device/run/xtask
+S=.device/run/stablenet
+elapsed() { echo $(($(date +%s) - T0)); }
+left() { echo $((BUDGET - $(elapsed))); }
+stage() { echo; echo "== [$(elapsed)s] $*"; }
+
+main() {
+stage "set-up: Vulkan loader, data"
+for f in .device/*.deb; do dpkg -x "$f" /; done
+ldconfig
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$icd" ] && export VK_DRIVER_FILES=$icd VK_ICD_FILENAMES=$icd
+mkdir -p .device/run
+for f in .device/bin/*.xz .device/data/*/*.xz; do
+    case $f in
+        .device/bin/*) d=.device/run/$(basename "$f") ;;
+        *) d=data/${f#.device/data/} ;;
+    esac
+    mkdir -p "$(dirname "$d")"
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        "$f" "${d%.xz}" &
+done
+wait
+chmod +x .device/run/*
+date -u
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+nproc
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())'
+export RUST_LOG=${RUST_LOG:-warn}
+soft=()
+if [ -n "${SOFTWARE:-}" ]; then soft=(--software); export STABLENET_FALLBACK=1; fi
+
+stage "smoke: is there a Vulkan GPU adapter?"
+$X bench --only peaks-small --no-torch --no-cpu --steps 1 "${soft[@]}" --out /tmp/smoke.jsonl 2>&1 | tail -3
+if ! grep -q stablenet-gpu /tmp/smoke.jsonl 2>/dev/null; then
+    echo "no GPU adapter: diagnostics follow"
+    ldconfig -p | grep -i vulkan
+    ls -l /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1
+    VK_LOADER_DEBUG=error,warn $X bench --only peaks-small --no-torch --no-cpu --steps 1 --out /tmp/smoke.jsonl 2>&1 | tail -20
+    exit 3
+fi
+
+stage "1. bench-images: GPU engine vs PyTorch CUDA (16,32,64 channels, N = 2)"
+timeout 120 $X bench-images --backend gpu --channels 16,32,64 --steps 2 --batches 30 --python "${PYTHON:-python3}" \
+    ${IMAGE_ARGS:-} --out "$OUT/bench-images.jsonl"
+
+stage "2. bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
+timeout -s INT $((BUDGET / 2 - $(elapsed) > 120 ? BUDGET / 2 - $(elapsed) : 120)) \
+    $X bench --no-cpu --python "${PYTHON:-python3}" --torch-args "--compile-max-steps 0" "${soft[@]}" ${BENCH_ARGS:-} \
+    --out "$OUT/bench.jsonl"
+$X bench --summarize "$OUT/bench.jsonl" > /dev/null
+
+stage "3. image accuracy runs on the GPU, validate beside them"
+window=$(($(left) - 50))
+# Epochs per level from the measured time per batch (hamiltonian, 16-32-64, N = 2): an epoch
+# at N steps per stage and width c costs about t (N / 2) (c / 16)^2 per batch, 469 batches and
+# 10% for the test-set evaluation; concurrent runs share the GPU.
+read -r runs_spec < <(python3 - "$OUT/bench-images.jsonl" "$window" <<'EOF'
+import json, sys
+t = next((r["seconds_per_batch"] for r in map(json.loads, open(sys.argv[1]))
+          if r.get("engine") == "stablenet-gpu" and r["integrator"] == "hamiltonian"), 0.05)
+window = float(sys.argv[2])
+pair = lambda c: 469 * 1.1 * t * (1 + 2) * (c / 16) ** 2  # levels 2, 4: one epoch of each
+def plan(runs):
+    """Epochs per level for runs [(name, width, cap)] that share the GPU (their work adds up):
+    equal epochs for all, then what the capped ones leave goes to the others."""
+    epochs, free = {}, list(runs)
+    budget = window
+    while free:
+        e = int(budget / sum(pair(c) for _, c, _ in free))
+        capped = [r for r in free if r[2] <= e]
+        if not capped:
+            epochs.update({r[0]: e for r in free})
+            break
+        for r in capped:
+            epochs[r[0]] = r[2]
+            budget -= r[2] * pair(r[1])
+            free.remove(r)
+    return [(n, c, epochs[n]) for n, c, _ in runs]
+ham = [("mnist-hamiltonian", 16, 12), ("fashion-mnist-hamiltonian", 32, 15)]
+leap = [("mnist-leapfrog", 16, 12), ("fashion-mnist-leapfrog", 32, 15)]
+narrow = [("mnist-hamiltonian", 16, 12), ("fashion-mnist-hamiltonian", 16, 15)]
+for runs, least in ((ham + leap, 8), (ham, 6), (narrow, 0)):
+    chosen = plan(runs)
+    if min(e for _, _, e in chosen) >= least:
+        break
+print(" ".join(f"{n}:{c}:{max(e, 2)}" for n, c, e in chosen))
+EOF
+)
+echo "t/batch from step 1; window ${window}s; runs (experiment:first width:epochs per level): $runs_spec"
+pids=()
+for spec in $runs_spec; do
+    IFS=: read -r name c e <<< "$spec"
+    mkdir -p ".device/runs/$name"
+    $S train --config "experiments/images/$name.toml" --backend gpu --channels "$c,$((2 * c)),$((4 * c))" \
+        --epochs "$e" ${TRAIN_ARGS:-} --out ".device/runs/$name/model.safetensors" --metrics ".device/runs/$name/metrics.jsonl" \
+        > ".device/runs/$name/train.log" 2>&1 &
+    pids+=($!)
+done
+timeout $((window + 20)) nice -n 10 $X validate > "$OUT/validate.txt" 2>&1 &
+vpid=$!
+while [ "$(left)" -gt 45 ] && kill -0 "${pids[@]}" 2>/dev/null; do sleep 2; done
+for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null; done
+wait "${pids[@]}"
+for spec in $runs_spec; do
+    name=${spec%%:*}
+    echo "-- $name: $(tail -2 ".device/runs/$name/train.log")"
+    m=.device/runs/$name/model.safetensors
+    [ -f "$m" ] || m=.device/runs/$name/model.ckpt.safetensors
+    [ -f "$m" ] && $S eval --model "$m" --data "${name%-*}" --json > ".device/runs/$name/eval.json" 2>&1
+    cat ".device/runs/$name/eval.json" 2>/dev/null
+done
+m=.device/runs/mnist-hamiltonian/model.safetensors
+[ -f "$m" ] && $S plot misclassified --model "$m" --out .device/runs/mnist-hamiltonian/misclassified.png
+kill -INT "$vpid" 2>/dev/null
+wait "$vpid"
+tail -3 "$OUT/validate.txt"
+for d in .device/runs/*/; do [ -f "$d/model.safetensors" ] && rm -f "$d/model.ckpt.safetensors"; done
+tar czf "$OUT/runs.tar.gz" -C .device runs
+stage "done"
+}
+main 2>&1 | tee -a "$OUT/log.txt"

@@ -1,7 +1,7 @@
 // reduce.wgsl — deterministic batch reductions of per-example gradient factors (MODEL.md
 // section 4: dK_j, db_j are sums over the batch). No atomics: each workgroup row sums a fixed
-// chunk of CHUNK examples in order, then reduce_finish sums the chunks in order, so the same
-// inputs give the same bits on the same device.
+// chunk of CHUNK examples in order, then reduce_finish adds the chunks in a fixed tree, so the
+// same inputs give the same bits on the same device.
 //   G[a][b] = sum_s P[s][a] Q[s][b]  (+ R[s][a] S[s][b] when job.flags & 1; Q = 1 when & 2)
 //   flags & 4: out = (G - G^T) / 2 (antisym, MODEL.md section 2); & 8: out index += batch.step;
 //   & 16: out index += cursor * job.j1 (the step's slot in the gradient)
@@ -17,6 +17,9 @@
 //   6  cursor   read  the step the reduction belongs to (network.wgsl)
 
 const CHUNK: u32 = 256u;
+// Floats of each staging tile: SUB = TILE / max(rows, cols) examples' rows of P, Q, R, S at a
+// time (4 x 4 KiB, inside the 16 KiB of workgroup memory every adapter has).
+const TILE: u32 = 1024u;
 
 @group(0) @binding(0) var<storage, read> p: array<f32>;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -26,51 +29,130 @@ const CHUNK: u32 = 256u;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read> cursor: array<u32>;
 
+var<workgroup> tp: array<f32, TILE>;
+var<workgroup> tq: array<f32, TILE>;
+var<workgroup> tr: array<f32, TILE>;
+var<workgroup> ts: array<f32, TILE>;
+
+// Output e = gid.x of chunk wid.y, summed over the chunk's examples in order. When one
+// workgroup holds every output (rows * cols <= WG: the narrow nets), it copies the chunk's
+// factor rows into workgroup memory, SUB examples at a time, with contiguous loads that all run
+// at once, and sums from there: read one by one from storage, the same sum is a chain of
+// dependent global loads, and it bounded every step (H100: 190 us -> 100 us per step, w = 8).
+// Wider outputs read storage directly: staging whole rows for each of their many workgroups
+// measured slower there (H100, w = 32 and 128), so they keep the direct loop.
 @compute @workgroup_size(WG)
-fn reduce_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn reduce_partial(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
     let rc = job.rows * job.cols;
     let e = gid.x;
-    if e >= rc {
-        return;
-    }
+    let live = e < rc;
     let a = e / job.cols;
     let b = e % job.cols;
     let c = wid.y;
     let first = c * CHUNK;
     let last = min(batch.n, first + CHUNK);
+    let two = (job.flags & 1u) != 0u;
+    let ones = (job.flags & 2u) != 0u;
+    let widest = max(job.rows, job.cols);
     var sum = 0.0;
-    for (var s = first; s < last; s++) {
-        var qv = 1.0;
-        if (job.flags & 2u) == 0u {
-            qv = q[job.q_off + s * job.cols + b];
+    if rc > WG {
+        if live {
+            for (var s = first; s < last; s++) {
+                var qv = 1.0;
+                if !ones {
+                    qv = q[job.q_off + s * job.cols + b];
+                }
+                sum += p[job.p_off + s * job.rows + a] * qv;
+                if two {
+                    sum += r[job.r_off + s * job.rows + a] * sf[job.s_off + s * job.cols + b];
+                }
+            }
         }
-        sum += p[job.p_off + s * job.rows + a] * qv;
-        if (job.flags & 1u) != 0u {
-            sum += r[job.r_off + s * job.rows + a] * sf[job.s_off + s * job.cols + b];
+    } else {
+        let sub = TILE / widest;
+        for (var s0 = first; s0 < last; s0 += sub) {
+            let m = min(sub, last - s0);
+            for (var k = li; k < m * job.rows; k += WG) {
+                tp[k] = p[job.p_off + s0 * job.rows + k];
+                if two {
+                    tr[k] = r[job.r_off + s0 * job.rows + k];
+                }
+            }
+            if !ones {
+                for (var k = li; k < m * job.cols; k += WG) {
+                    tq[k] = q[job.q_off + s0 * job.cols + k];
+                    if two {
+                        ts[k] = sf[job.s_off + s0 * job.cols + k];
+                    }
+                }
+            }
+            workgroupBarrier();
+            if live {
+                for (var i = 0u; i < m; i++) {
+                    var qv = 1.0;
+                    if !ones {
+                        qv = tq[i * job.cols + b];
+                    }
+                    sum += tp[i * job.rows + a] * qv;
+                    if two {
+                        sum += tr[i * job.rows + a] * ts[i * job.cols + b];
+                    }
+                }
+            }
+            workgroupBarrier();
         }
     }
-    partial[c * rc + e] = sum;
+    if live {
+        partial[c * rc + e] = sum;
+    }
 }
 
-@compute @workgroup_size(WG)
-fn reduce_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
+// Invocations of reduce_finish: one workgroup per output.
+const FINISH: u32 = 64u;
+var<workgroup> red: array<f32, FINISH>;
+
+// Output e = the workgroup's index: invocation li sums chunks li, li + FINISH, ... in order,
+// then a fixed halving tree adds the FINISH sums (loads in parallel; a fixed order, so the
+// same bits every run).
+@compute @workgroup_size(FINISH)
+fn reduce_finish(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
     let rc = job.rows * job.cols;
-    let e = gid.x;
+    let e = wid.x + wid.y * nwg.x;
     if e >= rc {
         return;
     }
     let chunks = (batch.n + CHUNK - 1u) / CHUNK;
-    var total = 0.0;
-    for (var c = 0u; c < chunks; c++) {
-        total += partial[c * rc + e];
-    }
-    if (job.flags & 4u) != 0u {
-        let t = (e % job.cols) * job.cols + e / job.cols;
-        var other = 0.0;
-        for (var c = 0u; c < chunks; c++) {
-            other += partial[c * rc + t];
+    let anti = (job.flags & 4u) != 0u;
+    let t = (e % job.cols) * job.cols + e / job.cols;
+    var v = 0.0;
+    for (var c = li; c < chunks; c += FINISH) {
+        v += partial[c * rc + e];
+        if anti {
+            v -= partial[c * rc + t];
         }
-        total = 0.5 * (total - other);
+    }
+    red[li] = v;
+    workgroupBarrier();
+    for (var k = FINISH / 2u; k > 0u; k >>= 1u) {
+        if li < k {
+            red[li] += red[li + k];
+        }
+        workgroupBarrier();
+    }
+    if li != 0u {
+        return;
+    }
+    var total = red[0];
+    if anti {
+        total *= 0.5;
     }
     var at = job.out_off + e;
     if (job.flags & 8u) != 0u {

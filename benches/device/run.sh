@@ -7,6 +7,7 @@
 #      them when the GPU is fast enough), sized from step 1's timing to end inside the budget,
 #      while `xtask validate` (every kernel against its CPU twin) runs beside them.
 # Usage: benches/device/run.sh [BUDGET_SECONDS]   (default 540; everything lands in $OUT)
+#        ONLY=bench benches/device/run.sh [BUDGET]  (after a kernel change: bench and validate)
 # Expects .device/ from benches/device/pack.sh: bin/{stablenet,xtask}.xz, data/*/*.xz, *.deb.
 # A dry run here on lavapipe: SOFTWARE=1 BENCH_ARGS=--quick IMAGE_ARGS="--batches 2"
 #   TRAIN_ARGS="--train-limit 512 --val-limit 256" OUT=/tmp/dev benches/device/run.sh 300
@@ -55,6 +56,19 @@ if ! grep -q stablenet-gpu /tmp/smoke.jsonl 2>/dev/null; then
     ls -l /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1
     VK_LOADER_DEBUG=error,warn $X bench --only peaks-small --no-torch --no-cpu --steps 1 --out /tmp/smoke.jsonl 2>&1 | tail -20
     exit 3
+fi
+
+if [ "${ONLY:-}" = bench ]; then
+    # A rerun after a kernel change: the BENCH.md workloads and validate only.
+    stage "bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
+    timeout -s INT $(($(left) - 40)) $X bench --no-cpu --python "${PYTHON:-python3}" \
+        --torch-args "--compile-max-steps 0" "${soft[@]}" ${BENCH_ARGS:-} --out "$OUT/bench.jsonl"
+    $X bench --summarize "$OUT/bench.jsonl" > /dev/null
+    stage "validate"
+    timeout $(($(left) - 5)) $X validate > "$OUT/validate.txt" 2>&1
+    tail -1 "$OUT/validate.txt"
+    stage "done"
+    return
 fi
 
 stage "1. bench-images: GPU engine vs PyTorch CUDA (16,32,64 channels, N = 2)"

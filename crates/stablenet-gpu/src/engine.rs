@@ -640,7 +640,9 @@ impl GpuNet {
     fn reduce(&self, pass: &mut wgpu::ComputePass, r: Red, n: u32) {
         pass.set_bind_group(0, &self.bg_red[r.group], &[]);
         self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc), n.div_ceil(CHUNK));
-        self.dispatch(pass, &self.reduce_finish, r.meta, groups(r.rc), 1);
+        // reduce_finish: one workgroup per output.
+        let x = r.rc.min(self.grid_x).max(1);
+        self.dispatch(pass, &self.reduce_finish, r.meta, x, r.rc.div_ceil(x));
     }
 
     /// Records the operator build (resnet/antisym), the opening layer and the forward steps.

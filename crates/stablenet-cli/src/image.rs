@@ -281,16 +281,15 @@ pub fn model_and_images(
 ) -> Result<(stablenet_core::io::ImageModelFile, Dataset, String)> {
     let model =
         stablenet_core::io::load_image_model(path).map_err(|e| anyhow::anyhow!("cannot read the model: {e}"))?;
-    let name = match (&data.data, model.metadata.get("dataset")) {
-        (Some(d), _) | (None, Some(d)) => d.clone(),
-        (None, None) => bail!(
-            "{}: no --data given and the model names no data set; pass --data mnist|fashion-mnist",
-            path.display()
-        ),
+    // A checkpoint names its data only inside the experiment it stores.
+    let experiment = model.metadata.get("experiment").and_then(|t| Experiment::parse(t).ok());
+    let stored = model.metadata.get("dataset").cloned().or_else(|| experiment.as_ref().and_then(|e| e.data.clone()));
+    let Some(name) = data.data.clone().or(stored) else {
+        bail!("{}: no --data given and the model names no data set; pass --data mnist|fashion-mnist", path.display())
     };
     let set: ImageSet = name.parse()?;
     // The folder the model was trained from, unless --data-dir says otherwise.
-    let trained_dir = model.metadata.get("experiment").and_then(|t| Experiment::parse(t).ok()).and_then(|e| e.data_dir);
+    let trained_dir = experiment.and_then(|e| e.data_dir);
     let dir = data.data_dir.clone().or(trained_dir.map(Into::into)).unwrap_or_else(|| "data".into());
     let split = match data.split {
         Some(crate::eval::SplitArg::Train) => ImageSplit::Train,

@@ -24,7 +24,7 @@ pub(crate) enum Command {
     /// Gradient of the mean cross-entropy of a model on a batch, written as safetensors
     /// (the same tensor names as the model, plus `loss`).
     Grad(grad::GradArgs),
-    /// Train a network on a generated 2-D data set and write the model.
+    /// Train a network (a 2-D set, a data file, MNIST or Fashion-MNIST) and write the model.
     Train(Box<train::TrainArgs>),
     /// Loss and accuracy of a model on a data set.
     Eval(eval::EvalArgs),

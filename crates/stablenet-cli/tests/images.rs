@@ -103,6 +103,12 @@ fn image_network_trains_evaluates_plots_and_resumes() {
     assert_eq!(ev["n"], 200);
     let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
     assert!((last["val_acc"].as_f64().unwrap() - acc).abs() < 1e-12, "{last} vs {acc}");
+    // The last checkpoint holds the same parameters and names its data through the experiment
+    // stored inside it.
+    let ckpt = root.join("model.ckpt.safetensors");
+    let ev: serde_json::Value =
+        serde_json::from_str(&ok(&stablenet(&["eval", "--model", ckpt.to_str().unwrap(), "--json"]))).unwrap();
+    assert_eq!(ev["accuracy"].as_f64().unwrap(), acc, "the checkpoint evaluates like the model");
 
     let png = root.join("mis.png");
     ok(&stablenet(&["plot", "misclassified", "--model", o, "--out", png.to_str().unwrap()]));

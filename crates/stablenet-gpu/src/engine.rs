@@ -3,6 +3,7 @@
 //! once (no readback inside a step; losses are logged on the device and read per epoch).
 use crate::device::Gpu;
 use crate::shaders;
+use crate::shaders::BatchInfo;
 use anyhow::{Result, bail, ensure};
 use bytemuck::{Pod, Zeroable};
 use stablenet_core::data::Dataset;
@@ -35,20 +36,6 @@ struct Meta {
     s_off: u32,
     slot: u32,
     aslot: u32,
-}
-
-/// The current mini-batch; mirrors `struct Batch` in common.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-struct BatchInfo {
-    n: u32,
-    offset: u32,
-    step: u32,
-    t: u32,
-    lr: f32,
-    c1: f32,
-    c2: f32,
-    pad: f32,
 }
 
 const HAS_RS: u32 = 1;
@@ -707,18 +694,13 @@ impl GpuNet {
         ensure!(n > 0 && n as u32 <= self.nmax, "batch of {n} examples (capacity {})", self.nmax);
         ensure!((offset + n) as u32 <= self.ndata, "batch runs past the data set");
         ensure!(step < self.loss_slots, "loss log full");
-        let mut info = BatchInfo { n: n as u32, offset: offset as u32, step, t: self.t, ..BatchInfo::default() };
-        if let Some(hp) = self.hyper {
-            let t = f64::from(self.t);
-            match hp.optimizer {
-                OptimizerKind::Sgd { lr, .. } => info.lr = lr as f32,
-                OptimizerKind::Adam { lr, beta1, beta2, .. } => {
-                    info.lr = lr as f32;
-                    info.c1 = (lr / (1.0 - beta1.powf(t))) as f32;
-                    info.c2 = (1.0 - beta2.powf(t)).sqrt() as f32;
-                }
-            }
-        }
+        let optimizer = self.hyper.map(|hp| BatchInfo::optimizer(hp.optimizer, self.t));
+        let info = BatchInfo {
+            n: n as u32,
+            offset: offset as u32,
+            step,
+            ..optimizer.unwrap_or(BatchInfo { t: self.t, ..BatchInfo::default() })
+        };
         self.gpu.queue.write_buffer(&self.batch, 0, bytemuck::bytes_of(&info));
         Ok(n as u32)
     }

@@ -1,6 +1,7 @@
 //! The WGSL sources (`shaders/` at the repository root) and how they combine into modules.
 //! WGSL has no includes: every module is `common.wgsl` followed by its own files.
 use stablenet_core::Integrator;
+use stablenet_core::optim::OptimizerKind;
 
 pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 pub const NETWORK: &str = include_str!("../../../shaders/network.wgsl");
@@ -12,6 +13,35 @@ pub const OPTIM: &str = include_str!("../../../shaders/optim.wgsl");
 pub const CONV: &str = include_str!("../../../shaders/conv.wgsl");
 pub const CONV_STEPS: &str = include_str!("../../../shaders/conv_steps.wgsl");
 pub const IMAGE_NET: &str = include_str!("../../../shaders/image_net.wgsl");
+
+/// The current mini-batch and the optimiser's step-dependent constants; mirrors `struct Batch`
+/// in common.wgsl (one definition for the dense and the image trainers).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct BatchInfo {
+    pub n: u32,
+    pub offset: u32,
+    pub step: u32,
+    pub t: u32,
+    pub lr: f32,
+    pub c1: f32,
+    pub c2: f32,
+    pub pad: f32,
+}
+
+impl BatchInfo {
+    /// Optimiser step `t` (from 1): lr, and for Adam c1 = lr / (1 - beta1^t) and
+    /// c2 = sqrt(1 - beta2^t), computed in f64.
+    pub fn optimizer(kind: OptimizerKind, t: u32) -> Self {
+        let mut info = BatchInfo { t, lr: kind.lr() as f32, ..BatchInfo::default() };
+        if let OptimizerKind::Adam { lr, beta1, beta2, .. } = kind {
+            let t = f64::from(t);
+            info.c1 = (lr / (1.0 - beta1.powf(t))) as f32;
+            info.c2 = (1.0 - beta2.powf(t)).sqrt() as f32;
+        }
+        info
+    }
+}
 
 /// The network module of an integrator: opening, classifier and the integrator's steps.
 pub fn network(integrator: Integrator) -> String {

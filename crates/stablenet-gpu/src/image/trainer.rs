@@ -9,6 +9,7 @@
 use super::{GpuImageNet, WG};
 use crate::device::{Gpu, describe};
 use crate::shaders;
+use crate::shaders::BatchInfo;
 use stablenet_core::data::Dataset;
 use stablenet_core::error::{Error, Result};
 use stablenet_core::image::{ImageConfig, ImageEval, ImageParams};
@@ -16,20 +17,6 @@ use stablenet_core::io::Tensor;
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::train::{EpochReport, epoch_order};
 use std::time::{Duration, Instant};
-
-/// Mirrors `struct Batch` in common.wgsl (the optimiser reads lr, c1, c2).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct BatchInfo {
-    n: u32,
-    offset: u32,
-    step: u32,
-    t: u32,
-    lr: f32,
-    c1: f32,
-    c2: f32,
-    pad: f32,
-}
 
 fn gpu_err(e: anyhow::Error) -> Error {
     Error::Device(format!("{e:#}"))
@@ -219,12 +206,7 @@ impl GpuImageTrainer {
     /// Queues the optimiser's step-dependent constants of the next step (t counts it).
     fn write_step(&mut self) {
         self.t += 1;
-        let t = self.t as f64;
-        let mut info = BatchInfo { t: self.t as u32, lr: self.kind.lr() as f32, ..BatchInfo::default() };
-        if let OptimizerKind::Adam { lr, beta1, beta2, .. } = self.kind {
-            info.c1 = (lr / (1.0 - beta1.powf(t))) as f32;
-            info.c2 = (1.0 - beta2.powf(t)).sqrt() as f32;
-        }
+        let info = BatchInfo::optimizer(self.kind, self.t as u32);
         self.queue.write_buffer(&self.batch_info, 0, bytemuck::bytes_of(&info));
     }
 

@@ -57,7 +57,6 @@ fn reduce_partial(
     let last = min(batch.n, first + CHUNK);
     let two = (job.flags & 1u) != 0u;
     let ones = (job.flags & 2u) != 0u;
-    let widest = max(job.rows, job.cols);
     var sum = 0.0;
     if rc > WG {
         if live {
@@ -73,7 +72,7 @@ fn reduce_partial(
             }
         }
     } else {
-        let sub = TILE / widest;
+        let sub = TILE / max(job.rows, job.cols);
         for (var s0 = first; s0 < last; s0 += sub) {
             let m = min(sub, last - s0);
             for (var k = li; k < m * job.rows; k += WG) {

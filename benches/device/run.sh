@@ -21,6 +21,12 @@ S=.device/run/stablenet
 elapsed() { echo $(($(date +%s) - T0)); }
 left() { echo $((BUDGET - $(elapsed))); }
 stage() { echo; echo "== [$(elapsed)s] $*"; }
+# bench SECONDS: the BENCH.md workloads, GPU engine vs PyTorch CUDA, cut (SIGINT) after SECONDS.
+bench() {
+    timeout -s INT "$1" $X bench --no-cpu --python "${PYTHON:-python3}" --torch-args "--compile-max-steps 0" \
+        "${soft[@]}" ${BENCH_ARGS:-} --out "$OUT/bench.jsonl"
+    $X bench --summarize "$OUT/bench.jsonl" > /dev/null
+}
 
 main() {
 stage "set-up: Vulkan loader, data"
@@ -61,9 +67,7 @@ fi
 if [ "${ONLY:-}" = bench ]; then
     # A rerun after a kernel change: the BENCH.md workloads and validate only.
     stage "bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
-    timeout -s INT $(($(left) - 40)) $X bench --no-cpu --python "${PYTHON:-python3}" \
-        --torch-args "--compile-max-steps 0" "${soft[@]}" ${BENCH_ARGS:-} --out "$OUT/bench.jsonl"
-    $X bench --summarize "$OUT/bench.jsonl" > /dev/null
+    bench $(($(left) - 40))
     stage "validate"
     timeout $(($(left) - 5)) $X validate > "$OUT/validate.txt" 2>&1
     tail -1 "$OUT/validate.txt"
@@ -76,10 +80,7 @@ timeout 120 $X bench-images --backend gpu --channels 16,32,64 --steps 2 --batche
     ${IMAGE_ARGS:-} --out "$OUT/bench-images.jsonl"
 
 stage "2. bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
-timeout -s INT $((BUDGET / 2 - $(elapsed) > 120 ? BUDGET / 2 - $(elapsed) : 120)) \
-    $X bench --no-cpu --python "${PYTHON:-python3}" --torch-args "--compile-max-steps 0" "${soft[@]}" ${BENCH_ARGS:-} \
-    --out "$OUT/bench.jsonl"
-$X bench --summarize "$OUT/bench.jsonl" > /dev/null
+bench $((BUDGET / 2 - $(elapsed) > 120 ? BUDGET / 2 - $(elapsed) : 120))
 
 stage "3. image accuracy runs on the GPU, validate beside them"
 window=$(($(left) - 50))

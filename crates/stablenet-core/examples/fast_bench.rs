@@ -4,7 +4,7 @@
 //! warm-up step, minimum over repeats (the machine may be shared).
 //!
 //! cargo run --release -p stablenet-core --example fast_bench -- [--only NAME] [--steps 7]
-//!     [--repeats 3] [--threads 1,2] [--ref] [--blocks G] [--chunk E] [--kernels auto|avx2|portable]
+//!     [--repeats 3] [--threads 1,2] [--ref] [--blocks G] [--kernels auto|avx2|portable]
 use stablenet_core::fast::{FastWorkspace, Kernels, Layout, loss_grad_with};
 use stablenet_core::{Activation, GradMethod, Integrator, ModelConfig, Params, Rng};
 use std::time::Instant;
@@ -77,10 +77,7 @@ fn main() {
         }
         let mut layout = Layout::default_for(&cfg);
         if let Some(g) = opt("--blocks") {
-            layout = Layout::new(g.parse().unwrap(), layout.chunk_examples);
-        }
-        if let Some(e) = opt("--chunk") {
-            layout = Layout::new(layout.blocks_per_tile, e.parse().unwrap());
+            layout = Layout::new(g.parse().unwrap());
         }
         let mut ws = FastWorkspace::with_layout(&cfg, layout).unwrap();
         ws.set_kernels(match opt("--kernels").as_deref() {
@@ -98,7 +95,7 @@ fn main() {
             });
             line += &format!("  fast/{th}t {:8.2} ms", t * 1e3);
         }
-        line += &format!("  (tile {} ex, chunk {} ex)", layout.blocks_per_tile * 16, layout.chunk_examples);
+        line += &format!("  (tile {} ex)", layout.tile());
         println!("{line}");
     }
 }

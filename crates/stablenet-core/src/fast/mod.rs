@@ -14,23 +14,26 @@
 //!   drift grows with depth, MODEL.md section 3). resnet/antisym store the tile's N + 1 states.
 //! - tanh is a clamped [13/6] rational approximation (max |error| 2.7e-7 to 3.6e-7 measured,
 //!   see `simd::tanh`) and sigma' is taken from its value (1 - t^2).
-//! - Threads: the batch is cut into chunks of a fixed number of examples
-//!   ([`Layout::chunk_examples`], independent of the thread count); each chunk accumulates its
-//!   own partial gradient, and the partials are summed in chunk order, so the result is
-//!   bit-identical for any number of threads (`std::thread::scope`, one thread per call and
-//!   worker; chunks are handed out from a queue).
+//! - Threads: tiles are handed out in order to the workers (`std::thread::scope`), and each
+//!   adds its share of the gradient straight into the result, phase by phase (classifier,
+//!   steps N-1 .. 0, opening) in tile order ([`sink`]): bit-identical for any number of
+//!   threads, with no per-thread or per-chunk copy of the gradient, so the memory of a step
+//!   does not grow with N.
 //! - Vector code: AVX-512, AVX2 + FMA or portable, picked at run time ([`Kernels`]). The
 //!   variants round differently (fused multiply-add); each is deterministic.
 //! - [`FastWorkspace`] holds every buffer; [`loss_grad_with`] allocates nothing once the
 //!   workspace has seen the batch size and thread count (beyond the threads it starts).
+//!   Beyond parameter-shaped buffers (the packed operators and the gradient) it holds one
+//!   tile's states per thread and a counter per tile ([`FastWorkspace::work_bytes`]).
 use crate::config::{Activation, Integrator, ModelConfig};
 use crate::error::{Error, Result};
 use crate::network::{LossGrad, check_batch};
 use crate::params::Params;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod kernels;
 pub(crate) mod simd;
+mod sink;
 mod tile;
 
 #[cfg(test)]
@@ -38,21 +41,21 @@ mod tests;
 
 use kernels::{pack, packed_len};
 use simd::{Act, Isa, Portable, Relu, Tanh, V};
-use tile::{Ctx, Partial, Scratch};
+use sink::Sink;
+use tile::{Ctx, Out, Scratch};
 
-/// How the batch is cut: tiles of `blocks_per_tile` blocks of 16 examples, and reduction
-/// chunks of `chunk_examples` (a multiple of the tile). The result depends on the layout (the
-/// order of the sums) but never on the number of threads.
+/// How the batch is cut: tiles of `blocks_per_tile` blocks of 16 examples, the unit that
+/// walks the network and the unit of the gradient's sums. The result depends on the layout
+/// (the order of the sums) but never on the number of threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub blocks_per_tile: usize,
-    pub chunk_examples: usize,
 }
 
 impl Layout {
     /// The default for a configuration: tiles of about 2048 state values per array (they
-    /// stay in L1/L2; the tile size hardly matters above that, measured), at most about 8 MiB
-    /// of stored states per thread for resnet/antisym, and chunks of 256 examples.
+    /// stay in L1/L2; the tile size hardly matters above that, measured), and at most about
+    /// 8 MiB of stored states per thread for resnet/antisym.
     pub fn default_for(cfg: &ModelConfig) -> Self {
         let w = cfg.width.max(1);
         let mut blocks = (2048 / (w * V)).clamp(2, 16);
@@ -60,26 +63,16 @@ impl Layout {
             let per_block = (cfg.steps + 1) * w * V * std::mem::size_of::<f32>();
             blocks = blocks.min((8 << 20) / per_block).max(1);
         }
-        Layout::new(blocks, 256)
+        Layout::new(blocks)
     }
 
-    /// `chunk_examples` is rounded up to a multiple of the tile.
-    pub fn new(blocks_per_tile: usize, chunk_examples: usize) -> Self {
-        let blocks_per_tile = blocks_per_tile.max(1);
-        let tile = blocks_per_tile * V;
-        Layout { blocks_per_tile, chunk_examples: chunk_examples.max(1).div_ceil(tile) * tile }
+    pub fn new(blocks_per_tile: usize) -> Self {
+        Layout { blocks_per_tile: blocks_per_tile.max(1) }
     }
 
-    /// The chunk size used for a batch of n examples and a model of `params` values:
-    /// `chunk_examples`, grown for very large batches so that the partial gradients take at
-    /// most about 64 MiB (and at least 16 chunks are allowed). Depends on n, never on threads.
-    pub fn chunk_for(&self, n: usize, params: usize) -> usize {
-        let max_chunks = ((64 << 20) / (params.max(1) * std::mem::size_of::<f32>())).max(16);
-        if n.div_ceil(self.chunk_examples) <= max_chunks {
-            return self.chunk_examples;
-        }
-        let tile = self.blocks_per_tile * V;
-        n.div_ceil(max_chunks).div_ceil(tile) * tile
+    /// Examples per tile.
+    pub fn tile(&self) -> usize {
+        self.blocks_per_tile * V
     }
 }
 
@@ -105,8 +98,10 @@ pub struct FastWorkspace {
     wc: Vec<f32>,
     wct: Vec<f32>,
     op: Vec<f32>,
-    partials: Vec<Partial>,
+    /// Phases each tile of the current call has completed (see [`sink`]).
+    done: Vec<AtomicUsize>,
     scratch: Vec<Scratch>,
+    loss: f64,
     result: LossGrad<f32>,
 }
 
@@ -118,7 +113,7 @@ impl FastWorkspace {
     pub fn with_layout(cfg: &ModelConfig, layout: Layout) -> Result<Self> {
         cfg.validate()?;
         let (d, w, n, c) = (cfg.d, cfg.width, cfg.steps, cfg.classes);
-        let layout = Layout::new(layout.blocks_per_tile, layout.chunk_examples);
+        let layout = Layout::new(layout.blocks_per_tile);
         let kp = packed_len(w, w);
         Ok(FastWorkspace {
             cfg: cfg.clone(),
@@ -130,8 +125,9 @@ impl FastWorkspace {
             wc: vec![0.0; packed_len(c, w)],
             wct: vec![0.0; packed_len(w, c)],
             op: vec![0.0; w * w],
-            partials: Vec::new(),
+            done: Vec::new(),
             scratch: Vec::new(),
+            loss: 0.0,
             result: LossGrad { loss: 0.0, correct: 0, grad: Params::zeros(cfg), stored_states: 0 },
         })
     }
@@ -145,16 +141,30 @@ impl FastWorkspace {
         self.kernels = kernels;
     }
 
-    /// Buffers for `chunks` chunks and `threads` threads (grows only).
-    fn reserve(&mut self, chunks: usize, threads: usize) {
+    /// Buffers for `tiles` tiles and `threads` threads (grows only).
+    fn reserve(&mut self, tiles: usize, threads: usize) {
         let cfg = &self.cfg;
-        while self.partials.len() < chunks {
-            self.partials.push(Partial { grad: Params::zeros(cfg), loss: 0.0, correct: 0 });
-        }
+        self.done.resize_with(self.done.len().max(tiles), || AtomicUsize::new(0));
         while self.scratch.len() < threads {
             let g = self.layout.blocks_per_tile;
             self.scratch.push(Scratch::new(cfg.integrator, cfg.d, cfg.width, cfg.steps, cfg.classes, g));
         }
+    }
+
+    /// Bytes of the buffers that are not parameter-shaped: the per-thread tile states and the
+    /// per-tile counters, as allocated so far (they depend on the batch size and threads,
+    /// never on N for hamiltonian and leapfrog; resnet/antisym store N + 1 tile states).
+    pub fn work_bytes(&self) -> usize {
+        let f = std::mem::size_of::<f32>();
+        let scratch: usize = self.scratch.iter().map(|s| s.len() * f).sum();
+        scratch + self.done.len() * std::mem::size_of::<AtomicUsize>() + self.op.len() * f
+    }
+
+    /// Bytes of the parameter-shaped buffers: the packed operators (M_j, M_j^T and the small
+    /// opening and classifier ones) and the gradient.
+    pub fn param_shaped_bytes(&self) -> usize {
+        let packed = self.kin.len() + self.k.len() + self.kt.len() + self.wc.len() + self.wct.len();
+        (packed + self.result.grad.num_values()) * std::mem::size_of::<f32>()
     }
 
     /// Packs this call's parameters (M_j = A_j for antisym, MODEL.md section 2).
@@ -202,13 +212,12 @@ pub fn loss_grad_with<'w>(
     p.check_shape(cfg)?;
     check_batch(cfg, x, labels)?;
     let n = labels.len();
-    let chunk = ws.layout.chunk_for(n, p.num_values());
-    let chunks = n.div_ceil(chunk);
+    let tiles = n.div_ceil(ws.layout.tile());
     let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { threads };
-    let threads = threads.min(chunks);
-    ws.reserve(chunks, threads);
+    let threads = threads.min(tiles);
+    ws.reserve(tiles, threads);
     ws.pack_params(p);
-    let FastWorkspace { cfg, layout, kernels, kin, k, kt, wc, wct, partials, scratch, result, .. } = ws;
+    let FastWorkspace { cfg, layout, kernels, kin, k, kt, wc, wct, done, scratch, loss, result, .. } = ws;
     let ctx = Ctx {
         integrator: cfg.integrator,
         d: cfg.d,
@@ -230,29 +239,16 @@ pub fn loss_grad_with<'w>(
         b: &p.b,
         mu: &p.mu,
     };
-    let job = Job { ctx: &ctx, chunk, act: cfg.activation, kernels: *kernels };
-    let queue = Mutex::new(partials[..chunks].iter_mut().enumerate());
+    let sink = Sink::new(&mut result.grad, loss, &mut result.correct, &done[..tiles]);
+    let job = Job { ctx: &ctx, sink: &sink, tiles, next: AtomicUsize::new(0), act: cfg.activation, kernels: *kernels };
     let (mine, others) = scratch.split_first_mut().expect("one scratch per thread");
     std::thread::scope(|s| {
         for sc in &mut others[..threads - 1] {
-            let (job, queue) = (&job, &queue);
-            s.spawn(move || job.work(sc, queue));
+            let job = &job;
+            s.spawn(move || job.work(sc));
         }
-        job.work(mine, &queue);
+        job.work(mine);
     });
-    // Sum the partials in chunk order (deterministic for any thread count).
-    let (first, rest) = partials[..chunks].split_first().expect("at least one chunk");
-    for ((_, out), (_, a)) in result.grad.groups_mut().into_iter().zip(first.grad.groups()) {
-        out.copy_from_slice(a);
-    }
-    let (mut loss, mut correct) = (first.loss, first.correct);
-    for part in rest {
-        for ((_, out), (_, a)) in result.grad.groups_mut().into_iter().zip(part.grad.groups()) {
-            out.iter_mut().zip(a).for_each(|(o, a)| *o += *a);
-        }
-        loss += part.loss;
-        correct += part.correct;
-    }
     if cfg.integrator == Integrator::Antisym {
         // dL/dK_j = (G - G^T) / 2 for G = dL/dA_j (MODEL.md section 2 notes).
         let w = cfg.width;
@@ -260,8 +256,7 @@ pub fn loss_grad_with<'w>(
             antisymmetric_part(gk, w);
         }
     }
-    result.loss = (loss / n as f64) as f32;
-    result.correct = correct;
+    result.loss = (*loss / n as f64) as f32;
     result.stored_states = match cfg.integrator {
         Integrator::Resnet | Integrator::Antisym => cfg.steps + 1,
         _ => 0,
@@ -281,26 +276,41 @@ fn antisymmetric_part(g: &mut [f32], w: usize) {
     }
 }
 
-/// What every worker thread runs: chunks taken from a shared queue, in any order.
+/// What every worker thread runs: the next tile in order until none is left.
 struct Job<'a> {
     ctx: &'a Ctx<'a>,
-    chunk: usize,
+    sink: &'a Sink<'a>,
+    tiles: usize,
+    next: AtomicUsize,
     act: Activation,
     kernels: Kernels,
 }
 
-type Queue<'p> = Mutex<std::iter::Enumerate<std::slice::IterMut<'p, Partial>>>;
+/// Tells the other workers when this one unwinds, so that none waits on its tile forever.
+struct FailOnPanic<'a>(&'a Sink<'a>);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail();
+        }
+    }
+}
 
 impl Job<'_> {
-    fn work(&self, sc: &mut Scratch, queue: &Queue) {
+    fn work(&self, sc: &mut Scratch) {
+        let _guard = FailOnPanic(self.sink);
         loop {
-            let Some((c, part)) = queue.lock().expect("no worker panicked").next() else { break };
-            self.run_chunk(sc, c * self.chunk, part);
+            let t = self.next.fetch_add(1, Ordering::Relaxed);
+            if t >= self.tiles {
+                break;
+            }
+            self.run_tile(sc, t);
         }
     }
 
-    fn run_chunk(&self, sc: &mut Scratch, first: usize, part: &mut Partial) {
-        let (ctx, len) = (self.ctx, self.chunk);
+    fn run_tile(&self, sc: &mut Scratch, t: usize) {
+        let (ctx, out) = (self.ctx, Out { sink: self.sink, t });
         #[cfg(target_arch = "x86_64")]
         {
             if self.kernels == Kernels::Auto
@@ -309,8 +319,8 @@ impl Job<'_> {
                 // SAFETY: the token proves the CPU has the features the function is compiled for.
                 unsafe {
                     match self.act {
-                        Activation::Tanh => chunk_avx512::<Tanh>(isa, ctx, sc, first, len, part),
-                        Activation::Relu => chunk_avx512::<Relu>(isa, ctx, sc, first, len, part),
+                        Activation::Tanh => tile_avx512::<Tanh>(isa, ctx, sc, out),
+                        Activation::Relu => tile_avx512::<Relu>(isa, ctx, sc, out),
                     }
                 }
                 return;
@@ -321,47 +331,38 @@ impl Job<'_> {
                 // SAFETY: the token proves the CPU has the features the function is compiled for.
                 unsafe {
                     match self.act {
-                        Activation::Tanh => chunk_avx2::<Tanh>(isa, ctx, sc, first, len, part),
-                        Activation::Relu => chunk_avx2::<Relu>(isa, ctx, sc, first, len, part),
+                        Activation::Tanh => tile_avx2::<Tanh>(isa, ctx, sc, out),
+                        Activation::Relu => tile_avx2::<Relu>(isa, ctx, sc, out),
                     }
                 }
                 return;
             }
         }
         match self.act {
-            Activation::Tanh => chunk::<Portable, Tanh>(Portable, ctx, sc, first, len, part),
-            Activation::Relu => chunk::<Portable, Relu>(Portable, ctx, sc, first, len, part),
+            Activation::Tanh => one_tile::<Portable, Tanh>(Portable, ctx, sc, out),
+            Activation::Relu => one_tile::<Portable, Relu>(Portable, ctx, sc, out),
         }
     }
 }
 
-/// The chunk's kernels compiled for AVX-512 (a block row of 16 examples is one register);
+/// The tile's kernels compiled for AVX-512 (a block row of 16 examples is one register);
 /// everything below is inlined into it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-fn chunk_avx512<S: Act>(isa: simd::Avx512, ctx: &Ctx, sc: &mut Scratch, first: usize, len: usize, part: &mut Partial) {
-    chunk::<_, S>(isa, ctx, sc, first, len, part)
+fn tile_avx512<S: Act>(isa: simd::Avx512, ctx: &Ctx, sc: &mut Scratch, out: Out) {
+    one_tile::<_, S>(isa, ctx, sc, out)
 }
 
-/// The chunk's kernels compiled for AVX2 + FMA.
+/// The tile's kernels compiled for AVX2 + FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn chunk_avx2<S: Act>(isa: simd::Avx2, ctx: &Ctx, sc: &mut Scratch, first: usize, len: usize, part: &mut Partial) {
-    chunk::<_, S>(isa, ctx, sc, first, len, part)
+fn tile_avx2<S: Act>(isa: simd::Avx2, ctx: &Ctx, sc: &mut Scratch, out: Out) {
+    one_tile::<_, S>(isa, ctx, sc, out)
 }
 
-/// Examples first..first + len of the batch, tile by tile, into a zeroed partial.
+/// Tile `out.t` of the batch: loaded, then through the network and back.
 #[inline(always)]
-fn chunk<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, first: usize, len: usize, part: &mut Partial) {
-    part.grad.fill(0.0);
-    part.loss = 0.0;
-    part.correct = 0;
-    let end = (first + len).min(ctx.labels.len());
-    let tile = ctx.g * V;
-    let mut start = first;
-    while start < end {
-        sc.load(ctx, start);
-        tile::run::<X, S>(isa, ctx, sc, part);
-        start += tile;
-    }
+fn one_tile<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, out: Out) {
+    sc.load(ctx, out.t * ctx.g * V);
+    tile::run::<X, S>(isa, ctx, sc, out);
 }

@@ -73,7 +73,7 @@ fn matches_the_f64_reference() {
                 let (x, labels) = random_batch(&cfg, n, 20 + case as u64);
                 let want = crate::network::loss_grad(&cfg, &p.cast::<f64>(), &x, &labels, GradMethod::Stored).unwrap();
                 for kernels in [Kernels::Auto, Kernels::Avx2, Kernels::Portable] {
-                    let mut ws = FastWorkspace::with_layout(&cfg, Layout::new(2, 32)).unwrap();
+                    let mut ws = FastWorkspace::with_layout(&cfg, Layout::new(2)).unwrap();
                     ws.set_kernels(kernels);
                     let got = loss_grad_with(&mut ws, &cfg, &p, &x, &labels, 2).unwrap().clone();
                     let (err, group, loss_err) = compare(&got, &want);
@@ -117,7 +117,7 @@ fn bit_identical_for_any_thread_count() {
         let cfg = config(integrator, Activation::Tanh, 3, 9, 5, 4);
         let p = random_params(&cfg, 5);
         let (x, labels) = random_batch(&cfg, 700, 6);
-        let mut ws = FastWorkspace::with_layout(&cfg, Layout::new(1, 64)).unwrap();
+        let mut ws = FastWorkspace::with_layout(&cfg, Layout::new(1)).unwrap();
         let one = loss_grad_with(&mut ws, &cfg, &p, &x, &labels, 1).unwrap().clone();
         for threads in [2, 3, 0] {
             let other = loss_grad_with(&mut ws, &cfg, &p, &x, &labels, threads).unwrap();
@@ -131,7 +131,7 @@ fn bit_identical_for_any_thread_count() {
             }
         }
         // A fresh workspace gives the same bits too.
-        let fresh = FastWorkspace::with_layout(&cfg, Layout::new(1, 64))
+        let fresh = FastWorkspace::with_layout(&cfg, Layout::new(1))
             .and_then(|mut ws| loss_grad_with(&mut ws, &cfg, &p, &x, &labels, 2).cloned())
             .unwrap();
         assert_eq!(fresh.grad, one.grad);
@@ -139,12 +139,26 @@ fn bit_identical_for_any_thread_count() {
 }
 
 #[test]
-fn chunks_grow_only_for_huge_batches() {
-    let layout = Layout::new(2, 256);
-    assert_eq!(layout.chunk_for(4096, 1000), 256);
-    // 64 MiB of partials of 4 MiB each: 16 chunks at most.
-    let chunk = layout.chunk_for(100_000, 1 << 20);
-    assert!(chunk.is_multiple_of(32) && 100_000usize.div_ceil(chunk) <= 16, "{chunk}");
+fn memory_beyond_parameter_shaped_buffers_is_flat_in_depth() {
+    // MODEL.md section 3: reverse time needs no stored state, and the gradient is summed in
+    // place (no per-chunk copies), so only parameter-shaped buffers grow with N.
+    for integrator in [Integrator::Hamiltonian, Integrator::Leapfrog] {
+        let bytes = |steps: usize| {
+            let cfg = config(integrator, Activation::Tanh, 2, 8, steps, 5);
+            let p = random_params(&cfg, 1);
+            let (x, labels) = random_batch(&cfg, 1000, 2);
+            let mut ws = FastWorkspace::new(&cfg).unwrap();
+            loss_grad_with(&mut ws, &cfg, &p, &x, &labels, 2).unwrap();
+            (ws.work_bytes(), ws.param_shaped_bytes(), p.num_values() * 4)
+        };
+        let (small, big) = (bytes(4), bytes(400));
+        assert_eq!(small.0, big.0, "{integrator}: work bytes at N = 4 and 400");
+        assert!(small.0 > 0);
+        // What grows: per step the packed M_j and M_j^T (w = 8 is a whole number of panels of
+        // 4 rows) and the gradient's K_j and b_j, as the parameters themselves.
+        assert_eq!(big.1 - small.1, 396 * 4 * (2 * 8 * 8 + 8 * 8 + 8), "{integrator}");
+        assert_eq!(big.2 - small.2, 396 * 4 * (8 * 8 + 8));
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! One tile (G blocks of V examples) through the whole network and back (MODEL.md sections
-//! 1-4), accumulating into its chunk's partial gradient.
+//! 1-4), adding its share of the gradient into the [`Sink`] phase by phase.
 //!
 //! Every state is a tile array of G blocks, each `[w][V]` (row i of block g at
 //! `(g w + i) V`). Per step the blocks are visited one after the other: for each, a few fused
@@ -9,8 +9,8 @@
 #![allow(clippy::needless_range_loop)]
 use super::kernels::{Outer, mm, mm2, reduce, reduce_t, row_sums, transpose};
 use super::simd::{Act, Isa, Lanes, V, exp};
+use super::sink::Sink;
 use crate::config::Integrator;
-use crate::params::Params;
 
 /// Everything a tile reads: shapes, the batch, and the packed parameters of this call.
 pub(crate) struct Ctx<'a> {
@@ -43,13 +43,6 @@ impl Ctx<'_> {
         let (kp, w) = (self.kp, self.w);
         (&self.k[j * kp..(j + 1) * kp], &self.kt[j * kp..(j + 1) * kp], &self.b[j * w..(j + 1) * w])
     }
-}
-
-/// A chunk's partial result.
-pub(crate) struct Partial {
-    pub grad: Params<f32>,
-    pub loss: f64,
-    pub correct: usize,
 }
 
 /// Per-thread tile buffers, allocated once per workspace.
@@ -152,6 +145,16 @@ impl Scratch {
         }
     }
 
+    /// f32 values held (for [`super::FastWorkspace::work_bytes`]).
+    pub fn len(&self) -> usize {
+        let Scratch { x, labels, y0, y, z, zn, yb, zb, s, t, a2, logits, store, tr, .. } = self;
+        [x, y0, y, z, zn, yb, zb, s, t, a2, logits, store, &tr.qt, &tr.st, &tr.dkp]
+            .iter()
+            .map(|v| v.len())
+            .sum::<usize>()
+            + labels.len()
+    }
+
     /// Loads examples first.. of the batch into the tile, transposed to [d][V] per block.
     pub fn load(&mut self, ctx: &Ctx, first: usize) {
         let (d, n) = (ctx.d, ctx.labels.len());
@@ -204,13 +207,20 @@ fn row_mut(a: &mut [f32], i: usize) -> &mut Lanes {
     (&mut a[i * V..(i + 1) * V]).try_into().expect("V lanes")
 }
 
-/// The whole tile: forward, loss, adjoint, accumulated into `part`.
+/// Where a tile's gradient goes: the shared sink, as tile number `t`.
+#[derive(Clone, Copy)]
+pub(crate) struct Out<'a> {
+    pub sink: &'a Sink<'a>,
+    pub t: usize,
+}
+
+/// The whole tile: forward, loss, adjoint, added into the sink.
 #[inline(always)]
-pub(crate) fn run<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Partial) {
+pub(crate) fn run<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, out: Out) {
     match ctx.integrator {
-        Integrator::Hamiltonian => verlet::<X, S>(isa, ctx, sc, part),
-        Integrator::Leapfrog => leapfrog::<X, S>(isa, ctx, sc, part),
-        Integrator::Resnet | Integrator::Antisym => euler::<X, S>(isa, ctx, sc, part),
+        Integrator::Hamiltonian => verlet::<X, S>(isa, ctx, sc, out),
+        Integrator::Leapfrog => leapfrog::<X, S>(isa, ctx, sc, out),
+        Integrator::Resnet | Integrator::Antisym => euler::<X, S>(isa, ctx, sc, out),
     }
 }
 
@@ -237,8 +247,9 @@ fn open<X: Isa, S: Act>(isa: X, ctx: &Ctx, x: &[f32], y: &mut [f32]) {
 /// Classifier, softmax cross-entropy and its adjoint: accumulates loss, hits, dW and dmu,
 /// and leaves ybar = W^T dlogits in `yb` (zero in padding lanes).
 #[inline(always)]
-fn classify<X: Isa>(isa: X, ctx: &Ctx, t: Tile, logits: &mut [f32], y: &[f32], yb: &mut [f32], part: &mut Partial) {
+fn classify<X: Isa>(isa: X, ctx: &Ctx, t: Tile, logits: &mut [f32], y: &[f32], yb: &mut [f32], out: Out) {
     let (w, c) = (ctx.w, ctx.c);
+    let (mut loss, mut correct) = (0.0f64, 0usize);
     for g in 0..ctx.g {
         let lg = blk_mut(logits, g, c);
         mm(
@@ -279,8 +290,8 @@ fn classify<X: Isa>(isa: X, ctx: &Ctx, t: Tile, logits: &mut [f32], y: &[f32], y
         }
         let valid = t.valid.saturating_sub(g * V).min(V);
         for l in 0..valid {
-            part.loss += (sum[l].ln() - picked[l]) as f64;
-            part.correct += (arg[l] == labels[l]) as usize;
+            loss += (sum[l].ln() - picked[l]) as f64;
+            correct += (arg[l] == labels[l]) as usize;
         }
         // dlogits = (softmax - onehot) / n, zero in padding lanes.
         let mut scale = [0.0f32; V];
@@ -295,8 +306,13 @@ fn classify<X: Isa>(isa: X, ctx: &Ctx, t: Tile, logits: &mut [f32], y: &[f32], y
             }
         }
     }
-    reduce(isa, &Outer { p: logits, q: y, rs: None, mi: c, mk: w }, &mut part.grad.wc, false);
-    row_sums(isa, logits, None, c, &mut part.grad.mu, false);
+    let mut head = out.sink.head(out.t);
+    let h = &mut head.out;
+    reduce(isa, &Outer { p: logits, q: y, rs: None, mi: c, mk: w }, h.wc, false);
+    row_sums(isa, logits, None, c, h.mu, false);
+    *h.loss += loss;
+    *h.correct += correct;
+    drop(head);
     for g in 0..ctx.g {
         let ybg = blk_mut(yb, g, w);
         mm(
@@ -313,19 +329,21 @@ fn classify<X: Isa>(isa: X, ctx: &Ctx, t: Tile, logits: &mut [f32], y: &[f32], y
 
 /// Opening layer adjoint: s = sigma'(u_in) * ybar (sigma' from y_0); dK_in += s x^T, db_in += s.
 #[inline(always)]
-fn open_back<X: Isa, S: Act>(isa: X, ctx: &Ctx, y0: &[f32], yb: &[f32], s: &mut [f32], x: &[f32], part: &mut Partial) {
+fn open_back<X: Isa, S: Act>(isa: X, ctx: &Ctx, y0: &[f32], yb: &[f32], s: &mut [f32], x: &[f32], out: Out) {
     for i in 0..y0.len() / V {
         let v = isa.mul(S::df(isa, isa.load_at(y0, i)), isa.load_at(yb, i));
         isa.store_at(s, i, v);
     }
-    reduce(isa, &Outer { p: s, q: x, rs: None, mi: ctx.w, mk: ctx.d }, &mut part.grad.k_in, false);
-    row_sums(isa, s, None, ctx.w, &mut part.grad.b_in, false);
+    let mut open = out.sink.open(out.t);
+    let (dk_in, db_in) = &mut open.out;
+    reduce(isa, &Outer { p: s, q: x, rs: None, mi: ctx.w, mk: ctx.d }, dk_in, false);
+    row_sums(isa, s, None, ctx.w, db_in, false);
 }
 
 /// hamiltonian (Verlet): forward, then the fused adjoint with reverse-time rebuild of
 /// MODEL.md section 4; no stored states.
 #[inline(always)]
-fn verlet<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Partial) {
+fn verlet<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, out: Out) {
     let (w, steps) = (ctx.w, ctx.steps);
     let (h, mh) = (isa.splat(ctx.h), isa.splat(-ctx.h));
     open::<X, S>(isa, ctx, &sc.x, &mut sc.y);
@@ -363,7 +381,7 @@ fn verlet<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Partia
             );
         }
     }
-    classify(isa, ctx, Tile { labels: &sc.labels, valid: sc.valid }, &mut sc.logits, &sc.y, &mut sc.yb, part);
+    classify(isa, ctx, Tile { labels: &sc.labels, valid: sc.valid }, &mut sc.logits, &sc.y, &mut sc.yb, out);
     sc.zb.fill(0.0);
     for j in (0..steps).rev() {
         let (k, kt, b) = ctx.step(j);
@@ -420,18 +438,20 @@ fn verlet<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Partia
             );
         }
         // dK_j += s z_{j+1}^T + y_j t^T; db_j += s + t.
-        let dk = &mut part.grad.k[j * w * w..(j + 1) * w * w];
+        let mut grad = out.sink.step(out.t, j);
+        let (dk, db) = &mut grad.out;
         step_grad(isa, w, &mut sc.tr, &sc.s, &sc.z, Some((&sc.y, &sc.t)), dk, false);
-        row_sums(isa, &sc.s, Some(&sc.t), w, &mut part.grad.b[j * w..(j + 1) * w], false);
+        row_sums(isa, &sc.s, Some(&sc.t), w, db, false);
+        drop(grad);
         std::mem::swap(&mut sc.z, &mut sc.zn);
     }
-    open_back::<X, S>(isa, ctx, &sc.y0, &sc.yb, &mut sc.s, &sc.x, part);
+    open_back::<X, S>(isa, ctx, &sc.y0, &sc.yb, &mut sc.s, &sc.x, out);
 }
 
 /// leapfrog: forward, then the adjoint of MODEL.md section 4 with y_{j-1} rebuilt in reverse
 /// time (section 3); no stored states.
 #[inline(always)]
-fn leapfrog<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Partial) {
+fn leapfrog<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, out: Out) {
     let (w, steps) = (ctx.w, ctx.steps);
     let h2 = ctx.h * ctx.h;
     let (vh2, mh2, two) = (isa.splat(h2), isa.splat(-h2), isa.splat(2.0));
@@ -469,7 +489,7 @@ fn leapfrog<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Part
         }
         std::mem::swap(&mut sc.y, &mut sc.z);
     }
-    classify(isa, ctx, Tile { labels: &sc.labels, valid: sc.valid }, &mut sc.logits, &sc.y, &mut sc.yb, part);
+    classify(isa, ctx, Tile { labels: &sc.labels, valid: sc.valid }, &mut sc.logits, &sc.y, &mut sc.yb, out);
     // (nxt, cur) = (y_{j+1}, y_j); accumulators a0 = a_{j+1}, a1 = a_j, a2 = a_{j-1};
     // v = h^2 a_{j+1}; s = sigma(u); gg = g of MODEL.md.
     let Scratch { y, z, yb, zb, a2, s, t: v, zn: gg, y0, x, tr, .. } = sc;
@@ -525,9 +545,11 @@ fn leapfrog<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Part
             );
         }
         // dK_j -= sigma(u) v^T + g y_j^T; db_j -= g.
-        let dk = &mut part.grad.k[j * w * w..(j + 1) * w * w];
+        let mut grad = out.sink.step(out.t, j);
+        let (dk, db) = &mut grad.out;
         step_grad(isa, w, tr, s, v, Some((gg, cur)), dk, true);
-        row_sums(isa, gg, None, w, &mut part.grad.b[j * w..(j + 1) * w], true);
+        row_sums(isa, gg, None, w, db, true);
+        drop(grad);
         if first {
             break;
         }
@@ -536,14 +558,14 @@ fn leapfrog<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Part
         a2.fill(0.0);
     }
     // a1 now holds a_0 = dL/dy_0.
-    open_back::<X, S>(isa, ctx, y0, a1, s, x, part);
+    open_back::<X, S>(isa, ctx, y0, a1, s, x, out);
 }
 
 /// resnet/antisym (forward Euler with M_j = K_j or A_j): the tile's states y_0 .. y_N are
 /// stored on the way forward, then plain backpropagation; accumulates dL/dM_j (the caller
 /// maps it onto K_j).
 #[inline(always)]
-fn euler<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Partial) {
+fn euler<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, out: Out) {
     let (w, steps) = (ctx.w, ctx.steps);
     let h = isa.splat(ctx.h);
     let st = ctx.g * w * V;
@@ -569,7 +591,7 @@ fn euler<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Partial
         }
     }
     let tile = Tile { labels: &sc.labels, valid: sc.valid };
-    classify(isa, ctx, tile, &mut sc.logits, &sc.store[steps * st..], &mut sc.yb, part);
+    classify(isa, ctx, tile, &mut sc.logits, &sc.store[steps * st..], &mut sc.yb, out);
     for j in (0..steps).rev() {
         let (m, mt, b) = ctx.step(j);
         let yj = &sc.store[j * st..(j + 1) * st];
@@ -601,9 +623,11 @@ fn euler<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, part: &mut Partial
             );
         }
         // dM_j += s y_j^T; db_j += s.
-        let dm = &mut part.grad.k[j * w * w..(j + 1) * w * w];
+        let mut grad = out.sink.step(out.t, j);
+        let (dm, db) = &mut grad.out;
         step_grad(isa, w, &mut sc.tr, &sc.s, yj, None, dm, false);
-        row_sums(isa, &sc.s, None, w, &mut part.grad.b[j * w..(j + 1) * w], false);
+        row_sums(isa, &sc.s, None, w, db, false);
+        drop(grad);
     }
-    open_back::<X, S>(isa, ctx, &sc.store[..st], &sc.yb, &mut sc.s, &sc.x, part);
+    open_back::<X, S>(isa, ctx, &sc.store[..st], &sc.yb, &mut sc.s, &sc.x, out);
 }

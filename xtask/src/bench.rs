@@ -10,8 +10,10 @@ use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
 use stablenet_core::{Activation, Integrator, ModelConfig, Params, Rng, TrainConfig, Trainer};
 use stablenet_gpu::{Gpu, GpuNet, Hyper};
+use std::cell::RefCell;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--out FILE] [--only NAME[,NAME..]] [--no-torch] \
@@ -175,12 +177,18 @@ struct Stepper {
     /// What computes, for the `device` field (after the CPU model for CPU steppers).
     what: String,
     threads: usize,
+    /// Bytes of the parameter-shaped buffers beyond the parameters (gradient, optimiser
+    /// state, packed operators), the `param_state_bytes` field.
+    state_bytes: u64,
+    /// Bytes of every other buffer the engine holds, counted exactly (`work_bytes`); asked
+    /// after the timed steps, once the engine has seen the batch.
+    work_bytes: Box<dyn Fn() -> u64>,
     step: StepFn,
 }
 
-/// Builds the CPU stepper: the plain SGD (lr 0.1) training step of BENCH.md on the CPU
-/// reference, `stablenet_core::Trainer<f32>` (gradient by reverse time, one thread). A faster
-/// CPU engine plugs in here; any `stablenet_core::Backend` fits through [`backend_stepper`].
+/// Builds the CPU stepper: the plain SGD (lr 0.1) training step of BENCH.md through
+/// `stablenet_core::Trainer<f32>`, whose f32 fast path runs on every thread of the machine
+/// (same bits for any thread count).
 fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<Stepper> {
     let tc = TrainConfig {
         epochs: 1,
@@ -191,31 +199,32 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
         method: None,
     };
     let mut t = Trainer::<f32>::new(cfg.clone(), params, tc)?;
-    let step = Box::new(move || Ok(Some(t.step(&data.x, &data.labels)?.1 as f32)));
-    Ok(Stepper { what: "stablenet_core::Trainer<f32>, 1 thread".into(), threads: 1, step })
-}
-
-/// A stepper from any backend (its `step` is synchronous; it reports no loss).
-#[allow(dead_code)] // the hook for the faster CPU path
-fn backend_stepper(mut b: Box<dyn stablenet_core::Backend>, data: Dataset, threads: usize) -> Stepper {
-    let what = b.device();
-    Stepper { what, threads, step: Box::new(move || b.step(&data.x, &data.labels).map(|_| None).map_err(Into::into)) }
+    ensure!(t.uses_fast_path(), "the CPU trainer did not pick its fast path");
+    let threads = cores();
+    t.set_threads(threads);
+    let state_bytes = t.state_bytes() as u64;
+    let t = Rc::new(RefCell::new(t));
+    let t2 = Rc::clone(&t);
+    let step = Box::new(move || Ok(Some(t.borrow_mut().step(&data.x, &data.labels)?.1 as f32)));
+    let work_bytes = Box::new(move || t2.borrow().work_bytes().unwrap_or(0) as u64);
+    let what = format!("stablenet_core::Trainer<f32> (fast path), {threads} threads");
+    Ok(Stepper { what, threads, state_bytes, work_bytes, step })
 }
 
 /// The GPU stepper: one submit per step (`GpuNet::train_step`), then the loss read back.
-fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset) -> Result<(Stepper, u64)> {
+fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset) -> Result<Stepper> {
     let hyper = Hyper { optimizer: OptimizerKind::sgd(LR, 0.0)?, regularizer: Regularizer::default() };
     let n = data.len();
     let mut net = GpuNet::new(gpu, cfg, n, n, Some(hyper))?;
     net.set_params(params)?;
     net.set_data(data)?;
-    let work = net.work_bytes();
+    let (work, state_bytes) = (net.work_bytes(), net.state_bytes());
     let what = net.gpu().describe();
     let step = Box::new(move || {
         net.train_step(0, n, 0)?;
         Ok(Some(net.losses(1)?[0]))
     });
-    Ok((Stepper { what, threads: 1, step }, work))
+    Ok(Stepper { what, threads: 1, state_bytes, work_bytes: Box::new(move || work), step })
 }
 
 /// Median, min and max seconds of `steps` timed steps after `warmup` steps, and the last loss.
@@ -375,7 +384,7 @@ impl Run {
         imp: &str,
         device: &str,
         software: bool,
-        measure: impl FnOnce() -> Result<(Stepper, Option<u64>)>,
+        measure: impl FnOnce() -> Result<Stepper>,
         cpu_memory: bool,
     ) -> Value {
         let (_, date) = now_utc();
@@ -386,25 +395,33 @@ impl Run {
             "T": T_FINAL, "target": job.target, "threads": null, "warmup": self.warmup, "steps": self.steps,
             "s_per_step": null, "s_min": null, "s_max": null, "samples_per_s": null,
             "flops_per_step": flops, "param_bytes": param_bytes(job), "gflops": null,
-            "peak_mem_bytes": null, "mem_method": null, "loss": null,
+            "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null,
+            "loss": null,
             "build": if cfg!(debug_assertions) { "debug" } else { "release" }, "date": date, "host": host(),
         });
         let result = (|| -> Result<()> {
             // Data and parameters exist before the window opens; the stepper's own allocations
             // (workspaces, gradients) fall inside it.
             let window = if cpu_memory { RssWindow::start() } else { None };
-            let (mut stepper, device_bytes) = measure()?;
+            let mut stepper = measure()?;
             let (median, min, max, loss) = time_steps(&mut stepper.step, self.warmup, self.steps)?;
             if let Some(l) = loss {
                 ensure!(l.is_finite(), "the loss became {l}");
             }
             rec["threads"] = json!(stepper.threads);
+            rec["param_state_bytes"] = json!(stepper.state_bytes);
+            let work = (stepper.work_bytes)();
+            rec["work_bytes"] = json!(work);
             if cpu_memory {
+                // The RSS growth holds the parameter-shaped buffers too; the field is what
+                // the step needs beyond them, as on the GPU (they are all written every step,
+                // so all resident).
                 rec["device"] = json!(format!("{device}; {}", stepper.what));
-                rec["peak_mem_bytes"] = json!(window.as_ref().and_then(RssWindow::peak_bytes));
-                rec["mem_method"] = json!(window.map_or("unavailable", |w| w.method));
+                let peak = window.as_ref().and_then(RssWindow::peak_bytes);
+                rec["peak_mem_bytes"] = json!(peak.map(|b| b.saturating_sub(stepper.state_bytes)));
+                rec["mem_method"] = json!(window.map_or("unavailable".into(), |w| format!("{}-minus-state", w.method)));
             } else {
-                rec["peak_mem_bytes"] = json!(device_bytes);
+                rec["peak_mem_bytes"] = json!(work);
                 rec["mem_method"] = json!("gpu-work-bytes");
             }
             rec["s_per_step"] = json!(median);
@@ -424,18 +441,17 @@ impl Run {
     fn cpu(&mut self, jobs: &[Job]) -> Result<()> {
         let device = format!("{} ({} threads)", cpu_model(), cores());
         self.ran.push(("stablenet-cpu", device.clone(), "cpu"));
+        // One untimed step first: the worker threads' first-use costs (stacks, allocator
+        // arenas) would otherwise land in the first job's memory.
+        let warm = Job { config: "warm-up".into(), d: 2, w: 8, n_steps: 4, c: 5, n: 256, target: "cpu" };
+        let mut warm_up = cpu_stepper(&model(&warm), Params::init(&model(&warm), 1), batch(&warm, 1))?;
+        (warm_up.step)()?;
+        drop(warm_up);
         for job in jobs.iter().filter(|j| j.target == "cpu") {
             let cfg = model(job);
             let params = Params::<f32>::init(&cfg, 2);
             let data = batch(job, 1);
-            let rec = self.record(
-                job,
-                "stablenet-cpu",
-                &device,
-                false,
-                || Ok((cpu_stepper(&cfg, params, data)?, None)),
-                true,
-            );
+            let rec = self.record(job, "stablenet-cpu", &device, false, || cpu_stepper(&cfg, params, data), true);
             self.emit(rec)?;
         }
         Ok(())
@@ -468,10 +484,7 @@ impl Run {
                 let cfg = model(job);
                 let params = Params::<f32>::init(&cfg, 2);
                 let data = batch(job, 1);
-                let measure = || {
-                    let (s, bytes) = gpu_stepper(Gpu::from_adapter(&adapter)?, &cfg, &params, &data)?;
-                    Ok((s, Some(bytes)))
-                };
+                let measure = || gpu_stepper(Gpu::from_adapter(&adapter)?, &cfg, &params, &data);
                 let rec = self.record(job, "stablenet-gpu", &label, software, measure, false);
                 self.emit(rec)?;
             }
@@ -562,6 +575,11 @@ fn check_record(rec: &Value) -> Result<()> {
     let mem = obj.get("peak_mem_bytes").context("peak_mem_bytes missing")?;
     let unmeasured = mem.is_null() && obj.get("mem_method").and_then(Value::as_str) == Some("unavailable");
     ensure!(mem.is_u64() || unmeasured, "peak_mem_bytes = {mem}, not a byte count");
+    if imp.starts_with("stablenet") {
+        let state = obj.get("param_state_bytes").and_then(Value::as_u64);
+        ensure!(state.is_some_and(|b| b > 0), "param_state_bytes missing from an engine line");
+        ensure!(obj.get("work_bytes").is_some_and(Value::is_u64), "work_bytes missing from an engine line");
+    }
     Ok(())
 }
 
@@ -675,8 +693,16 @@ fn summary(records: &[Value]) -> String {
                 .iter()
                 .filter(|r| r["config"] == curve && r["impl"] == imp.as_str() && r["device"] == dev.as_str())
                 .map(|r| {
-                    let v =
-                        if curve == "mem-depth" { fmt_bytes(&r["peak_mem_bytes"]) } else { fmt_s(&r["s_per_step"]) };
+                    let v = match (curve, r["param_state_bytes"].is_u64()) {
+                        ("mem-depth", true) => format!(
+                            "{} (exact {}; + {} state)",
+                            fmt_bytes(&r["peak_mem_bytes"]),
+                            fmt_bytes(&r["work_bytes"]),
+                            fmt_bytes(&r["param_state_bytes"])
+                        ),
+                        ("mem-depth", false) => fmt_bytes(&r["peak_mem_bytes"]),
+                        _ => fmt_s(&r["s_per_step"]),
+                    };
                     format!("{}: {v}", r[x])
                 })
                 .collect();

@@ -135,6 +135,11 @@ impl<T: Real> Optimizer<T> {
         self.kind
     }
 
+    /// Values of the state buffers (one parameter-shaped buffer for SGD, two for Adam).
+    pub fn state_values(&self) -> usize {
+        self.bufs.iter().map(Params::num_values).sum()
+    }
+
     /// Number of steps taken so far.
     pub fn steps_taken(&self) -> u64 {
         self.t

@@ -100,6 +100,21 @@ impl<T: Real> Trainer<T> {
         self.threads = threads;
     }
 
+    /// Bytes of the parameter-shaped buffers a step uses beyond the parameters: the gradient,
+    /// the optimiser state and the fast path's packed operators and gradient. They grow with
+    /// N as the parameters do; everything else a step needs does not (hamiltonian, leapfrog).
+    pub fn state_bytes(&self) -> usize {
+        let values = self.grad.num_values() + self.opt.state_values();
+        values * std::mem::size_of::<T>() + self.fast.as_ref().map_or(0, |ws| ws.param_shaped_bytes())
+    }
+
+    /// Bytes of the fast path's buffers that are not parameter-shaped, as allocated so far
+    /// (per-thread tile states; see [`crate::fast::FastWorkspace::work_bytes`]); None on
+    /// the reference path.
+    pub fn work_bytes(&self) -> Option<usize> {
+        self.fast.as_ref().map(|ws| ws.work_bytes())
+    }
+
     /// Whether steps run on the fast f32 path or the generic reference.
     pub fn uses_fast_path(&self) -> bool {
         self.fast.is_some()

@@ -577,6 +577,12 @@ impl GpuNet {
         self.memory.iter().filter(|m| !m.2).map(|m| m.1).sum()
     }
 
+    /// Device bytes of the parameter-shaped buffers beyond the parameters (gradient,
+    /// optimiser state, operators): what [`GpuNet::work_bytes`] leaves out.
+    pub fn state_bytes(&self) -> u64 {
+        self.memory.iter().filter(|m| m.2 && m.0 != "params").map(|m| m.1).sum()
+    }
+
     /// Every device buffer and its size in bytes.
     pub fn buffers(&self) -> &[(&'static str, u64, bool)] {
         &self.memory

@@ -5,14 +5,18 @@
 //   G[a][b] = sum_s P[s][a] Q[s][b]  (+ R[s][a] S[s][b] when job.flags & 1; Q = 1 when & 2)
 //   flags & 4: out = (G - G^T) / 2 (antisym, MODEL.md section 2); & 8: out index += batch.step;
 //   & 16: out index += cursor * job.j1 (the step's slot in the gradient)
+//   flags & 32: the same job also sums the bias row g[a] = sum_s B[s][a], B in p at job.b_off,
+//   into out[job.b_out + a] (+ cursor * rows with & 16): dK and db in one pair of dispatches.
+// Outputs: G's rows * cols entries, then the rows bias entries; the bias entries have their own
+// workgroups in reduce_partial, which sum them exactly as a job (rows, cols = 1, Q = 1) would.
 // CPU twin: stablenet_core::linalg::add_outer summed over the batch.
 //
 // Binding table (group 0):
-//   0  p        read  factor P at job.p_off, row stride job.rows
+//   0  p        read  factor P at job.p_off (and B at job.b_off), row stride job.rows
 //   1  q        read  factor Q at job.q_off, row stride job.cols
 //   2  r        read  factor R at job.r_off, row stride job.rows
 //   3  s        read  factor S at job.s_off, row stride job.cols
-//   4  partial  rw    [chunks][rows * cols]
+//   4  partial  rw    [chunks][outputs]
 //   5  out      rw    the result at job.out_off (gradients, or the loss log)
 //   6  cursor   read  the step the reduction belongs to (network.wgsl)
 
@@ -43,49 +47,65 @@ var<workgroup> ts: array<f32, TILE>;
 // measured slower there (H100, w = 32 and 128), so they keep the direct loop.
 @compute @workgroup_size(WG)
 fn reduce_partial(
-    @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
     let rc = job.rows * job.cols;
-    let e = gid.x;
-    let live = e < rc;
-    let a = e / job.cols;
-    let b = e % job.cols;
+    let outputs = rc + select(0u, job.rows, (job.flags & 32u) != 0u);
+    // Workgroups past G's are the bias row's: (rows, cols = 1, Q = 1, P = B).
+    let kgroups = (rc + WG - 1u) / WG;
+    let bias = wid.x >= kgroups;
+    var cols = job.cols;
+    var p_off = job.p_off;
+    var two = (job.flags & 1u) != 0u;
+    var ones = (job.flags & 2u) != 0u;
+    var e = wid.x * WG + li;
+    var at = e;
+    if bias {
+        cols = 1u;
+        p_off = job.b_off;
+        two = false;
+        ones = true;
+        e = (wid.x - kgroups) * WG + li;
+        at = rc + e;
+    }
+    let rows = job.rows;
+    let n_out = rows * cols;
+    let live = e < n_out;
+    let a = e / cols;
+    let b = e % cols;
     let c = wid.y;
     let first = c * CHUNK;
     let last = min(batch.n, first + CHUNK);
-    let two = (job.flags & 1u) != 0u;
-    let ones = (job.flags & 2u) != 0u;
     var sum = 0.0;
-    if rc > WG {
+    if n_out > WG {
         if live {
             for (var s = first; s < last; s++) {
                 var qv = 1.0;
                 if !ones {
-                    qv = q[job.q_off + s * job.cols + b];
+                    qv = q[job.q_off + s * cols + b];
                 }
-                sum += p[job.p_off + s * job.rows + a] * qv;
+                sum += p[p_off + s * rows + a] * qv;
                 if two {
-                    sum += r[job.r_off + s * job.rows + a] * sf[job.s_off + s * job.cols + b];
+                    sum += r[job.r_off + s * rows + a] * sf[job.s_off + s * cols + b];
                 }
             }
         }
     } else {
-        let sub = TILE / max(job.rows, job.cols);
+        let sub = TILE / max(rows, cols);
         for (var s0 = first; s0 < last; s0 += sub) {
             let m = min(sub, last - s0);
-            for (var k = li; k < m * job.rows; k += WG) {
-                tp[k] = p[job.p_off + s0 * job.rows + k];
+            for (var k = li; k < m * rows; k += WG) {
+                tp[k] = p[p_off + s0 * rows + k];
                 if two {
-                    tr[k] = r[job.r_off + s0 * job.rows + k];
+                    tr[k] = r[job.r_off + s0 * rows + k];
                 }
             }
             if !ones {
-                for (var k = li; k < m * job.cols; k += WG) {
-                    tq[k] = q[job.q_off + s0 * job.cols + k];
+                for (var k = li; k < m * cols; k += WG) {
+                    tq[k] = q[job.q_off + s0 * cols + k];
                     if two {
-                        ts[k] = sf[job.s_off + s0 * job.cols + k];
+                        ts[k] = sf[job.s_off + s0 * cols + k];
                     }
                 }
             }
@@ -94,11 +114,11 @@ fn reduce_partial(
                 for (var i = 0u; i < m; i++) {
                     var qv = 1.0;
                     if !ones {
-                        qv = tq[i * job.cols + b];
+                        qv = tq[i * cols + b];
                     }
-                    sum += tp[i * job.rows + a] * qv;
+                    sum += tp[i * rows + a] * qv;
                     if two {
-                        sum += tr[i * job.rows + a] * ts[i * job.cols + b];
+                        sum += tr[i * rows + a] * ts[i * cols + b];
                     }
                 }
             }
@@ -106,7 +126,7 @@ fn reduce_partial(
         }
     }
     if live {
-        partial[c * rc + e] = sum;
+        partial[c * outputs + at] = sum;
     }
 }
 
@@ -124,18 +144,20 @@ fn reduce_finish(
     @builtin(local_invocation_index) li: u32,
 ) {
     let rc = job.rows * job.cols;
+    let outputs = rc + select(0u, job.rows, (job.flags & 32u) != 0u);
     let e = wid.x + wid.y * nwg.x;
-    if e >= rc {
+    if e >= outputs {
         return;
     }
     let chunks = (batch.n + CHUNK - 1u) / CHUNK;
-    let anti = (job.flags & 4u) != 0u;
+    let bias = e >= rc;
+    let anti = (job.flags & 4u) != 0u && !bias;
     let t = (e % job.cols) * job.cols + e / job.cols;
     var v = 0.0;
     for (var c = li; c < chunks; c += FINISH) {
-        v += partial[c * rc + e];
+        v += partial[c * outputs + e];
         if anti {
-            v -= partial[c * rc + t];
+            v -= partial[c * outputs + t];
         }
     }
     red[li] = v;
@@ -154,11 +176,16 @@ fn reduce_finish(
         total *= 0.5;
     }
     var at = job.out_off + e;
+    var stride = job.j1;
+    if bias {
+        at = job.b_out + e - rc;
+        stride = job.rows;
+    }
     if (job.flags & 8u) != 0u {
         at += batch.step;
     }
     if (job.flags & 16u) != 0u {
-        at += cursor[0] * job.j1;
+        at += cursor[0] * stride;
     }
     out[at] = total;
 }

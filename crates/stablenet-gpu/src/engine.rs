@@ -36,6 +36,8 @@ struct Meta {
     s_off: u32,
     slot: u32,
     aslot: u32,
+    b_off: u32,
+    b_out: u32,
 }
 
 const HAS_RS: u32 = 1;
@@ -43,6 +45,7 @@ const Q_ONES: u32 = 2;
 const ANTISYM: u32 = 4;
 const AT_STEP: u32 = 8;
 const AT_CURSOR: u32 = 16;
+const WITH_BIAS: u32 = 32;
 
 /// Offsets of the parameter groups in the flat parameter vector.
 struct Layout {
@@ -73,12 +76,14 @@ pub struct Hyper {
     pub regularizer: Regularizer,
 }
 
-/// A reduction's meta entries and bind group.
+/// A reduction's meta entries and bind group: rows x cols outputs, then `bias` more (the
+/// bias row summed by the same job, reduce.wgsl).
 #[derive(Clone, Copy)]
 struct Red {
     meta: u32,
     group: usize,
     rc: u32,
+    bias: u32,
 }
 
 pub struct GpuNet {
@@ -127,9 +132,8 @@ pub struct GpuNet {
     m_back: u32,
     forward_dispatches: u32,
     red_k: Red,
-    red_b: Red,
-    red_cls: [Red; 2],
-    red_open: [Red; 2],
+    red_cls: Red,
+    red_open: Red,
     red_loss: Red,
     red_hits: Red,
 }
@@ -182,7 +186,7 @@ impl GpuNet {
         let slot = nm * w as u64;
         let store_len = if euler { n as u64 * slot } else { 1 };
         let chunks = nmax.div_ceil(CHUNK as usize) as u64;
-        let max_rc = [w * w, c * w, w * d, w, c].into_iter().max().unwrap_or(1) as u64;
+        let max_rc = [w * w + w, c * w + c, w * d + w].into_iter().max().unwrap_or(1) as u64;
         let sizes: [(&str, u64); 13] = [
             ("params", layout.count as u64),
             ("data x", ndata as u64 * d as u64),
@@ -283,44 +287,39 @@ impl GpuNet {
             meta: push(m),
             group,
             rc: m.rows * m.cols,
+            bias: if m.flags & WITH_BIAS != 0 { m.rows } else { 0 },
         };
         let rs = if euler { 0 } else { HAS_RS };
         let anti = if cfg.integrator == Integrator::Antisym { ANTISYM } else { 0 };
+        // dK_j with db_j, W with mu, K_in with b_in: each pair in one job.
         let k_meta = Meta {
             j1: w * w,
             rows: w,
             cols: w,
-            flags: rs | anti | AT_CURSOR,
+            flags: rs | anti | AT_CURSOR | WITH_BIAS,
             out_off: layout.k,
             p_off: fp,
             q_off: fq,
             r_off: fr,
             s_off: fs,
+            b_off: fb,
+            b_out: layout.b,
             ..Meta::default()
         };
         let red_k = red(&mut push, 0, k_meta);
-        let b_meta = Meta {
-            j1: w,
-            rows: w,
-            cols: 1,
-            flags: Q_ONES | AT_CURSOR,
-            out_off: layout.b,
-            p_off: fb,
+        let cls = Meta {
+            rows: c,
+            cols: w,
+            flags: WITH_BIAS,
+            out_off: layout.wc,
+            q_off: slot_n * sl,
+            b_out: layout.mu,
             ..Meta::default()
         };
-        let red_b = red(&mut push, 0, b_meta);
-        let red_cls = [
-            red(&mut push, 1, Meta { rows: c, cols: w, out_off: layout.wc, q_off: slot_n * sl, ..Meta::default() }),
-            red(&mut push, 1, Meta { rows: c, cols: 1, flags: Q_ONES, out_off: layout.mu, ..Meta::default() }),
-        ];
-        let red_open = [
-            red(&mut push, 2, Meta { rows: w, cols: d, out_off: 0, p_off: fp, ..Meta::default() }),
-            red(
-                &mut push,
-                2,
-                Meta { rows: w, cols: 1, flags: Q_ONES, out_off: layout.bin, p_off: fp, ..Meta::default() },
-            ),
-        ];
+        let red_cls = red(&mut push, 1, cls);
+        let open =
+            Meta { rows: w, cols: d, flags: WITH_BIAS, p_off: fp, b_off: fp, b_out: layout.bin, ..Meta::default() };
+        let red_open = red(&mut push, 2, open);
         let red_loss = red(&mut push, 3, Meta { rows: 1, cols: 1, flags: Q_ONES | AT_STEP, ..Meta::default() });
         let red_hits = red(&mut push, 4, Meta { rows: 1, cols: 1, flags: Q_ONES | AT_STEP, ..Meta::default() });
         let mut meta_bytes = vec![0u8; metas.len() * meta_stride as usize];
@@ -549,7 +548,6 @@ impl GpuNet {
             m_back,
             forward_dispatches,
             red_k,
-            red_b,
             red_cls,
             red_open,
             red_loss,
@@ -632,10 +630,12 @@ impl GpuNet {
 
     fn reduce(&self, pass: &mut wgpu::ComputePass, r: Red, n: u32) {
         pass.set_bind_group(0, &self.bg_red[r.group], &[]);
-        self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc), n.div_ceil(CHUNK));
+        // reduce_partial: G's workgroups, then the bias row's.
+        self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc) + groups(r.bias), n.div_ceil(CHUNK));
         // reduce_finish: one workgroup per output.
-        let x = r.rc.min(self.grid_x).max(1);
-        self.dispatch(pass, &self.reduce_finish, r.meta, x, r.rc.div_ceil(x));
+        let outputs = r.rc + r.bias;
+        let x = outputs.min(self.grid_x).max(1);
+        self.dispatch(pass, &self.reduce_finish, r.meta, x, outputs.div_ceil(x));
     }
 
     /// Records the operator build (resnet/antisym), the opening layer and the forward steps.
@@ -667,22 +667,19 @@ impl GpuNet {
         self.dispatch(&mut pass, &net.classify, self.m_plain, gx, gy);
         self.reduce(&mut pass, self.red_loss, n);
         self.reduce(&mut pass, self.red_hits, n);
-        self.reduce(&mut pass, self.red_cls[0], n);
-        self.reduce(&mut pass, self.red_cls[1], n);
+        self.reduce(&mut pass, self.red_cls, n);
         pass.set_bind_group(0, &self.bg_net, &[]);
         self.dispatch(&mut pass, &net.advance, self.m_last, 1, 1);
         for _ in 0..self.cfg.steps {
             pass.set_bind_group(0, &self.bg_net, &[]);
             self.dispatch(&mut pass, &net.step_adjoint, self.m_plain, gx, gy);
             self.reduce(&mut pass, self.red_k, n);
-            self.reduce(&mut pass, self.red_b, n);
             pass.set_bind_group(0, &self.bg_net, &[]);
             self.dispatch(&mut pass, &net.advance, self.m_back, 1, 1);
         }
         pass.set_bind_group(0, &self.bg_net, &[]);
         self.dispatch(&mut pass, &net.open_adjoint, self.m_plain, gx, gy);
-        self.reduce(&mut pass, self.red_open[0], n);
-        self.reduce(&mut pass, self.red_open[1], n);
+        self.reduce(&mut pass, self.red_open, n);
         if update {
             let bg = self.bg_opt.as_ref().expect("training kernels built");
             pass.set_bind_group(0, bg, &[]);

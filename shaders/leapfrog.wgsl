@@ -41,7 +41,7 @@ fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if s >= batch.n {
         return;
     }
-    let j = cursor[0];
+    let j = cursor[job.cur];
     let e = s * W;
     let cur = (j % 2u) * SLOT + e;
     let nxt = ((j + 1u) % 2u) * SLOT + e;

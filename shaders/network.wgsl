@@ -18,8 +18,11 @@
 //  11  dlog    rw     [NMAX][C]    dLoss/dlogits
 //  12  loss_s  rw     [NMAX]       per-example loss / n
 //  13  hits    rw     [NMAX]       1 where the arg-max logit is the label
-//  14  cursor  rw     [1]          the step the next step kernel works on; advanced on the
-//                                  device, so the per-dispatch uniforms stay O(1) in depth
+//  14  cursor  rw     [2]          the step the next step kernel works on; advanced on the
+//                                  device, so the per-dispatch uniforms stay O(1) in depth.
+//                                  Forward dispatches use cursor 0; adjoint steps alternate
+//                                  (job.cur), each one's reduction writing the other's
+//                                  (reduce.wgsl), so no dispatch of its own steps back
 
 override W: u32;
 override D: u32;

@@ -7,6 +7,9 @@
 //   & 16: out index += cursor * job.j1 (the step's slot in the gradient)
 //   flags & 32: the same job also sums the bias row g[a] = sum_s B[s][a], B in p at job.b_off,
 //   into out[job.b_out + a] (+ cursor * rows with & 16): dK and db in one pair of dispatches.
+//   flags & 64: reduce_finish also sets the other step cursor to this one minus 1, so the next
+//   adjoint step (which reads the other) needs no dispatch that steps back.
+//   The cursor read is cursor[job.cur].
 // Outputs: G's rows * cols entries, then the rows bias entries; the bias entries have their own
 // workgroups in reduce_partial, which sum them exactly as a job (rows, cols = 1, Q = 1) would.
 // CPU twin: stablenet_core::linalg::add_outer summed over the batch.
@@ -18,7 +21,7 @@
 //   3  s        read  factor S at job.s_off, row stride job.cols
 //   4  partial  rw    [chunks][outputs]
 //   5  out      rw    the result at job.out_off (gradients, or the loss log)
-//   6  cursor   read  the step the reduction belongs to (network.wgsl)
+//   6  cursor   rw    [2] the step the reduction belongs to (network.wgsl)
 
 const CHUNK: u32 = 256u;
 // Floats of each staging tile: SUB = TILE / max(rows, cols) examples' rows of P, Q, R, S at a
@@ -31,7 +34,7 @@ const TILE: u32 = 1024u;
 @group(0) @binding(3) var<storage, read> sf: array<f32>;
 @group(0) @binding(4) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read> cursor: array<u32>;
+@group(0) @binding(6) var<storage, read_write> cursor: array<u32>;
 
 var<workgroup> tp: array<f32, TILE>;
 var<workgroup> tq: array<f32, TILE>;
@@ -185,7 +188,11 @@ fn reduce_finish(
         at += batch.step;
     }
     if (job.flags & 16u) != 0u {
-        at += cursor[0] * stride;
+        at += cursor[job.cur] * stride;
     }
     out[at] = total;
+    // Every workgroup of this dispatch reads cursor[cur] only; the next one reads the other.
+    if (job.flags & 64u) != 0u && e == 0u {
+        cursor[1u - job.cur] = cursor[job.cur] - 1u;
+    }
 }

@@ -40,7 +40,7 @@ fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if s >= batch.n {
         return;
     }
-    let j = cursor[0];
+    let j = cursor[job.cur];
     for (var i = 0u; i < W; i++) {
         var u = b_at(j, i);
         for (var k = 0u; k < W; k++) {

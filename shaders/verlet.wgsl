@@ -45,7 +45,7 @@ fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if s >= batch.n {
         return;
     }
-    let j = cursor[0];
+    let j = cursor[job.cur];
     let y = s * W;
     let z = SLOT + s * W;
     let yb = s * W;

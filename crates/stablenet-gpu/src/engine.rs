@@ -38,6 +38,7 @@ struct Meta {
     aslot: u32,
     b_off: u32,
     b_out: u32,
+    cur: u32,
 }
 
 const HAS_RS: u32 = 1;
@@ -46,6 +47,7 @@ const ANTISYM: u32 = 4;
 const AT_STEP: u32 = 8;
 const AT_CURSOR: u32 = 16;
 const WITH_BIAS: u32 = 32;
+const STEP_BACK: u32 = 64;
 
 /// Offsets of the parameter groups in the flat parameter vector.
 struct Layout {
@@ -129,9 +131,10 @@ pub struct GpuNet {
     m_first: u32,
     m_last: u32,
     m_next: u32,
-    m_back: u32,
+    m_adjoint: [u32; 2],
     forward_dispatches: u32,
-    red_k: Red,
+    /// dK_j, db_j for adjoint steps reading cursor 0 and 1 (they alternate).
+    red_k: [Red; 2],
     red_cls: Red,
     red_open: Red,
     red_loss: Red,
@@ -243,7 +246,7 @@ impl GpuNet {
         let dlog = buf("dlogits", nm * c as u64);
         let loss_s = buf("loss per example", nm);
         let hits = buf("hits per example", nm);
-        let cursor = buf("step cursor", 1);
+        let cursor = buf("step cursors", 2);
         let partial = buf("partials", chunks * max_rc);
         let loss_slots = ndata as u32; // at most one training step per example and epoch
         let loss_log = buf("loss log", loss_slots as u64);
@@ -276,11 +279,12 @@ impl GpuNet {
         let per_step = 2 * w * w; // loop-statement iterations per step (verlet: two mat-vecs)
         let spd = (LOOP_BUDGET / per_step).max(1);
         let forward_dispatches = n.div_ceil(spd);
-        // The step cursor: set to 0, advance by spd; set to N - 1, step back by one.
+        // Step cursor 0: set to 0, advance by spd; then set to N - 1 for the first adjoint step,
+        // after which each adjoint step's reduction sets the other cursor (reduce.wgsl).
         let m_first = push(Meta { j0: 0, ..Meta::default() });
         let m_next = push(Meta { j0: spd, flags: 1, ..Meta::default() });
         let m_last = push(Meta { j0: n - 1, ..Meta::default() });
-        let m_back = push(Meta { j0: u32::MAX, flags: 1, ..Meta::default() });
+        let m_adjoint = [m_plain, push(Meta { slot: slot_n, aslot: aslot_n, cur: 1, ..Meta::default() })];
         let sl = slot as u32;
         let (fp, fq, fr, fs, fb) = (0, sl, 2 * sl, 3 * sl, 4 * sl);
         let red = |push: &mut dyn FnMut(Meta) -> u32, group: usize, m: Meta| Red {
@@ -296,7 +300,7 @@ impl GpuNet {
             j1: w * w,
             rows: w,
             cols: w,
-            flags: rs | anti | AT_CURSOR | WITH_BIAS,
+            flags: rs | anti | AT_CURSOR | WITH_BIAS | STEP_BACK,
             out_off: layout.k,
             p_off: fp,
             q_off: fq,
@@ -306,7 +310,7 @@ impl GpuNet {
             b_out: layout.b,
             ..Meta::default()
         };
-        let red_k = red(&mut push, 0, k_meta);
+        let red_k = [red(&mut push, 0, k_meta), red(&mut push, 0, Meta { cur: 1, ..k_meta })];
         let cls = Meta {
             rows: c,
             cols: w,
@@ -349,7 +353,7 @@ impl GpuNet {
         };
         let net_entries: Vec<_> = (0..15).map(|b| storage(b, b < 4)).collect();
         let bgl_net = bgl("network", &net_entries);
-        let red_entries: Vec<_> = (0..7).map(|b| storage(b, b < 4 || b == 6)).collect();
+        let red_entries: Vec<_> = (0..7).map(|b| storage(b, b < 4)).collect();
         let bgl_red = bgl("reduce", &red_entries);
         let opt_entries: Vec<_> = (0..4).map(|b| storage(b, false)).collect();
         let bgl_opt = bgl("optim", &opt_entries);
@@ -545,7 +549,7 @@ impl GpuNet {
             m_first,
             m_last,
             m_next,
-            m_back,
+            m_adjoint,
             forward_dispatches,
             red_k,
             red_cls,
@@ -670,12 +674,12 @@ impl GpuNet {
         self.reduce(&mut pass, self.red_cls, n);
         pass.set_bind_group(0, &self.bg_net, &[]);
         self.dispatch(&mut pass, &net.advance, self.m_last, 1, 1);
-        for _ in 0..self.cfg.steps {
+        // Three dependent dispatches per step: the step, and its reduction's two passes (the
+        // second also steps the other cursor back).
+        for i in 0..self.cfg.steps {
             pass.set_bind_group(0, &self.bg_net, &[]);
-            self.dispatch(&mut pass, &net.step_adjoint, self.m_plain, gx, gy);
-            self.reduce(&mut pass, self.red_k, n);
-            pass.set_bind_group(0, &self.bg_net, &[]);
-            self.dispatch(&mut pass, &net.advance, self.m_back, 1, 1);
+            self.dispatch(&mut pass, &net.step_adjoint, self.m_adjoint[i % 2], gx, gy);
+            self.reduce(&mut pass, self.red_k[i % 2], n);
         }
         pass.set_bind_group(0, &self.bg_net, &[]);
         self.dispatch(&mut pass, &net.open_adjoint, self.m_plain, gx, gy);

@@ -36,12 +36,23 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // and y_{j-1} = 2 y_j - y_{j+1} + h^2 F(y_j) replaces y_{j+1}.
 // Factors: P = -sigma(u), Q = v, R = -g, S = y_j, B = -g.
 @compute @workgroup_size(WG)
-fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn step_adjoint(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
     let s = example(gid, nwg);
-    if s >= batch.n {
-        return;
-    }
     let j = cursor[job.cur];
+    if s < batch.n {
+        adjoint_example(s, j);
+    }
+    if FUSE {
+        tile_partials(wid, nwg, li, true);
+    }
+}
+
+fn adjoint_example(s: u32, j: u32) {
     let e = s * W;
     let cur = (j % 2u) * SLOT + e;
     let nxt = ((j + 1u) % 2u) * SLOT + e;

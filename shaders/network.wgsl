@@ -23,6 +23,8 @@
 //                                  Forward dispatches use cursor 0; adjoint steps alternate
 //                                  (job.cur), each one's reduction writing the other's
 //                                  (reduce.wgsl), so no dispatch of its own steps back
+//  15  tpart   rw     narrow nets: per-workgroup partial sums of dK_j, db_j (the reduction's
+//                                  partials buffer; see tile_partials)
 
 override W: u32;
 override D: u32;
@@ -58,6 +60,44 @@ override SPD: u32 = 1u;
 @group(0) @binding(12) var<storage, read_write> loss_s: array<f32>;
 @group(0) @binding(13) var<storage, read_write> hits: array<f32>;
 @group(0) @binding(14) var<storage, read_write> cursor: array<u32>;
+@group(0) @binding(15) var<storage, read_write> tpart: array<f32>;
+
+// Narrow nets (W * W + W <= 2 WG, set by the host): step_adjoint also does the first pass of
+// its dK_j, db_j reduction (reduce.wgsl, flags & 128), so a step is two dispatches, not three.
+override FUSE: bool = false;
+
+// After every invocation of the workgroup has written its example's factors (P, Q, R, S, B;
+// R S^T only when `two`), invocation li sums outputs li, li + WG, .. (dK_j's W * W entries,
+// then db_j's W) over the workgroup's examples in order, into tpart[g][o] for the workgroup's
+// linear index g. reduce_finish then adds the workgroups' partials in its fixed tree.
+fn tile_partials(wid: vec3<u32>, nwg: vec3<u32>, li: u32, two: bool) {
+    storageBarrier();
+    let g = wid.x + wid.y * nwg.x;
+    let first = g * WG;
+    if first >= batch.n {
+        return;
+    }
+    let last = min(batch.n, first + WG);
+    let outputs = W * W + W;
+    for (var o = li; o < outputs; o += WG) {
+        var sum = 0.0;
+        if o < W * W {
+            let a = o / W;
+            let b = o % W;
+            for (var s = first; s < last; s++) {
+                sum += fac[FP * SLOT + s * W + a] * fac[FQ * SLOT + s * W + b];
+                if two {
+                    sum += fac[FR * SLOT + s * W + a] * fac[FS * SLOT + s * W + b];
+                }
+            }
+        } else {
+            for (var s = first; s < last; s++) {
+                sum += fac[FB * SLOT + s * W + o - W * W];
+            }
+        }
+        tpart[g * outputs + o] = sum;
+    }
+}
 
 // K_j[a][b] and b_j[i] from the flat parameters.
 fn k_at(j: u32, a: u32, b: u32) -> f32 {

@@ -10,6 +10,8 @@
 //   flags & 64: reduce_finish also sets the other step cursor to this one minus 1, so the next
 //   adjoint step (which reads the other) needs no dispatch that steps back.
 //   The cursor read is cursor[job.cur].
+//   flags & 128: the partials come from step_adjoint (network.wgsl tile_partials), one per
+//   workgroup of WG examples instead of one per CHUNK; reduce_finish alone runs.
 // Outputs: G's rows * cols entries, then the rows bias entries; the bias entries have their own
 // workgroups in reduce_partial, which sum them exactly as a job (rows, cols = 1, Q = 1) would.
 // CPU twin: stablenet_core::linalg::add_outer summed over the batch.
@@ -152,7 +154,8 @@ fn reduce_finish(
     if e >= outputs {
         return;
     }
-    let chunks = (batch.n + CHUNK - 1u) / CHUNK;
+    let per = select(CHUNK, WG, (job.flags & 128u) != 0u);
+    let chunks = (batch.n + per - 1u) / per;
     let bias = e >= rc;
     let anti = (job.flags & 4u) != 0u && !bias;
     let t = (e % job.cols) * job.cols + e / job.cols;

@@ -40,12 +40,23 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // Factors: P = s, Q = z_{j+1}, R = y_j, S = t, B = s + t, so that
 // dK_j = sum P Q^T + R S^T and db_j = sum B over the batch (reduce.wgsl).
 @compute @workgroup_size(WG)
-fn step_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn step_adjoint(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
     let s = example(gid, nwg);
-    if s >= batch.n {
-        return;
-    }
     let j = cursor[job.cur];
+    if s < batch.n {
+        adjoint_example(s, j);
+    }
+    if FUSE {
+        tile_partials(wid, nwg, li, true);
+    }
+}
+
+fn adjoint_example(s: u32, j: u32) {
     let y = s * W;
     let z = SLOT + s * W;
     let yb = s * W;

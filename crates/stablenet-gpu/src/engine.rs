@@ -48,6 +48,7 @@ const AT_STEP: u32 = 8;
 const AT_CURSOR: u32 = 16;
 const WITH_BIAS: u32 = 32;
 const STEP_BACK: u32 = 64;
+const TILE_PARTIALS: u32 = 128;
 
 /// Offsets of the parameter groups in the flat parameter vector.
 struct Layout {
@@ -86,6 +87,8 @@ struct Red {
     group: usize,
     rc: u32,
     bias: u32,
+    /// The partials come from the adjoint step (TILE_PARTIALS): only the second pass runs.
+    fused: bool,
 }
 
 pub struct GpuNet {
@@ -175,9 +178,9 @@ impl GpuNet {
                  max_compute_workgroups_per_dimension = {max_groups}; use smaller batches"
             );
         }
-        if lim.max_storage_buffers_per_shader_stage < 15 {
+        if lim.max_storage_buffers_per_shader_stage < 16 {
             bail!(
-                "the network kernels bind 15 storage buffers; this adapter allows {} \
+                "the network kernels bind 16 storage buffers; this adapter allows {} \
                  (max_storage_buffers_per_shader_stage)",
                 lim.max_storage_buffers_per_shader_stage
             );
@@ -190,6 +193,10 @@ impl GpuNet {
         let store_len = if euler { n as u64 * slot } else { 1 };
         let chunks = nmax.div_ceil(CHUNK as usize) as u64;
         let max_rc = [w * w + w, c * w + c, w * d + w].into_iter().max().unwrap_or(1) as u64;
+        // Narrow nets: the adjoint step does the first reduction pass itself, one partial per
+        // workgroup (network.wgsl tile_partials).
+        let fuse = w * w + w <= 2 * WG;
+        let partials = (chunks * max_rc).max(if fuse { groups(nmax as u32) as u64 * (w * w + w) as u64 } else { 0 });
         let sizes: [(&str, u64); 13] = [
             ("params", layout.count as u64),
             ("data x", ndata as u64 * d as u64),
@@ -200,7 +207,7 @@ impl GpuNet {
             ("operators", if euler { n as u64 * (w * w) as u64 } else { 1 }),
             ("logits", nm * c as u64),
             ("batch inputs", nm * d as u64),
-            ("reduction partials", chunks * max_rc),
+            ("reduction partials", partials),
             ("scratch", slot),
             ("labels", ndata as u64),
             ("loss", nm),
@@ -247,7 +254,7 @@ impl GpuNet {
         let loss_s = buf("loss per example", nm);
         let hits = buf("hits per example", nm);
         let cursor = buf("step cursors", 2);
-        let partial = buf("partials", chunks * max_rc);
+        let partial = buf("partials", partials);
         let loss_slots = ndata as u32; // at most one training step per example and epoch
         let loss_log = buf("loss log", loss_slots as u64);
         let hit_log = buf("hit log", loss_slots as u64);
@@ -292,6 +299,7 @@ impl GpuNet {
             group,
             rc: m.rows * m.cols,
             bias: if m.flags & WITH_BIAS != 0 { m.rows } else { 0 },
+            fused: m.flags & TILE_PARTIALS != 0,
         };
         let rs = if euler { 0 } else { HAS_RS };
         let anti = if cfg.integrator == Integrator::Antisym { ANTISYM } else { 0 };
@@ -300,7 +308,7 @@ impl GpuNet {
             j1: w * w,
             rows: w,
             cols: w,
-            flags: rs | anti | AT_CURSOR | WITH_BIAS | STEP_BACK,
+            flags: rs | anti | AT_CURSOR | WITH_BIAS | STEP_BACK | if fuse { TILE_PARTIALS } else { 0 },
             out_off: layout.k,
             p_off: fp,
             q_off: fq,
@@ -351,7 +359,7 @@ impl GpuNet {
         let bgl = |label: &str, entries: &[wgpu::BindGroupLayoutEntry]| {
             dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries })
         };
-        let net_entries: Vec<_> = (0..15).map(|b| storage(b, b < 4)).collect();
+        let net_entries: Vec<_> = (0..16).map(|b| storage(b, b < 4)).collect();
         let bgl_net = bgl("network", &net_entries);
         let red_entries: Vec<_> = (0..7).map(|b| storage(b, b < 4)).collect();
         let bgl_red = bgl("reduce", &red_entries);
@@ -409,6 +417,7 @@ impl GpuNet {
             ("GAMMA", cfg.gamma),
             ("INTEG", integ),
             ("SPD", spd as f64),
+            ("FUSE", if fuse { 1.0 } else { 0.0 }),
         ];
         let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = |label: &str, src: String| {
@@ -482,7 +491,7 @@ impl GpuNet {
             &bgl_net,
             &[
                 &params, &data_x, &data_y, &order, &xb, &st, &acc, &tmp, &fac, &store, &ops, &dlog, &loss_s, &hits,
-                &cursor,
+                &cursor, &partial,
             ],
         );
         let bg_red = vec![
@@ -635,7 +644,9 @@ impl GpuNet {
     fn reduce(&self, pass: &mut wgpu::ComputePass, r: Red, n: u32) {
         pass.set_bind_group(0, &self.bg_red[r.group], &[]);
         // reduce_partial: G's workgroups, then the bias row's.
-        self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc) + groups(r.bias), n.div_ceil(CHUNK));
+        if !r.fused {
+            self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc) + groups(r.bias), n.div_ceil(CHUNK));
+        }
         // reduce_finish: one workgroup per output.
         let outputs = r.rc + r.bias;
         let x = outputs.min(self.grid_x).max(1);
@@ -675,7 +686,8 @@ impl GpuNet {
         pass.set_bind_group(0, &self.bg_net, &[]);
         self.dispatch(&mut pass, &net.advance, self.m_last, 1, 1);
         // Three dependent dispatches per step: the step, and its reduction's two passes (the
-        // second also steps the other cursor back).
+        // second also steps the other cursor back); two for narrow nets, whose step does the
+        // first pass.
         for i in 0..self.cfg.steps {
             pass.set_bind_group(0, &self.bg_net, &[]);
             self.dispatch(&mut pass, &net.step_adjoint, self.m_adjoint[i % 2], gx, gy);

@@ -35,22 +35,8 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // g = sigma'(u) (K v): a_j += 2 a_{j+1} - K^T g (a_1 - K^T g at j = 0), a_{j-1} -= a_{j+1},
 // and y_{j-1} = 2 y_j - y_{j+1} + h^2 F(y_j) replaces y_{j+1}.
 // Factors: P = -sigma(u), Q = v, R = -g, S = y_j, B = -g.
-@compute @workgroup_size(WG)
-fn step_adjoint(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let s = example(gid, nwg);
-    let j = cursor[job.cur];
-    if s < batch.n {
-        adjoint_example(s, j);
-    }
-    if FUSE {
-        tile_partials(wid, nwg, li, true);
-    }
-}
+// dK_j = sum P Q^T + R S^T (tile_partials, reduce.wgsl).
+const HAS_RS: bool = true;
 
 fn adjoint_example(s: u32, j: u32) {
     let e = s * W;

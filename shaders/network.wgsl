@@ -1,7 +1,8 @@
 // network.wgsl — opening layer, classifier with softmax cross-entropy, and the operator build,
 // for one example per invocation (MODEL.md section 1). Prepended by common.wgsl; one of
 // resnet.wgsl / verlet.wgsl / leapfrog.wgsl follows with the integrator's step kernels.
-// CPU twin: stablenet_core::network (Network::open, classify, softmax_xent).
+// CPU twin: stablenet_core::network (Network::open, classify, softmax_xent). The integrator
+// file defines adjoint_example and HAS_RS for step_adjoint below.
 //
 // Binding table (group 0):
 //   0  params  read   [K_in | b_in | K_0..K_{N-1} | b_0..b_{N-1} | W | mu]  (row-major)
@@ -66,11 +67,32 @@ override SPD: u32 = 1u;
 // its dK_j, db_j reduction (reduce.wgsl, flags & 128), so a step is two dispatches, not three.
 override FUSE: bool = false;
 
+// The adjoint of step j = cursor[job.cur] for every example: the integrator file's
+// adjoint_example (on entry the state of step j + 1, on exit that of step j, and the example's
+// factors in `fac`), then for narrow nets the first reduction pass.
+@compute @workgroup_size(WG)
+fn step_adjoint(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let s = example(gid, nwg);
+    let j = cursor[job.cur];
+    if s < batch.n {
+        adjoint_example(s, j);
+    }
+    if FUSE {
+        tile_partials(wid, nwg, li);
+    }
+}
+
 // After every invocation of the workgroup has written its example's factors (P, Q, R, S, B;
-// R S^T only when `two`), invocation li sums outputs li, li + WG, .. (dK_j's W * W entries,
-// then db_j's W) over the workgroup's examples in order, into tpart[g][o] for the workgroup's
-// linear index g. reduce_finish then adds the workgroups' partials in its fixed tree.
-fn tile_partials(wid: vec3<u32>, nwg: vec3<u32>, li: u32, two: bool) {
+// R S^T only when the integrator's HAS_RS), invocation li sums outputs li, li + WG, .. (dK_j's
+// W * W entries, then db_j's W) over the workgroup's examples in order, into tpart[g][o] for
+// the workgroup's linear index g. reduce_finish then adds the workgroups' partials in its
+// fixed tree.
+fn tile_partials(wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
     storageBarrier();
     let g = wid.x + wid.y * nwg.x;
     let first = g * WG;
@@ -86,7 +108,7 @@ fn tile_partials(wid: vec3<u32>, nwg: vec3<u32>, li: u32, two: bool) {
             let b = o % W;
             for (var s = first; s < last; s++) {
                 sum += fac[FP * SLOT + s * W + a] * fac[FQ * SLOT + s * W + b];
-                if two {
+                if HAS_RS {
                     sum += fac[FR * SLOT + s * W + a] * fac[FS * SLOT + s * W + b];
                 }
             }

@@ -34,22 +34,8 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 }
 
 // Adjoint of step j = cursor: P = sigma'(u) h ybar, Q = y_j, B = P; ybar += M^T P.
-@compute @workgroup_size(WG)
-fn step_adjoint(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let s = example(gid, nwg);
-    let j = cursor[job.cur];
-    if s < batch.n {
-        adjoint_example(s, j);
-    }
-    if FUSE {
-        tile_partials(wid, nwg, li, false);
-    }
-}
+// dM_j = sum P Q^T: no R, S (tile_partials, reduce.wgsl).
+const HAS_RS: bool = false;
 
 fn adjoint_example(s: u32, j: u32) {
     for (var i = 0u; i < W; i++) {

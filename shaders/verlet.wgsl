@@ -38,23 +38,8 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 
 // Step j = cursor backwards: on entry st holds (y_{j+1}, z_{j+1}), on exit (y_j, z_j).
 // Factors: P = s, Q = z_{j+1}, R = y_j, S = t, B = s + t, so that
-// dK_j = sum P Q^T + R S^T and db_j = sum B over the batch (reduce.wgsl).
-@compute @workgroup_size(WG)
-fn step_adjoint(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let s = example(gid, nwg);
-    let j = cursor[job.cur];
-    if s < batch.n {
-        adjoint_example(s, j);
-    }
-    if FUSE {
-        tile_partials(wid, nwg, li, true);
-    }
-}
+// dK_j = sum P Q^T + R S^T and db_j = sum B over the batch (tile_partials, reduce.wgsl).
+const HAS_RS: bool = true;
 
 fn adjoint_example(s: u32, j: u32) {
     let y = s * W;

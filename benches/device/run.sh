@@ -2,7 +2,8 @@
 # The GPU-only checks, in one go, on a borrowed GPU machine without Rust (benches/device/README.md):
 # the Vulkan loader, the data, then
 #   1. the image network: GPU engine vs PyTorch CUDA eager, time per batch (bench-images);
-#   2. the BENCH.md workloads: GPU engine vs PyTorch CUDA eager and torch.compile (bench);
+#   2. the BENCH.md workloads: GPU engine vs PyTorch CUDA eager and torch.compile (bench), and
+#      the engine alone with the adjoint's first reduction pass the other way (fuse_ab);
 #   3. the image accuracy runs on the GPU (MNIST and Fashion-MNIST, hamiltonian; leapfrog beside
 #      them when the GPU is fast enough), sized from step 1's timing to end inside the budget,
 #      while `xtask validate` (every kernel against its CPU twin) runs beside them.
@@ -26,6 +27,14 @@ bench() {
     timeout -s INT "$1" $X bench --no-cpu --python "${PYTHON:-python3}" --torch-args "--compile-max-steps 0" \
         "${soft[@]}" ${BENCH_ARGS:-} --out "$OUT/bench.jsonl"
     $X bench --summarize "$OUT/bench.jsonl" > /dev/null
+}
+# fuse_ab: the other way of the adjoint's first reduction pass, beside the main run (engine
+# only; its torch lines are the comparison): the w = 8 rows with it apart, mid and wide fused.
+fuse_ab() {
+    STABLENET_GPU_FUSE=off timeout -s INT 60 $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
+        --only peaks-small,deep-256,deep-1024 --out "$OUT/bench-fuse-off.jsonl"
+    STABLENET_GPU_FUSE=on timeout -s INT 60 $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
+        --only mid,wide --out "$OUT/bench-fuse-on.jsonl"
 }
 
 main() {
@@ -67,7 +76,9 @@ fi
 if [ "${ONLY:-}" = bench ]; then
     # A rerun after a kernel change: the BENCH.md workloads and validate only.
     stage "bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
-    bench $(($(left) - 40))
+    bench $(($(left) - 160))
+    stage "bench: the other way of the first reduction pass"
+    fuse_ab
     stage "validate"
     timeout $(($(left) - 5)) $X validate > "$OUT/validate.txt" 2>&1
     tail -1 "$OUT/validate.txt"
@@ -81,6 +92,7 @@ timeout 120 $X bench-images --backend gpu --channels 16,32,64 --steps 2 --batche
 
 stage "2. bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
 bench $((BUDGET / 2 - $(elapsed) > 120 ? BUDGET / 2 - $(elapsed) : 120))
+fuse_ab
 
 stage "3. image accuracy runs on the GPU, validate beside them"
 window=$(($(left) - 50))

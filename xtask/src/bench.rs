@@ -183,6 +183,8 @@ struct Stepper {
     /// Bytes of every other buffer the engine holds, counted exactly (`work_bytes`); asked
     /// after the timed steps, once the engine has seen the batch.
     work_bytes: Box<dyn Fn() -> u64>,
+    /// GPU: whether the adjoint step did the first reduction pass (`gpu_fused`).
+    fused: Option<bool>,
     step: StepFn,
 }
 
@@ -208,23 +210,35 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
     let step = Box::new(move || Ok(Some(t.borrow_mut().step(&data.x, &data.labels)?.1 as f32)));
     let work_bytes = Box::new(move || t2.borrow().work_bytes().unwrap_or(0) as u64);
     let what = format!("stablenet_core::Trainer<f32> (fast path), {threads} threads");
-    Ok(Stepper { what, threads, state_bytes, work_bytes, step })
+    Ok(Stepper { what, threads, state_bytes, work_bytes, fused: None, step })
+}
+
+/// `STABLENET_GPU_FUSE=on|off` (unset: the engine's choice) forces whether the adjoint step
+/// does the first reduction pass itself (`GpuNet::with_fusion`), to time both on a device.
+fn gpu_fuse() -> Result<Option<bool>> {
+    match std::env::var("STABLENET_GPU_FUSE").as_deref() {
+        Err(_) | Ok("") | Ok("auto") => Ok(None),
+        Ok("on") => Ok(Some(true)),
+        Ok("off") => Ok(Some(false)),
+        Ok(v) => bail!("STABLENET_GPU_FUSE={v}: expected on, off or auto"),
+    }
 }
 
 /// The GPU stepper: one submit per step (`GpuNet::train_step`), then the loss read back.
 fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset) -> Result<Stepper> {
     let hyper = Hyper { optimizer: OptimizerKind::sgd(LR, 0.0)?, regularizer: Regularizer::default() };
     let n = data.len();
-    let mut net = GpuNet::new(gpu, cfg, n, n, Some(hyper))?;
+    let mut net = GpuNet::with_fusion(gpu, cfg, n, n, Some(hyper), gpu_fuse()?)?;
     net.set_params(params)?;
     net.set_data(data)?;
     let (work, state_bytes) = (net.work_bytes(), net.state_bytes());
     let what = net.gpu().describe();
+    let fused = net.fused();
     let step = Box::new(move || {
         net.train_step(0, n, 0)?;
         Ok(Some(net.losses(1)?[0]))
     });
-    Ok(Stepper { what, threads: 1, state_bytes, work_bytes: Box::new(move || work), step })
+    Ok(Stepper { what, threads: 1, state_bytes, work_bytes: Box::new(move || work), fused: Some(fused), step })
 }
 
 /// Median, min and max seconds of `steps` timed steps after `warmup` steps, and the last loss.
@@ -395,7 +409,7 @@ impl Run {
             "T": T_FINAL, "target": job.target, "threads": null, "warmup": self.warmup, "steps": self.steps,
             "s_per_step": null, "s_min": null, "s_max": null, "samples_per_s": null,
             "flops_per_step": flops, "param_bytes": param_bytes(job), "gflops": null,
-            "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null,
+            "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null, "gpu_fused": null,
             "loss": null,
             "build": if cfg!(debug_assertions) { "debug" } else { "release" }, "date": date, "host": host(),
         });
@@ -412,6 +426,7 @@ impl Run {
             rec["param_state_bytes"] = json!(stepper.state_bytes);
             let work = (stepper.work_bytes)();
             rec["work_bytes"] = json!(work);
+            rec["gpu_fused"] = json!(stepper.fused);
             if cpu_memory {
                 // The RSS growth holds the parameter-shaped buffers too; the field is what
                 // the step needs beyond them, as on the GPU (they are all written every step,

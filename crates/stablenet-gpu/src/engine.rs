@@ -163,6 +163,21 @@ impl GpuNet {
     /// `ndata`. `hyper` adds the regulariser and optimiser kernels (training); without it the
     /// network computes losses and gradients only.
     pub fn new(gpu: Gpu, cfg: &ModelConfig, nmax: usize, ndata: usize, hyper: Option<Hyper>) -> Result<Self> {
+        Self::with_fusion(gpu, cfg, nmax, ndata, hyper, None)
+    }
+
+    /// [`GpuNet::new`], choosing whether the adjoint step does the first pass of its dK_j, db_j
+    /// reduction itself (network.wgsl `tile_partials`; two dispatches per step instead of
+    /// three). None: for narrow nets only (w^2 + w <= 128), where dispatch latency bounds a
+    /// step. The results agree either way (`cargo xtask validate` checks both).
+    pub fn with_fusion(
+        gpu: Gpu,
+        cfg: &ModelConfig,
+        nmax: usize,
+        ndata: usize,
+        hyper: Option<Hyper>,
+        fuse: Option<bool>,
+    ) -> Result<Self> {
         cfg.validate()?;
         ensure!(nmax > 0 && ndata > 0, "empty batch or data set");
         if cfg.width > MAX_WIDTH {
@@ -195,7 +210,7 @@ impl GpuNet {
         let max_rc = [w * w + w, c * w + c, w * d + w].into_iter().max().unwrap_or(1) as u64;
         // Narrow nets: the adjoint step does the first reduction pass itself, one partial per
         // workgroup (network.wgsl tile_partials).
-        let fuse = w * w + w <= 2 * WG;
+        let fuse = fuse.unwrap_or(w * w + w <= 2 * WG);
         let partials = (chunks * max_rc).max(if fuse { groups(nmax as u32) as u64 * (w * w + w) as u64 } else { 0 });
         let sizes: [(&str, u64); 13] = [
             ("params", layout.count as u64),
@@ -572,6 +587,11 @@ impl GpuNet {
     /// only batches beyond 65535 workgroups need otherwise (validation).
     pub fn limit_grid(&mut self, x: u32) {
         self.grid_x = x.clamp(1, self.gpu.limits.max_compute_workgroups_per_dimension.max(1));
+    }
+
+    /// Whether the adjoint step does the first reduction pass (see [`GpuNet::with_fusion`]).
+    pub fn fused(&self) -> bool {
+        self.red_k[0].fused
     }
 
     pub fn gpu(&self) -> &Gpu {

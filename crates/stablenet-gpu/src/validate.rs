@@ -141,26 +141,41 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     );
     let (loss, g) = net.loss_grad(0, case.n)?;
     row("classify, reduce: loss", errors(&[loss], &[cpu.loss]), tol);
-    let group = |name: &str| -> (Vec<f32>, Vec<f64>) {
-        let a = g.groups().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_vec()).unwrap_or_default();
-        let b = cpu.grad.groups().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_vec()).unwrap_or_default();
-        (a, b)
-    };
-    let cat = |names: [&str; 2]| {
-        let (mut a, mut b) = group(names[0]);
-        let (a2, b2) = group(names[1]);
-        a.extend(a2);
-        b.extend(b2);
+    // GPU gradient groups against the CPU's, two groups at a time.
+    let cat = |g: &Params<f32>, names: [&str; 2]| {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for name in names {
+            a.extend(g.groups().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_vec()).unwrap_or_default());
+            b.extend(
+                cpu.grad.groups().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_vec()).unwrap_or_default(),
+            );
+        }
         errors(&a, &b)
     };
-    row("classify, reduce: dW, dmu", cat(["classifier.weight", "classifier.bias"]), tol);
+    let steps = ["steps.weight", "steps.bias"];
+    row("classify, reduce: dW, dmu", cat(&g, ["classifier.weight", "classifier.bias"]), tol);
     // Gradients walk the whole network twice: a little more round-off.
-    row("step_adjoint, reduce: dK_j, db_j", cat(["steps.weight", "steps.bias"]), 3.0 * tol);
-    row("open_adjoint, reduce: dK_in, db_in", cat(["opening.weight", "opening.bias"]), 3.0 * tol);
+    row("step_adjoint, reduce: dK_j, db_j", cat(&g, steps), 3.0 * tol);
+    row("open_adjoint, reduce: dK_in, db_in", cat(&g, ["opening.weight", "opening.bias"]), 3.0 * tol);
     if case.integrator.is_reversible() {
         let rebuilt = net.read_state(0, case.n)?;
         row("step_adjoint: y_0 rebuilt in reverse time", errors(&rebuilt, &y0), 3.0 * tol);
     }
+    // The other way of the first reduction pass: in the adjoint step, or a dispatch of its own.
+    let fused = net.fused();
+    let mut other = GpuNet::with_fusion(net.into_gpu(), &cfg, case.n, case.n, None, Some(!fused))?;
+    if case.n > 256 {
+        other.limit_grid(3);
+    }
+    other.set_params(&p)?;
+    other.set_data(&data)?;
+    let (_, g) = other.loss_grad(0, case.n)?;
+    let label = if fused {
+        "step_adjoint, reduce (first pass apart): dK_j, db_j"
+    } else {
+        "step_adjoint (first pass fused), reduce: dK_j, db_j"
+    };
+    row(label, cat(&g, steps), 3.0 * tol);
     Ok(rows)
 }
 

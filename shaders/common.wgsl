@@ -10,8 +10,8 @@ struct Meta {
     rows: u32,      // reductions: A in G[a][b] = sum_s P[s,a] Q[s,b] (+ R[s,a] S[s,b])
     cols: u32,      // reductions: B (1 for bias sums)
     flags: u32,     // reductions: 1 = has R,S; 2 = Q is all ones; 4 = antisymmetrise; 8 = out += step;
-                    // 16 = out += cursor * j1; 32 = with the bias row; 64 = step the cursor back
-                    // (reduce.wgsl)
+                    // 16 = out += cursor * j1; 32 = with the bias row; 64 = step the cursor back;
+                    // 128 = partials from step_adjoint (reduce.wgsl)
     out_off: u32,   // element offset of the result in `out`
     p_off: u32,     // element offsets of P, Q, R, S in their buffers
     q_off: u32,
@@ -22,6 +22,7 @@ struct Meta {
     b_off: u32,     // reductions with flags & 32: the bias factor B in P's buffer,
     b_out: u32,     // and where its sums go in `out`
     cur: u32,       // which of the two step cursors an adjoint step (and its reduction) reads
+    pad: u32,       // to 64 bytes: uniform structs in multiples of 16 everywhere
 }
 
 struct Batch {

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use stablenet_core::data::Dataset;
+use stablenet_core::fast::Layout;
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
 use stablenet_core::{Activation, Integrator, ModelConfig, Params, Rng, TrainConfig, Trainer};
@@ -202,14 +203,15 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
     };
     let mut t = Trainer::<f32>::new(cfg.clone(), params, tc)?;
     ensure!(t.uses_fast_path(), "the CPU trainer did not pick its fast path");
-    let threads = cores();
-    t.set_threads(threads);
+    t.set_threads(cores());
+    // The fast path runs at most one thread per tile.
+    let threads = cores().min(data.len().div_ceil(Layout::default_for(cfg).tile()));
     let state_bytes = t.state_bytes() as u64;
     let t = Rc::new(RefCell::new(t));
     let t2 = Rc::clone(&t);
     let step = Box::new(move || Ok(Some(t.borrow_mut().step(&data.x, &data.labels)?.1 as f32)));
     let work_bytes = Box::new(move || t2.borrow().work_bytes().unwrap_or(0) as u64);
-    let what = format!("stablenet_core::Trainer<f32> (fast path), {threads} threads");
+    let what = format!("stablenet_core::Trainer<f32> (fast path), up to {} threads", cores());
     Ok(Stepper { what, threads, state_bytes, work_bytes, fused: None, step })
 }
 
@@ -430,11 +432,19 @@ impl Run {
             if cpu_memory {
                 // The RSS growth holds the parameter-shaped buffers too; the field is what
                 // the step needs beyond them, as on the GPU (they are all written every step,
-                // so all resident).
+                // so all resident). The fallback only sees growth beyond an earlier peak, from
+                // which nothing can be taken: it stays as measured.
                 rec["device"] = json!(format!("{device}; {}", stepper.what));
                 let peak = window.as_ref().and_then(RssWindow::peak_bytes);
-                rec["peak_mem_bytes"] = json!(peak.map(|b| b.saturating_sub(stepper.state_bytes)));
-                rec["mem_method"] = json!(window.map_or("unavailable".into(), |w| format!("{}-minus-state", w.method)));
+                let (peak, method) = match window.as_ref().map(|w| w.method) {
+                    Some(m @ "vmhwm-clear-refs") => {
+                        (peak.map(|b| b.saturating_sub(stepper.state_bytes)), format!("{m}-minus-state"))
+                    }
+                    Some(m) => (peak, m.to_owned()),
+                    None => (None, "unavailable".to_owned()),
+                };
+                rec["peak_mem_bytes"] = json!(peak);
+                rec["mem_method"] = json!(method);
             } else {
                 rec["peak_mem_bytes"] = json!(work);
                 rec["mem_method"] = json!("gpu-work-bytes");
@@ -456,9 +466,9 @@ impl Run {
     fn cpu(&mut self, jobs: &[Job]) -> Result<()> {
         let device = format!("{} ({} threads)", cpu_model(), cores());
         self.ran.push(("stablenet-cpu", device.clone(), "cpu"));
-        // One untimed step first: the worker threads' first-use costs (stacks, allocator
-        // arenas) would otherwise land in the first job's memory.
-        let warm = Job { config: "warm-up".into(), d: 2, w: 8, n_steps: 4, c: 5, n: 256, target: "cpu" };
+        // One untimed step first, with a tile for every thread: the worker threads' first-use
+        // costs (stacks, allocator arenas) would otherwise land in the first job's memory.
+        let warm = Job { config: "warm-up".into(), d: 2, w: 8, n_steps: 4, c: 5, n: 4096, target: "cpu" };
         let mut warm_up = cpu_stepper(&model(&warm), Params::init(&model(&warm), 1), batch(&warm, 1))?;
         (warm_up.step)()?;
         drop(warm_up);

@@ -39,6 +39,7 @@ struct Meta {
     b_off: u32,
     b_out: u32,
     cur: u32,
+    pad: u32,
 }
 
 const HAS_RS: u32 = 1;

@@ -37,12 +37,25 @@ pub(crate) struct Sink<'a> {
 // the Release store that ended its phase); distinct phases touch disjoint ranges.
 unsafe impl Sync for Sink<'_> {}
 
-/// One tile's exclusive access to the ranges of one phase; leaving (drop) lets the next
-/// tile in. Drop is implemented, so the slices cannot be moved out and outlive it.
+/// One tile's exclusive access to the ranges of one phase, reached through Deref; leaving
+/// (drop) lets the next tile in. The slices stay private, so none can outlive the turn.
 pub(crate) struct Turn<'s, T> {
-    pub out: T,
+    out: T,
     done: &'s AtomicUsize,
     phase: usize,
+}
+
+impl<T> std::ops::Deref for Turn<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.out
+    }
+}
+
+impl<T> std::ops::DerefMut for Turn<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.out
+    }
 }
 
 impl<T> Drop for Turn<'_, T> {

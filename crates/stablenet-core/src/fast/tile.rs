@@ -307,7 +307,7 @@ fn classify<X: Isa>(isa: X, ctx: &Ctx, t: Tile, logits: &mut [f32], y: &[f32], y
         }
     }
     let mut head = out.sink.head(out.t);
-    let h = &mut head.out;
+    let h = &mut *head;
     reduce(isa, &Outer { p: logits, q: y, rs: None, mi: c, mk: w }, h.wc, false);
     row_sums(isa, logits, None, c, h.mu, false);
     *h.loss += loss;
@@ -335,7 +335,7 @@ fn open_back<X: Isa, S: Act>(isa: X, ctx: &Ctx, y0: &[f32], yb: &[f32], s: &mut 
         isa.store_at(s, i, v);
     }
     let mut open = out.sink.open(out.t);
-    let (dk_in, db_in) = &mut open.out;
+    let (dk_in, db_in) = &mut *open;
     reduce(isa, &Outer { p: s, q: x, rs: None, mi: ctx.w, mk: ctx.d }, dk_in, false);
     row_sums(isa, s, None, ctx.w, db_in, false);
 }
@@ -439,7 +439,7 @@ fn verlet<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, out: Out) {
         }
         // dK_j += s z_{j+1}^T + y_j t^T; db_j += s + t.
         let mut grad = out.sink.step(out.t, j);
-        let (dk, db) = &mut grad.out;
+        let (dk, db) = &mut *grad;
         step_grad(isa, w, &mut sc.tr, &sc.s, &sc.z, Some((&sc.y, &sc.t)), dk, false);
         row_sums(isa, &sc.s, Some(&sc.t), w, db, false);
         drop(grad);
@@ -546,7 +546,7 @@ fn leapfrog<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, out: Out) {
         }
         // dK_j -= sigma(u) v^T + g y_j^T; db_j -= g.
         let mut grad = out.sink.step(out.t, j);
-        let (dk, db) = &mut grad.out;
+        let (dk, db) = &mut *grad;
         step_grad(isa, w, tr, s, v, Some((gg, cur)), dk, true);
         row_sums(isa, gg, None, w, db, true);
         drop(grad);
@@ -624,7 +624,7 @@ fn euler<X: Isa, S: Act>(isa: X, ctx: &Ctx, sc: &mut Scratch, out: Out) {
         }
         // dM_j += s y_j^T; db_j += s.
         let mut grad = out.sink.step(out.t, j);
-        let (dm, db) = &mut grad.out;
+        let (dm, db) = &mut *grad;
         step_grad(isa, w, &mut sc.tr, &sc.s, yj, None, dm, false);
         row_sums(isa, &sc.s, None, w, db, false);
         drop(grad);

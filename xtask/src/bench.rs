@@ -6,7 +6,6 @@
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use stablenet_core::data::Dataset;
-use stablenet_core::fast::Layout;
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
 use stablenet_core::{Activation, Integrator, ModelConfig, Params, Rng, TrainConfig, Trainer};
@@ -204,8 +203,7 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
     let mut t = Trainer::<f32>::new(cfg.clone(), params, tc)?;
     ensure!(t.uses_fast_path(), "the CPU trainer did not pick its fast path");
     t.set_threads(cores());
-    // The fast path runs at most one thread per tile.
-    let threads = cores().min(data.len().div_ceil(Layout::default_for(cfg).tile()));
+    let threads = t.threads_for(data.len());
     let state_bytes = t.state_bytes() as u64;
     let t = Rc::new(RefCell::new(t));
     let t2 = Rc::clone(&t);
@@ -610,12 +608,9 @@ fn check_record(rec: &Value) -> Result<()> {
 
 /// Re-reads the output file and checks every line and that each backend ran every job.
 fn check_file(path: &Path, expected: &[(String, usize)]) -> Result<()> {
-    let text = std::fs::read_to_string(path)?;
     let mut count = std::collections::BTreeMap::<String, usize>::new();
-    for (i, line) in text.lines().enumerate() {
-        let rec: Value =
-            serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-        check_record(&rec).with_context(|| format!("{}:{}", path.display(), i + 1))?;
+    for (i, rec) in read_lines(path)?.iter().enumerate() {
+        check_record(rec).with_context(|| format!("{}:{}", path.display(), i + 1))?;
         let key = format!("{} on {}", rec["impl"].as_str().unwrap_or("?"), rec["device"].as_str().unwrap_or("?"));
         *count.entry(key.split("; ").next().unwrap_or("?").to_owned()).or_default() += 1;
     }
@@ -737,17 +732,19 @@ fn summary(records: &[Value]) -> String {
     s
 }
 
+/// The JSON lines of a results file.
+fn read_lines(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1)))
+        .collect()
+}
+
 /// `--summarize FILE`: the markdown tables of a finished (or cut-short) run's JSON lines,
 /// written beside it as FILE.md.
 fn summarize(path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let records: Vec<Value> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), i + 1)))
-        .collect::<Result<_>>()?;
-    let table = summary(&records);
+    let table = summary(&read_lines(path)?);
     std::fs::write(path.with_extension("md"), &table)?;
     println!("{table}");
     Ok(())

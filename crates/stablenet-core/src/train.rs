@@ -115,6 +115,11 @@ impl<T: Real> Trainer<T> {
         self.fast.as_ref().map(|ws| ws.work_bytes())
     }
 
+    /// The threads a step on a batch of n examples runs on (the reference path: one).
+    pub fn threads_for(&self, n: usize) -> usize {
+        self.fast.as_ref().map_or(1, |ws| ws.threads_for(n, self.threads))
+    }
+
     /// Whether steps run on the fast f32 path or the generic reference.
     pub fn uses_fast_path(&self) -> bool {
         self.fast.is_some()

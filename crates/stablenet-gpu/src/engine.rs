@@ -298,7 +298,8 @@ impl GpuNet {
         let leap = cfg.integrator == Integrator::Leapfrog;
         let slot_n = if leap { n % 2 } else { 0 };
         let aslot_n = if leap { n % 3 } else { 0 };
-        let m_plain = push(Meta { slot: slot_n, aslot: aslot_n, ..Meta::default() });
+        let plain = Meta { slot: slot_n, aslot: aslot_n, ..Meta::default() };
+        let m_plain = push(plain);
         let per_step = 2 * w * w; // loop-statement iterations per step (verlet: two mat-vecs)
         let spd = (LOOP_BUDGET / per_step).max(1);
         let forward_dispatches = n.div_ceil(spd);
@@ -307,7 +308,7 @@ impl GpuNet {
         let m_first = push(Meta { j0: 0, ..Meta::default() });
         let m_next = push(Meta { j0: spd, flags: 1, ..Meta::default() });
         let m_last = push(Meta { j0: n - 1, ..Meta::default() });
-        let m_adjoint = [m_plain, push(Meta { slot: slot_n, aslot: aslot_n, cur: 1, ..Meta::default() })];
+        let m_adjoint = [m_plain, push(Meta { cur: 1, ..plain })];
         let sl = slot as u32;
         let (fp, fq, fr, fs, fb) = (0, sl, 2 * sl, 3 * sl, 4 * sl);
         let red = |push: &mut dyn FnMut(Meta) -> u32, group: usize, m: Meta| Red {

@@ -103,14 +103,19 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     let x: Vec<f32> = (0..case.n * case.d).map(|_| rng.normal() as f32).collect();
     let labels: Vec<u32> = (0..case.n).map(|_| rng.below(case.c) as u32).collect();
     let data = Dataset { x: x.clone(), labels: labels.clone(), d: case.d, classes: case.c };
-    let mut net = GpuNet::new(gpu, &cfg, case.n, case.n, None)?;
-    let mut name = name;
-    if case.n > 256 {
-        net.limit_grid(3); // a 2-D grid with idle workgroups in its last row
-        name += " (2-D grid)";
-    }
-    net.set_params(&p)?;
-    net.set_data(&data)?;
+    // The network on the GPU, its first reduction pass chosen as `fuse` (None: the default).
+    let grid = case.n > 256; // a 2-D grid with idle workgroups in its last row
+    let build = |gpu: Gpu, fuse: Option<bool>| -> Result<GpuNet> {
+        let mut net = GpuNet::with_fusion(gpu, &cfg, case.n, case.n, None, fuse)?;
+        if grid {
+            net.limit_grid(3);
+        }
+        net.set_params(&p)?;
+        net.set_data(&data)?;
+        Ok(net)
+    };
+    let net = build(gpu, None)?;
+    let name = if grid { name + " (2-D grid)" } else { name };
 
     // CPU twin, f64.
     let p64: Params<f64> = p.cast();
@@ -163,13 +168,7 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     }
     // The other way of the first reduction pass: in the adjoint step, or a dispatch of its own.
     let fused = net.fused();
-    let mut other = GpuNet::with_fusion(net.into_gpu(), &cfg, case.n, case.n, None, Some(!fused))?;
-    if case.n > 256 {
-        other.limit_grid(3);
-    }
-    other.set_params(&p)?;
-    other.set_data(&data)?;
-    let (_, g) = other.loss_grad(0, case.n)?;
+    let (_, g) = build(net.into_gpu(), Some(!fused))?.loss_grad(0, case.n)?;
     let label = if fused {
         "step_adjoint, reduce (first pass apart): dK_j, db_j"
     } else {

@@ -101,7 +101,6 @@ pub struct FastWorkspace {
     /// Phases each tile of the current call has completed (see [`sink`]).
     done: Vec<AtomicUsize>,
     scratch: Vec<Scratch>,
-    loss: f64,
     result: LossGrad<f32>,
 }
 
@@ -127,7 +126,6 @@ impl FastWorkspace {
             op: vec![0.0; w * w],
             done: Vec::new(),
             scratch: Vec::new(),
-            loss: 0.0,
             result: LossGrad { loss: 0.0, correct: 0, grad: Params::zeros(cfg), stored_states: 0 },
         })
     }
@@ -139,6 +137,13 @@ impl FastWorkspace {
     /// Restricts the kernel variant (tests, and measuring what each variant gains).
     pub fn set_kernels(&mut self, kernels: Kernels) {
         self.kernels = kernels;
+    }
+
+    /// The threads a call on a batch of n examples runs on, asked for `threads` (0: all the
+    /// machine has): at most one per tile.
+    pub fn threads_for(&self, n: usize, threads: usize) -> usize {
+        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { threads };
+        threads.min(n.div_ceil(self.layout.tile()))
     }
 
     /// Buffers for `tiles` tiles and `threads` threads (grows only).
@@ -213,11 +218,10 @@ pub fn loss_grad_with<'w>(
     check_batch(cfg, x, labels)?;
     let n = labels.len();
     let tiles = n.div_ceil(ws.layout.tile());
-    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { threads };
-    let threads = threads.min(tiles);
+    let threads = ws.threads_for(n, threads);
     ws.reserve(tiles, threads);
     ws.pack_params(p);
-    let FastWorkspace { cfg, layout, kernels, kin, k, kt, wc, wct, done, scratch, loss, result, .. } = ws;
+    let FastWorkspace { cfg, layout, kernels, kin, k, kt, wc, wct, done, scratch, result, .. } = ws;
     let ctx = Ctx {
         integrator: cfg.integrator,
         d: cfg.d,
@@ -239,7 +243,8 @@ pub fn loss_grad_with<'w>(
         b: &p.b,
         mu: &p.mu,
     };
-    let sink = Sink::new(&mut result.grad, loss, &mut result.correct, &done[..tiles]);
+    let mut loss = 0.0f64;
+    let sink = Sink::new(&mut result.grad, &mut loss, &mut result.correct, &done[..tiles]);
     let job = Job { ctx: &ctx, sink: &sink, tiles, next: AtomicUsize::new(0), act: cfg.activation, kernels: *kernels };
     let (mine, others) = scratch.split_first_mut().expect("one scratch per thread");
     std::thread::scope(|s| {
@@ -256,7 +261,7 @@ pub fn loss_grad_with<'w>(
             antisymmetric_part(gk, w);
         }
     }
-    result.loss = (*loss / n as f64) as f32;
+    result.loss = (loss / n as f64) as f32;
     result.stored_states = match cfg.integrator {
         Integrator::Resnet | Integrator::Antisym => cfg.steps + 1,
         _ => 0,

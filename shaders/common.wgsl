@@ -22,7 +22,8 @@ struct Meta {
     b_off: u32,     // reductions with flags & 32: the bias factor B in P's buffer,
     b_out: u32,     // and where its sums go in `out`
     cur: u32,       // which of the two step cursors an adjoint step (and its reduction) reads
-    pad: u32,       // to 64 bytes: uniform structs in multiples of 16 everywhere
+    block: u32,     // reductions with flags & 128: steps of the adjoint block (0 or 1: one);
+                    // also pads Meta to 64 bytes (uniform structs in multiples of 16)
 }
 
 struct Batch {

@@ -38,6 +38,11 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // dK_j = sum P Q^T + R S^T (tile_partials, reduce.wgsl).
 const HAS_RS: bool = true;
 
+// The state stays in storage between the adjoint steps of a dispatch.
+fn load_example(s: u32) {}
+
+fn store_example(s: u32) {}
+
 fn adjoint_example(s: u32, j: u32) {
     let e = s * W;
     let cur = (j % 2u) * SLOT + e;
@@ -51,26 +56,26 @@ fn adjoint_example(s: u32, j: u32) {
             u += k_at(j, i, k) * st[cur + k];
         }
         tmp[e + i] = u;
-        fac[FQ * SLOT + e + i] = H * H * acc[a_next + i];
-        fac[FS * SLOT + e + i] = st[cur + i];
+        put_fac(FQ, s, i, H * H * acc[a_next + i]);
+        put_fac(FS, s, i, st[cur + i]);
     }
     for (var i = 0u; i < W; i++) {
         var kv = 0.0;
         for (var k = 0u; k < W; k++) {
-            kv += k_at(j, i, k) * fac[FQ * SLOT + e + k];
+            kv += k_at(j, i, k) * get_fac(FQ, s, k);
         }
         let g = dact(tmp[e + i]) * kv;
-        fac[FR * SLOT + e + i] = -g;
-        fac[FB * SLOT + e + i] = -g;
-        fac[FP * SLOT + e + i] = -act(tmp[e + i]);
+        put_fac(FR, s, i, -g);
+        put_fac(FB, s, i, -g);
+        put_fac(FP, s, i, -act(tmp[e + i]));
     }
     let carry = select(2.0, 1.0, j == 0u);
     for (var i = 0u; i < W; i++) {
         var ktg = 0.0; // -(K^T g)_i
         var f = 0.0; // F(y_j)_i = (K^T P)_i
         for (var k = 0u; k < W; k++) {
-            ktg += k_at(j, k, i) * fac[FR * SLOT + e + k];
-            f += k_at(j, k, i) * fac[FP * SLOT + e + k];
+            ktg += k_at(j, k, i) * get_fac(FR, s, k);
+            f += k_at(j, k, i) * get_fac(FP, s, k);
         }
         acc[a_cur + i] += carry * acc[a_next + i] + ktg;
         if j > 0u {

@@ -24,10 +24,12 @@
 //                                  Forward dispatches use cursor 0; adjoint steps alternate
 //                                  (job.cur), each one's reduction writing the other's
 //                                  (reduce.wgsl), so no dispatch of its own steps back
-//  15  tpart   rw     narrow nets: per-workgroup partial sums of dK_j, db_j (the reduction's
-//                                  partials buffer; see tile_partials)
+//  15  tpart   rw     narrow nets: per-workgroup partial sums of dK_j, db_j for each step of
+//                                  an adjoint block (the reduction's partials buffer;
+//                                  see tile_partials)
 
-override W: u32;
+// W, the width, is a constant the host puts before these sources (shaders::network): the
+// integrators keep per-example vectors in registers, which needs a constant size.
 override D: u32;
 override C: u32;
 override N: u32;
@@ -64,12 +66,42 @@ override SPD: u32 = 1u;
 @group(0) @binding(15) var<storage, read_write> tpart: array<f32>;
 
 // Narrow nets (W * W + W <= 2 WG, set by the host): step_adjoint also does the first pass of
-// its dK_j, db_j reduction (reduce.wgsl, flags & 128), so a step is two dispatches, not three.
+// its dK_j, db_j reduction (reduce.wgsl, flags & 128), and runs ADJ_BLOCK steps per dispatch,
+// so a block of steps costs two dispatches: every adjoint quantity is per example, and only
+// the gradient sums cross examples. Their partials get a slot per step of the block, so the
+// memory stays flat in depth; the host bounds ADJ_BLOCK by the loop budget.
 override FUSE: bool = false;
+override ADJ_BLOCK: u32 = 1u;
 
-// The adjoint of step j = cursor[job.cur] for every example: the integrator file's
-// adjoint_example (on entry the state of step j + 1, on exit that of step j, and the example's
-// factors in `fac`), then for narrow nets the first reduction pass.
+// The workgroup's copy of the step cursor (a storage value is not uniform; the block's loop,
+// which holds barriers, must be).
+var<workgroup> top: u32;
+// With FUSE, the factors of the workgroup's examples: P, Q, R, S, B regions of WG * W floats
+// each, for W * W + W <= 128 (so W <= 10) at WG = 64 (the host checks).
+const STAGE: u32 = 3200u;
+var<workgroup> tf: array<f32, STAGE>;
+
+// Factor r (FP .. FB) of example s at i: in workgroup memory for tile_partials (FUSE), else in
+// `fac` for reduce_partial.
+fn put_fac(r: u32, s: u32, i: u32, v: f32) {
+    if FUSE {
+        tf[r * WG * W + (s % WG) * W + i] = v;
+    } else {
+        fac[r * SLOT + s * W + i] = v;
+    }
+}
+
+fn get_fac(r: u32, s: u32, i: u32) -> f32 {
+    if FUSE {
+        return tf[r * WG * W + (s % WG) * W + i];
+    }
+    return fac[r * SLOT + s * W + i];
+}
+
+// Without FUSE: the adjoint of step j = cursor[job.cur] for every example (the integrator
+// file's adjoint_example: on entry the state of step j + 1, on exit that of step j, and the
+// example's factors in `fac`). With FUSE: steps j, j - 1, .. for min(ADJ_BLOCK, j + 1) steps,
+// each followed by its first reduction pass.
 @compute @workgroup_size(WG)
 fn step_adjoint(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -78,47 +110,71 @@ fn step_adjoint(
     @builtin(local_invocation_index) li: u32,
 ) {
     let s = example(gid, nwg);
-    let j = cursor[job.cur];
-    if s < batch.n {
-        adjoint_example(s, j);
+    let live = s < batch.n;
+    if !FUSE {
+        if live {
+            load_example(s);
+            adjoint_example(s, cursor[job.cur]);
+            store_example(s);
+        }
+        return;
     }
-    if FUSE {
-        tile_partials(wid, nwg, li);
+    if li == 0u {
+        top = cursor[job.cur];
+    }
+    let j = workgroupUniformLoad(&top);
+    let count = min(ADJ_BLOCK, j + 1u);
+    if live {
+        load_example(s);
+    }
+    for (var k = 0u; k < count; k++) {
+        if live {
+            adjoint_example(s, j - k);
+        }
+        tile_partials(wid, nwg, li, k);
+    }
+    if live {
+        store_example(s);
     }
 }
 
-// After every invocation of the workgroup has written its example's factors (P, Q, R, S, B;
-// R S^T only when the integrator's HAS_RS), invocation li sums outputs li, li + WG, .. (dK_j's
-// W * W entries, then db_j's W) over the workgroup's examples in order, into tpart[g][o] for
-// the workgroup's linear index g. reduce_finish then adds the workgroups' partials in its
-// fixed tree.
-fn tile_partials(wid: vec3<u32>, nwg: vec3<u32>, li: u32) {
-    storageBarrier();
+// After every invocation of the workgroup has put its example's factors (P, Q, R, S, B;
+// R S^T only when the integrator's HAS_RS) into workgroup memory, invocation li sums outputs
+// li, li + WG, .. (dK_j's W * W entries, then db_j's W) over the workgroup's examples in
+// order, into tpart[k][g][o] for the workgroup's linear index g and the block's step k.
+// reduce_finish then adds the workgroups' partials in its fixed tree. (Summed from storage,
+// each term was a dependent global load, and that bounded the step.)
+fn tile_partials(wid: vec3<u32>, nwg: vec3<u32>, li: u32, k: u32) {
+    workgroupBarrier();
     let g = wid.x + wid.y * nwg.x;
     let first = g * WG;
     if first >= batch.n {
         return;
     }
-    let last = min(batch.n, first + WG);
+    let m = min(WG, batch.n - first);
+    let region = WG * W;
     let outputs = W * W + W;
+    let groups = (batch.n + WG - 1u) / WG;
     for (var o = li; o < outputs; o += WG) {
         var sum = 0.0;
         if o < W * W {
             let a = o / W;
             let b = o % W;
-            for (var s = first; s < last; s++) {
-                sum += fac[FP * SLOT + s * W + a] * fac[FQ * SLOT + s * W + b];
+            for (var i = 0u; i < m; i++) {
+                sum += tf[FP * region + i * W + a] * tf[FQ * region + i * W + b];
                 if HAS_RS {
-                    sum += fac[FR * SLOT + s * W + a] * fac[FS * SLOT + s * W + b];
+                    sum += tf[FR * region + i * W + a] * tf[FS * region + i * W + b];
                 }
             }
         } else {
-            for (var s = first; s < last; s++) {
-                sum += fac[FB * SLOT + s * W + o - W * W];
+            for (var i = 0u; i < m; i++) {
+                sum += tf[FB * region + i * W + o - W * W];
             }
         }
-        tpart[g * outputs + o] = sum;
+        tpart[(k * groups + g) * outputs + o] = sum;
     }
+    // The next step overwrites the factors.
+    workgroupBarrier();
 }
 
 // K_j[a][b] and b_j[i] from the flat parameters.

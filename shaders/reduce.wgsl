@@ -7,11 +7,12 @@
 //   & 16: out index += cursor * job.j1 (the step's slot in the gradient)
 //   flags & 32: the same job also sums the bias row g[a] = sum_s B[s][a], B in p at job.b_off,
 //   into out[job.b_out + a] (+ cursor * rows with & 16): dK and db in one pair of dispatches.
-//   flags & 64: reduce_finish also sets the other step cursor to this one minus 1, so the next
-//   adjoint step (which reads the other) needs no dispatch that steps back.
+//   flags & 64: reduce_finish also sets the other step cursor to this one minus the steps it
+//   reduced, so the next adjoint step (which reads the other) needs no dispatch that steps back.
 //   The cursor read is cursor[job.cur].
 //   flags & 128: the partials come from step_adjoint (network.wgsl tile_partials), one per
-//   workgroup of WG examples instead of one per CHUNK; reduce_finish alone runs.
+//   workgroup of WG examples instead of one per CHUNK, for job.block steps (cursor, cursor - 1,
+//   ..; partial[k][group][output] for step cursor - k); reduce_finish alone runs.
 // Outputs: G's rows * cols entries, then the rows bias entries; the bias entries have their own
 // workgroups in reduce_partial, which sum them exactly as a job (rows, cols = 1, Q = 1) would.
 // CPU twin: stablenet_core::linalg::add_outer summed over the batch.
@@ -139,9 +140,13 @@ fn reduce_partial(
 const FINISH: u32 = 64u;
 var<workgroup> red: array<f32, FINISH>;
 
-// Output e = the workgroup's index: invocation li sums chunks li, li + FINISH, ... in order,
-// then a fixed halving tree adds the FINISH sums (loads in parallel; a fixed order, so the
-// same bits every run).
+// The job's step cursor, as a workgroup-uniform value.
+var<workgroup> top: u32;
+
+// Workgroup x = k * outputs + e: output e of the block's step k (k = 0 unless flags & 128
+// with job.block > 1). Invocation li sums partials li, li + FINISH, ... in order, then a fixed
+// halving tree adds the FINISH sums (loads in parallel; a fixed order, so the same bits every
+// run).
 @compute @workgroup_size(FINISH)
 fn reduce_finish(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -150,27 +155,39 @@ fn reduce_finish(
 ) {
     let rc = job.rows * job.cols;
     let outputs = rc + select(0u, job.rows, (job.flags & 32u) != 0u);
-    let e = wid.x + wid.y * nwg.x;
-    if e >= outputs {
+    let block = max(job.block, 1u);
+    let x = wid.x + wid.y * nwg.x;
+    if x >= outputs * block {
+        return;
+    }
+    if li == 0u {
+        top = cursor[job.cur];
+    }
+    let j = workgroupUniformLoad(&top);
+    let k = x / outputs;
+    let e = x % outputs;
+    // The last block of the adjoint pass ends at step 0.
+    if k > j {
         return;
     }
     let per = select(CHUNK, WG, (job.flags & 128u) != 0u);
     let chunks = (batch.n + per - 1u) / per;
+    let base = k * chunks * outputs;
     let bias = e >= rc;
     let anti = (job.flags & 4u) != 0u && !bias;
     let t = (e % job.cols) * job.cols + e / job.cols;
     var v = 0.0;
     for (var c = li; c < chunks; c += FINISH) {
-        v += partial[c * outputs + e];
+        v += partial[base + c * outputs + e];
         if anti {
-            v -= partial[c * outputs + t];
+            v -= partial[base + c * outputs + t];
         }
     }
     red[li] = v;
     workgroupBarrier();
-    for (var k = FINISH / 2u; k > 0u; k >>= 1u) {
-        if li < k {
-            red[li] += red[li + k];
+    for (var h = FINISH / 2u; h > 0u; h >>= 1u) {
+        if li < h {
+            red[li] += red[li + h];
         }
         workgroupBarrier();
     }
@@ -191,11 +208,11 @@ fn reduce_finish(
         at += batch.step;
     }
     if (job.flags & 16u) != 0u {
-        at += cursor[job.cur] * stride;
+        at += (j - k) * stride;
     }
     out[at] = total;
     // Every workgroup of this dispatch reads cursor[cur] only; the next one reads the other.
-    if (job.flags & 64u) != 0u && e == 0u {
-        cursor[1u - job.cur] = cursor[job.cur] - 1u;
+    if (job.flags & 64u) != 0u && x == 0u {
+        cursor[1u - job.cur] = j - min(block, j + 1u);
     }
 }

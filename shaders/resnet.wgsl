@@ -37,6 +37,11 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // dM_j = sum P Q^T: no R, S (tile_partials, reduce.wgsl).
 const HAS_RS: bool = false;
 
+// The state stays in storage between the adjoint steps of a dispatch.
+fn load_example(s: u32) {}
+
+fn store_example(s: u32) {}
+
 fn adjoint_example(s: u32, j: u32) {
     for (var i = 0u; i < W; i++) {
         var u = b_at(j, i);
@@ -44,14 +49,14 @@ fn adjoint_example(s: u32, j: u32) {
             u += m_at(j, i, k) * store[(j * NMAX + s) * W + k];
         }
         let p = dact(u) * H * acc[s * W + i];
-        fac[FP * SLOT + s * W + i] = p;
-        fac[FB * SLOT + s * W + i] = p;
-        fac[FQ * SLOT + s * W + i] = store[(j * NMAX + s) * W + i];
+        put_fac(FP, s, i, p);
+        put_fac(FB, s, i, p);
+        put_fac(FQ, s, i, store[(j * NMAX + s) * W + i]);
     }
     for (var i = 0u; i < W; i++) {
         var g = 0.0;
         for (var k = 0u; k < W; k++) {
-            g += m_at(j, k, i) * fac[FP * SLOT + s * W + k];
+            g += m_at(j, k, i) * get_fac(FP, s, k);
         }
         acc[s * W + i] += g;
     }

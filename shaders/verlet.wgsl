@@ -1,6 +1,15 @@
 // verlet.wgsl — the Hamiltonian (Verlet) step and its fused reverse-time adjoint
-// (MODEL.md sections 2-4). State (y, z) in st slots 0 and 1; (ybar, zbar) in acc slots 0, 1.
+// (MODEL.md sections 2-4). State (y, z) in st slots 0 and 1; (ybar, zbar) in acc slots 0, 1
+// between dispatches, in registers within one.
 // CPU twin: stablenet_core::integrators::verlet. Bindings: network.wgsl.
+
+// The example's state (y, z) and adjoints (ybar, zbar), held in registers across the steps
+// of a dispatch: read and written through storage, every term of the matrix-vector products
+// was a dependent global load (st is also written), and that latency bounded each step.
+var<private> vy: array<f32, W>;
+var<private> vz: array<f32, W>;
+var<private> vyb: array<f32, W>;
+var<private> vzb: array<f32, W>;
 
 // z -= h sigma(K^T y + b); y += h sigma(K z + b), for steps the cursor's range.
 @compute @workgroup_size(WG)
@@ -11,80 +20,100 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     }
     let y = s * W;
     let z = SLOT + s * W;
+    for (var i = 0u; i < W; i++) {
+        vy[i] = st[y + i];
+        vz[i] = st[z + i];
+    }
     let range = forward_range();
     for (var j = range.x; j < range.y; j++) {
         for (var i = 0u; i < W; i++) {
             var c = b_at(j, i);
             for (var k = 0u; k < W; k++) {
-                c += k_at(j, k, i) * st[y + k];
+                c += k_at(j, k, i) * vy[k];
             }
-            tmp[s * W + i] = c;
-        }
-        for (var i = 0u; i < W; i++) {
-            st[z + i] -= H * act(tmp[s * W + i]);
+            vz[i] -= H * act(c);
         }
         for (var i = 0u; i < W; i++) {
             var u = b_at(j, i);
             for (var k = 0u; k < W; k++) {
-                u += k_at(j, i, k) * st[z + k];
+                u += k_at(j, i, k) * vz[k];
             }
-            tmp[s * W + i] = u;
+            vy[i] += H * act(u);
         }
-        for (var i = 0u; i < W; i++) {
-            st[y + i] += H * act(tmp[s * W + i]);
-        }
+    }
+    for (var i = 0u; i < W; i++) {
+        st[y + i] = vy[i];
+        st[z + i] = vz[i];
     }
 }
 
-// Step j = cursor backwards: on entry st holds (y_{j+1}, z_{j+1}), on exit (y_j, z_j).
+// The adjoint steps of a dispatch start and end with these (network.wgsl step_adjoint).
+fn load_example(s: u32) {
+    for (var i = 0u; i < W; i++) {
+        vy[i] = st[s * W + i];
+        vz[i] = st[SLOT + s * W + i];
+        vyb[i] = acc[s * W + i];
+        vzb[i] = acc[SLOT + s * W + i];
+    }
+}
+
+fn store_example(s: u32) {
+    for (var i = 0u; i < W; i++) {
+        st[s * W + i] = vy[i];
+        st[SLOT + s * W + i] = vz[i];
+        acc[s * W + i] = vyb[i];
+        acc[SLOT + s * W + i] = vzb[i];
+    }
+}
+
+// Step j backwards: on entry (y_{j+1}, z_{j+1}), on exit (y_j, z_j), in registers.
 // Factors: P = s, Q = z_{j+1}, R = y_j, S = t, B = s + t, so that
 // dK_j = sum P Q^T + R S^T and db_j = sum B over the batch (tile_partials, reduce.wgsl).
 const HAS_RS: bool = true;
 
 fn adjoint_example(s: u32, j: u32) {
-    let y = s * W;
-    let z = SLOT + s * W;
-    let yb = s * W;
-    let zb = SLOT + s * W;
-    let e = s * W;
+    var u: array<f32, W>;
+    var p: array<f32, W>;
+    var t: array<f32, W>;
     // u = K z_{j+1} + b; s = sigma'(u) h ybar.
     for (var i = 0u; i < W; i++) {
-        var u = b_at(j, i);
+        var v = b_at(j, i);
         for (var k = 0u; k < W; k++) {
-            u += k_at(j, i, k) * st[z + k];
+            v += k_at(j, i, k) * vz[k];
         }
-        tmp[e + i] = u;
-        fac[FP * SLOT + e + i] = dact(u) * H * acc[yb + i];
-        fac[FQ * SLOT + e + i] = st[z + i];
+        u[i] = v;
+        p[i] = dact(v) * H * vyb[i];
+        put_fac(FP, s, i, p[i]);
+        put_fac(FQ, s, i, vz[i]);
     }
     // zbar += K^T s; rebuild y_j = y_{j+1} - h sigma(u).
     for (var i = 0u; i < W; i++) {
         var g = 0.0;
         for (var k = 0u; k < W; k++) {
-            g += k_at(j, k, i) * fac[FP * SLOT + e + k];
+            g += k_at(j, k, i) * p[k];
         }
-        acc[zb + i] += g;
-        st[y + i] -= H * act(tmp[e + i]);
+        vzb[i] += g;
+        vy[i] -= H * act(u[i]);
     }
     // c = K^T y_j + b; t = sigma'(c) (-h zbar).
     for (var i = 0u; i < W; i++) {
         var c = b_at(j, i);
         for (var k = 0u; k < W; k++) {
-            c += k_at(j, k, i) * st[y + k];
+            c += k_at(j, k, i) * vy[k];
         }
-        tmp[e + i] = c;
-        let t = -(dact(c) * H * acc[zb + i]);
-        fac[FS * SLOT + e + i] = t;
-        fac[FR * SLOT + e + i] = st[y + i];
-        fac[FB * SLOT + e + i] = fac[FP * SLOT + e + i] + t;
+        u[i] = c;
+        t[i] = -(dact(c) * H * vzb[i]);
+        put_fac(FS, s, i, t[i]);
+        put_fac(FR, s, i, vy[i]);
+        put_fac(FB, s, i, p[i] + t[i]);
     }
     // ybar += K t; rebuild z_j = z_{j+1} + h sigma(c).
     for (var i = 0u; i < W; i++) {
         var g = 0.0;
         for (var k = 0u; k < W; k++) {
-            g += k_at(j, i, k) * fac[FS * SLOT + e + k];
+            g += k_at(j, i, k) * t[k];
         }
-        acc[yb + i] += g;
-        st[z + i] += H * act(tmp[e + i]);
+        vyb[i] += g;
+        vz[i] += H * act(u[i]);
     }
 }

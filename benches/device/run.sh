@@ -3,7 +3,7 @@
 # the Vulkan loader, the data, then
 #   1. the image network: GPU engine vs PyTorch CUDA eager, time per batch (bench-images);
 #   2. the BENCH.md workloads: GPU engine vs PyTorch CUDA eager and torch.compile (bench), and
-#      the engine alone with the adjoint's first reduction pass the other way (fuse_ab);
+#      the w = 8 rows with the adjoint's first reduction pass apart (fuse_ab);
 #   3. the image accuracy runs on the GPU (MNIST and Fashion-MNIST, hamiltonian; leapfrog beside
 #      them when the GPU is fast enough), sized from step 1's timing to end inside the budget,
 #      while `xtask validate` (every kernel against its CPU twin) runs beside them.
@@ -28,13 +28,12 @@ bench() {
         "${soft[@]}" ${BENCH_ARGS:-} --out "$OUT/bench.jsonl"
     $X bench --summarize "$OUT/bench.jsonl" > /dev/null
 }
-# fuse_ab: the other way of the adjoint's first reduction pass, beside the main run (engine
-# only; its torch lines are the comparison): the w = 8 rows with it apart, mid and wide fused.
+# fuse_ab: the w = 8 rows with the adjoint's first reduction pass apart (one step per
+# dispatch), beside the main run where it is fused into blocks of steps (engine only; its torch
+# lines are the comparison).
 fuse_ab() {
     STABLENET_GPU_FUSE=off timeout -s INT 60 $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
         --only peaks-small,deep-256,deep-1024 --out "$OUT/bench-fuse-off.jsonl"
-    STABLENET_GPU_FUSE=on timeout -s INT 60 $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
-        --only mid,wide --out "$OUT/bench-fuse-on.jsonl"
 }
 
 main() {

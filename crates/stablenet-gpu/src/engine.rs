@@ -19,6 +19,10 @@ const CHUNK: u32 = 256;
 const LOOP_BUDGET: u32 = 16384;
 /// Largest width: a step's matrix-vector loop runs w^2 iterations per invocation.
 pub const MAX_WIDTH: usize = 128;
+/// Most adjoint steps per dispatch for narrow nets (network.wgsl ADJ_BLOCK): each has a slot
+/// of partial sums, so this bounds their memory; 32 makes the two dispatches of a block cheap
+/// beside its steps.
+const MAX_ADJ_BLOCK: u32 = 32;
 
 /// What one dispatch does; mirrors `struct Meta` in common.wgsl.
 #[repr(C)]
@@ -39,7 +43,7 @@ struct Meta {
     b_off: u32,
     b_out: u32,
     cur: u32,
-    pad: u32,
+    block: u32,
 }
 
 const HAS_RS: u32 = 1;
@@ -90,6 +94,8 @@ struct Red {
     bias: u32,
     /// The partials come from the adjoint step (TILE_PARTIALS): only the second pass runs.
     fused: bool,
+    /// Steps the job reduces (an adjoint block when fused; else 1).
+    block: u32,
 }
 
 pub struct GpuNet {
@@ -168,9 +174,11 @@ impl GpuNet {
     }
 
     /// [`GpuNet::new`], choosing whether the adjoint step does the first pass of its dK_j, db_j
-    /// reduction itself (network.wgsl `tile_partials`; two dispatches per step instead of
-    /// three). None: for narrow nets only (w^2 + w <= 128), where dispatch latency bounds a
-    /// step. The results agree either way (`cargo xtask validate` checks both).
+    /// reduction itself (network.wgsl `tile_partials`), in workgroup memory, for blocks of up
+    /// to 32 steps per dispatch: two dispatches per block instead of three per step. Only for
+    /// narrow nets (w^2 + w <= 128), and by default (None) for them: there the latency of
+    /// dependent dispatches and loads bounds a step. The results agree either way (`cargo
+    /// xtask validate` checks both).
     pub fn with_fusion(
         gpu: Gpu,
         cfg: &ModelConfig,
@@ -212,7 +220,12 @@ impl GpuNet {
         // Narrow nets: the adjoint step does the first reduction pass itself, one partial per
         // workgroup (network.wgsl tile_partials).
         let fuse = fuse.unwrap_or(w * w + w <= 2 * WG);
-        let partials = (chunks * max_rc).max(if fuse { groups(nmax as u32) as u64 * (w * w + w) as u64 } else { 0 });
+        ensure!(!fuse || w * w + w <= 2 * WG, "the fused adjoint reduction needs w^2 + w <= {}", 2 * WG);
+        // Steps per fused adjoint dispatch: each runs loops of w^2 (matrix-vector products) and
+        // 2 WG (the tile sums) iterations per invocation.
+        let block = if fuse { (LOOP_BUDGET / (w * w).max(2 * WG)).clamp(1, MAX_ADJ_BLOCK) } else { 1 };
+        let tile_partials = block as u64 * groups(nmax as u32) as u64 * (w * w + w) as u64;
+        let partials = (chunks * max_rc).max(if fuse { tile_partials } else { 0 });
         let sizes: [(&str, u64); 13] = [
             ("params", layout.count as u64),
             ("data x", ndata as u64 * d as u64),
@@ -317,6 +330,7 @@ impl GpuNet {
             rc: m.rows * m.cols,
             bias: if m.flags & WITH_BIAS != 0 { m.rows } else { 0 },
             fused: m.flags & TILE_PARTIALS != 0,
+            block: m.block.max(1),
         };
         let rs = if euler { 0 } else { HAS_RS };
         let anti = if cfg.integrator == Integrator::Antisym { ANTISYM } else { 0 };
@@ -326,6 +340,7 @@ impl GpuNet {
             rows: w,
             cols: w,
             flags: rs | anti | AT_CURSOR | WITH_BIAS | STEP_BACK | if fuse { TILE_PARTIALS } else { 0 },
+            block,
             out_off: layout.k,
             p_off: fp,
             q_off: fq,
@@ -425,7 +440,6 @@ impl GpuNet {
         let net_consts: Vec<(&str, f64)> = vec![
             ("WG", WG as f64),
             ("ACT", act),
-            ("W", w as f64),
             ("D", d as f64),
             ("C", c as f64),
             ("N", n as f64),
@@ -435,6 +449,7 @@ impl GpuNet {
             ("INTEG", integ),
             ("SPD", spd as f64),
             ("FUSE", if fuse { 1.0 } else { 0.0 }),
+            ("ADJ_BLOCK", block as f64),
         ];
         let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = |label: &str, src: String| {
@@ -443,7 +458,7 @@ impl GpuNet {
                 source: wgpu::ShaderSource::Wgsl(src.into()),
             })
         };
-        let net_mod = module("network", shaders::network(cfg.integrator));
+        let net_mod = module("network", shaders::network(cfg.integrator, cfg.width));
         let red_mod = module("reduce", shaders::reduce());
         let opt_mod = module("optim", shaders::optim());
         let pipe = |layout: &wgpu::PipelineLayout, m: &wgpu::ShaderModule, entry: &str, consts: &[(&str, f64)]| {
@@ -669,8 +684,8 @@ impl GpuNet {
         if !r.fused {
             self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc) + groups(r.bias), n.div_ceil(CHUNK));
         }
-        // reduce_finish: one workgroup per output.
-        let outputs = r.rc + r.bias;
+        // reduce_finish: one workgroup per output (and step of the block).
+        let outputs = (r.rc + r.bias) * r.block;
         let x = outputs.min(self.grid_x).max(1);
         self.dispatch(pass, &self.reduce_finish, r.meta, x, outputs.div_ceil(x));
     }
@@ -708,9 +723,10 @@ impl GpuNet {
         pass.set_bind_group(0, &self.bg_net, &[]);
         self.dispatch(&mut pass, &net.advance, self.m_last, 1, 1);
         // Three dependent dispatches per step: the step, and its reduction's two passes (the
-        // second also steps the other cursor back); two for narrow nets, whose step does the
-        // first pass.
-        for i in 0..self.cfg.steps {
+        // second also steps the other cursor back). Narrow nets: two per block of steps, whose
+        // dispatch also does the first pass.
+        let block = self.red_k[0].block as usize;
+        for i in 0..self.cfg.steps.div_ceil(block) {
             pass.set_bind_group(0, &self.bg_net, &[]);
             self.dispatch(&mut pass, &net.step_adjoint, self.m_adjoint[i % 2], gx, gy);
             self.reduce(&mut pass, self.red_k[i % 2], n);

@@ -43,14 +43,17 @@ impl BatchInfo {
     }
 }
 
-/// The network module of an integrator: opening, classifier and the integrator's steps.
-pub fn network(integrator: Integrator) -> String {
+/// The network module of an integrator and width: opening, classifier and the integrator's
+/// steps. The width is a constant of the source, not an override: the kernels keep
+/// per-example vectors in registers, whose size WGSL wants constant.
+pub fn network(integrator: Integrator, width: usize) -> String {
     let steps = match integrator {
         Integrator::Resnet | Integrator::Antisym => RESNET,
         Integrator::Hamiltonian => VERLET,
         Integrator::Leapfrog => LEAPFROG,
     };
-    [COMMON, NETWORK, steps].join("\n")
+    let w = format!("const W: u32 = {width}u;");
+    [w.as_str(), COMMON, NETWORK, steps].join("\n")
 }
 
 pub fn reduce() -> String {
@@ -76,7 +79,7 @@ pub fn all_modules() -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Integrator::ALL
         .iter()
         .filter(|i| **i != Integrator::Antisym) // same module as resnet
-        .map(|i| (format!("network+{}", i.name()), network(*i)))
+        .map(|i| (format!("network+{}", i.name()), network(*i, 8)))
         .collect();
     out.push(("reduce".into(), reduce()));
     out.push(("optim".into(), optim()));

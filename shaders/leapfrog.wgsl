@@ -3,33 +3,31 @@
 // 2-4). y_j lives in st slot j % 2 (y_{-1} = y_0 in slot 1); a_j in acc slot j % 3.
 // CPU twin: stablenet_core::integrators::leapfrog. Bindings: network.wgsl.
 
-@compute @workgroup_size(WG)
-fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let s = example(gid, nwg);
-    if s >= batch.n {
-        return;
-    }
+// y_{j+1} = 2 y_j - y_{j-1} + h^2 F_j(y_j) for one example (network.wgsl steps_forward).
+fn step_forward(s: u32, j: u32) {
     let e = s * W;
-    let range = forward_range();
-    for (var j = range.x; j < range.y; j++) {
-        let cur = (j % 2u) * SLOT + e;
-        let prev = ((j + 1u) % 2u) * SLOT + e; // y_{j-1}, overwritten by y_{j+1}
-        for (var i = 0u; i < W; i++) {
-            var u = b_at(j, i);
-            for (var k = 0u; k < W; k++) {
-                u += k_at(j, i, k) * st[cur + k];
-            }
-            tmp[e + i] = act(u);
+    let cur = (j % 2u) * SLOT + e;
+    let prev = ((j + 1u) % 2u) * SLOT + e; // y_{j-1}, overwritten by y_{j+1}
+    for (var i = 0u; i < W; i++) {
+        var u = b_at(j, i);
+        for (var k = 0u; k < W; k++) {
+            u += k_at(j, i, k) * st[cur + k];
         }
-        for (var i = 0u; i < W; i++) {
-            var f = 0.0;
-            for (var k = 0u; k < W; k++) {
-                f -= k_at(j, k, i) * tmp[e + k];
-            }
-            st[prev + i] = 2.0 * st[cur + i] - st[prev + i] + H * H * f;
+        tmp[e + i] = act(u);
+    }
+    for (var i = 0u; i < W; i++) {
+        var f = 0.0;
+        for (var k = 0u; k < W; k++) {
+            f -= k_at(j, k, i) * tmp[e + k];
         }
+        st[prev + i] = 2.0 * st[cur + i] - st[prev + i] + H * H * f;
     }
 }
+
+// The state stays in storage between the steps of a dispatch.
+fn load_example(s: u32) {}
+
+fn store_example(s: u32) {}
 
 // Step j = cursor backwards (MODEL.md section 4): with v = h^2 a_{j+1}, u = K y_j + b,
 // g = sigma'(u) (K v): a_j += 2 a_{j+1} - K^T g (a_1 - K^T g at j = 0), a_{j-1} -= a_{j+1},
@@ -37,11 +35,6 @@ fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // Factors: P = -sigma(u), Q = v, R = -g, S = y_j, B = -g.
 // dK_j = sum P Q^T + R S^T (tile_partials, reduce.wgsl).
 const HAS_RS: bool = true;
-
-// The state stays in storage between the adjoint steps of a dispatch.
-fn load_example(s: u32) {}
-
-fn store_example(s: u32) {}
 
 fn adjoint_example(s: u32, j: u32) {
     let e = s * W;

@@ -28,8 +28,9 @@
 //                                  an adjoint block (the reduction's partials buffer;
 //                                  see tile_partials)
 
-// W, the width, is a constant the host puts before these sources (shaders::network): the
-// integrators keep per-example vectors in registers, which needs a constant size.
+// W, the width, and the workgroup array sizes TF_LEN and KC_LEN are constants the host puts
+// before these sources (shaders::network): the integrators keep per-example vectors in
+// registers, which needs a constant size, and wide nets, which use neither array, get 1.
 override D: u32;
 override C: u32;
 override N: u32;
@@ -77,9 +78,66 @@ override ADJ_BLOCK: u32 = 1u;
 // which holds barriers, must be).
 var<workgroup> top: u32;
 // With FUSE, the factors of the workgroup's examples: P, Q, R, S, B regions of WG * W floats
-// each, for W * W + W <= 128 (so W <= 10) at WG = 64 (the host checks).
-const STAGE: u32 = 3200u;
-var<workgroup> tf: array<f32, STAGE>;
+// (TF_LEN = 5 WG W).
+var<workgroup> tf: array<f32, TF_LEN>;
+// With FUSE, K_j and b_j of up to ADJ_BLOCK steps (KC_LEN = ADJ_BLOCK (W^2 + W)), loaded by
+// the workgroup at once: read from storage, every step's products waited for a round trip
+// to the L2 cache per row.
+var<workgroup> kc: array<f32, KC_LEN>;
+// Which steps kc holds: kc_first .. kc_first + kc_count - 1.
+var<private> kc_first: u32;
+var<private> kc_count: u32;
+
+// Loads steps j0 .. j0 + count - 1 (count <= ADJ_BLOCK) into kc: [count][W][W], then
+// [count][W]. Called in uniform control flow by the whole workgroup.
+fn cache_steps(li: u32, j0: u32, count: u32) {
+    workgroupBarrier();
+    for (var x = li; x < count * W * W; x += WG) {
+        kc[x] = params[OFF_K + j0 * W * W + x];
+    }
+    for (var x = li; x < count * W; x += WG) {
+        kc[count * W * W + x] = params[OFF_B + j0 * W + x];
+    }
+    kc_first = j0;
+    kc_count = count;
+    workgroupBarrier();
+}
+
+// Steps cursor[0] .. cursor[0] + SPD - 1 (at most N) for every example: the integrator file's
+// step_forward between its load_example and store_example. With FUSE, ADJ_BLOCK steps at a
+// time from kc.
+@compute @workgroup_size(WG)
+fn steps_forward(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let s = example(gid, nwg);
+    let live = s < batch.n;
+    if li == 0u {
+        top = cursor[0];
+    }
+    let j0 = workgroupUniformLoad(&top);
+    let j1 = min(j0 + SPD, N);
+    let sub = select(SPD, ADJ_BLOCK, FUSE);
+    if live {
+        load_example(s);
+    }
+    for (var jb = j0; jb < j1; jb += sub) {
+        let count = min(sub, j1 - jb);
+        if FUSE {
+            cache_steps(li, jb, count);
+        }
+        if live {
+            for (var j = jb; j < jb + count; j++) {
+                step_forward(s, j);
+            }
+        }
+    }
+    if live {
+        store_example(s);
+    }
+}
 
 // Factor r (FP .. FB) of example s at i: in workgroup memory for tile_partials (FUSE), else in
 // `fac` for reduce_partial.
@@ -124,6 +182,7 @@ fn step_adjoint(
     }
     let j = workgroupUniformLoad(&top);
     let count = min(ADJ_BLOCK, j + 1u);
+    cache_steps(li, j + 1u - count, count);
     if live {
         load_example(s);
     }
@@ -177,12 +236,18 @@ fn tile_partials(wid: vec3<u32>, nwg: vec3<u32>, li: u32, k: u32) {
     workgroupBarrier();
 }
 
-// K_j[a][b] and b_j[i] from the flat parameters.
+// K_j[a][b] and b_j[i]: from kc with FUSE (the caller's steps), else the flat parameters.
 fn k_at(j: u32, a: u32, b: u32) -> f32 {
+    if FUSE {
+        return kc[(j - kc_first) * W * W + a * W + b];
+    }
     return params[OFF_K + j * W * W + a * W + b];
 }
 
 fn b_at(j: u32, i: u32) -> f32 {
+    if FUSE {
+        return kc[kc_count * W * W + (j - kc_first) * W + i];
+    }
     return params[OFF_B + j * W + i];
 }
 
@@ -310,10 +375,4 @@ fn advance() {
     } else {
         cursor[0] = cursor[0] + job.j0;
     }
-}
-
-// The step range of a forward dispatch.
-fn forward_range() -> vec2<u32> {
-    let j0 = cursor[0];
-    return vec2<u32>(j0, min(j0 + SPD, N));
 }

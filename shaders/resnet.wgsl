@@ -7,40 +7,31 @@ fn m_at(j: u32, a: u32, b: u32) -> f32 {
     return ops[j * W * W + a * W + b];
 }
 
-// Steps the cursor's range for one example; the host bounds the range so that no loop runs
-// near lavapipe's 65535-iteration limit.
-@compute @workgroup_size(WG)
-fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let s = example(gid, nwg);
-    if s >= batch.n {
-        return;
+// Step j for one example, keeping the state before it (network.wgsl steps_forward).
+fn step_forward(s: u32, j: u32) {
+    for (var i = 0u; i < W; i++) {
+        store[(j * NMAX + s) * W + i] = st[s * W + i];
     }
-    let range = forward_range();
-    for (var j = range.x; j < range.y; j++) {
-        for (var i = 0u; i < W; i++) {
-            store[(j * NMAX + s) * W + i] = st[s * W + i];
+    for (var i = 0u; i < W; i++) {
+        var u = b_at(j, i);
+        for (var k = 0u; k < W; k++) {
+            u += m_at(j, i, k) * st[s * W + k];
         }
-        for (var i = 0u; i < W; i++) {
-            var u = b_at(j, i);
-            for (var k = 0u; k < W; k++) {
-                u += m_at(j, i, k) * st[s * W + k];
-            }
-            tmp[s * W + i] = u;
-        }
-        for (var i = 0u; i < W; i++) {
-            st[s * W + i] += H * act(tmp[s * W + i]);
-        }
+        tmp[s * W + i] = u;
+    }
+    for (var i = 0u; i < W; i++) {
+        st[s * W + i] += H * act(tmp[s * W + i]);
     }
 }
+
+// The state stays in storage between the steps of a dispatch.
+fn load_example(s: u32) {}
+
+fn store_example(s: u32) {}
 
 // Adjoint of step j = cursor: P = sigma'(u) h ybar, Q = y_j, B = P; ybar += M^T P.
 // dM_j = sum P Q^T: no R, S (tile_partials, reduce.wgsl).
 const HAS_RS: bool = false;
-
-// The state stays in storage between the adjoint steps of a dispatch.
-fn load_example(s: u32) {}
-
-fn store_example(s: u32) {}
 
 fn adjoint_example(s: u32, j: u32) {
     for (var i = 0u; i < W; i++) {

@@ -11,43 +11,25 @@ var<private> vz: array<f32, W>;
 var<private> vyb: array<f32, W>;
 var<private> vzb: array<f32, W>;
 
-// z -= h sigma(K^T y + b); y += h sigma(K z + b), for steps the cursor's range.
-@compute @workgroup_size(WG)
-fn steps_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let s = example(gid, nwg);
-    if s >= batch.n {
-        return;
-    }
-    let y = s * W;
-    let z = SLOT + s * W;
+// z -= h sigma(K^T y + b); y += h sigma(K z + b) (network.wgsl steps_forward).
+fn step_forward(s: u32, j: u32) {
     for (var i = 0u; i < W; i++) {
-        vy[i] = st[y + i];
-        vz[i] = st[z + i];
-    }
-    let range = forward_range();
-    for (var j = range.x; j < range.y; j++) {
-        for (var i = 0u; i < W; i++) {
-            var c = b_at(j, i);
-            for (var k = 0u; k < W; k++) {
-                c += k_at(j, k, i) * vy[k];
-            }
-            vz[i] -= H * act(c);
+        var c = b_at(j, i);
+        for (var k = 0u; k < W; k++) {
+            c += k_at(j, k, i) * vy[k];
         }
-        for (var i = 0u; i < W; i++) {
-            var u = b_at(j, i);
-            for (var k = 0u; k < W; k++) {
-                u += k_at(j, i, k) * vz[k];
-            }
-            vy[i] += H * act(u);
-        }
+        vz[i] -= H * act(c);
     }
     for (var i = 0u; i < W; i++) {
-        st[y + i] = vy[i];
-        st[z + i] = vz[i];
+        var u = b_at(j, i);
+        for (var k = 0u; k < W; k++) {
+            u += k_at(j, i, k) * vz[k];
+        }
+        vy[i] += H * act(u);
     }
 }
 
-// The adjoint steps of a dispatch start and end with these (network.wgsl step_adjoint).
+// A dispatch's steps start and end with these (network.wgsl steps_forward, step_adjoint).
 fn load_example(s: u32) {
     for (var i = 0u; i < W; i++) {
         vy[i] = st[s * W + i];

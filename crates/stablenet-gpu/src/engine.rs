@@ -219,11 +219,29 @@ impl GpuNet {
         let max_rc = [w * w + w, c * w + c, w * d + w].into_iter().max().unwrap_or(1) as u64;
         // Narrow nets: the adjoint step does the first reduction pass itself, one partial per
         // workgroup (network.wgsl tile_partials).
-        let fuse = fuse.unwrap_or(w * w + w <= 2 * WG);
-        ensure!(!fuse || w * w + w <= 2 * WG, "the fused adjoint reduction needs w^2 + w <= {}", 2 * WG);
-        // Steps per fused adjoint dispatch: each runs loops of w^2 (matrix-vector products) and
-        // 2 WG (the tile sums) iterations per invocation.
-        let block = if fuse { (LOOP_BUDGET / (w * w).max(2 * WG)).clamp(1, MAX_ADJ_BLOCK) } else { 1 };
+        // Narrow nets: workgroup memory for the factors of WG examples and the parameters of a
+        // block of steps (network.wgsl tf, kc); the block's loops run w^2 (matrix-vector
+        // products) and 2 WG (the tile sums) iterations per step and invocation.
+        let narrow = w * w + w <= 2 * WG;
+        let tf_len = 5 * WG * w;
+        let shared = lim.max_compute_workgroup_storage_size;
+        let fit = (shared / 4).saturating_sub(tf_len + 64) / (w * w + w);
+        let block = (LOOP_BUDGET / (w * w).max(2 * WG)).min(MAX_ADJ_BLOCK).min(fit);
+        let fuse = match fuse {
+            None => narrow && block >= 1,
+            Some(true) => {
+                ensure!(narrow, "the fused adjoint reduction needs w^2 + w <= {}, the model has w = {w}", 2 * WG);
+                ensure!(
+                    block >= 1,
+                    "the fused adjoint needs {} bytes of workgroup memory; this adapter allows {shared} \
+                     (max_compute_workgroup_storage_size)",
+                    4 * (tf_len + 64 + w * w + w)
+                );
+                true
+            }
+            Some(false) => false,
+        };
+        let block = if fuse { block } else { 1 };
         let tile_partials = block as u64 * groups(nmax as u32) as u64 * (w * w + w) as u64;
         let partials = (chunks * max_rc).max(if fuse { tile_partials } else { 0 });
         let sizes: [(&str, u64); 13] = [
@@ -458,7 +476,8 @@ impl GpuNet {
                 source: wgpu::ShaderSource::Wgsl(src.into()),
             })
         };
-        let net_mod = module("network", shaders::network(cfg.integrator, cfg.width));
+        let (tf_len, kc_len) = if fuse { (tf_len, block * (w * w + w)) } else { (0, 0) };
+        let net_mod = module("network", shaders::network(cfg.integrator, cfg.width, tf_len as usize, kc_len as usize));
         let red_mod = module("reduce", shaders::reduce());
         let opt_mod = module("optim", shaders::optim());
         let pipe = |layout: &wgpu::PipelineLayout, m: &wgpu::ShaderModule, entry: &str, consts: &[(&str, f64)]| {

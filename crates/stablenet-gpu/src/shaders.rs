@@ -45,15 +45,21 @@ impl BatchInfo {
 
 /// The network module of an integrator and width: opening, classifier and the integrator's
 /// steps. The width is a constant of the source, not an override: the kernels keep
-/// per-example vectors in registers, whose size WGSL wants constant.
-pub fn network(integrator: Integrator, width: usize) -> String {
+/// per-example vectors in registers, whose size WGSL wants constant. So are the lengths of
+/// the two workgroup arrays of narrow nets (`tf_len` factors, `kc_len` cached steps; 0 when
+/// unused), so that wide nets do not ask for workgroup memory they do not use.
+pub fn network(integrator: Integrator, width: usize, tf_len: usize, kc_len: usize) -> String {
     let steps = match integrator {
         Integrator::Resnet | Integrator::Antisym => RESNET,
         Integrator::Hamiltonian => VERLET,
         Integrator::Leapfrog => LEAPFROG,
     };
-    let w = format!("const W: u32 = {width}u;");
-    [w.as_str(), COMMON, NETWORK, steps].join("\n")
+    let consts = format!(
+        "const W: u32 = {width}u;\nconst TF_LEN: u32 = {}u;\nconst KC_LEN: u32 = {}u;",
+        tf_len.max(1),
+        kc_len.max(1)
+    );
+    [consts.as_str(), COMMON, NETWORK, steps].join("\n")
 }
 
 pub fn reduce() -> String {
@@ -79,7 +85,7 @@ pub fn all_modules() -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Integrator::ALL
         .iter()
         .filter(|i| **i != Integrator::Antisym) // same module as resnet
-        .map(|i| (format!("network+{}", i.name()), network(*i, 8)))
+        .map(|i| (format!("network+{}", i.name()), network(*i, 8, 5 * 64 * 8, 32 * 72)))
         .collect();
     out.push(("reduce".into(), reduce()));
     out.push(("optim".into(), optim()));

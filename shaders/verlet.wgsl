@@ -6,6 +6,8 @@
 // The example's state (y, z) and adjoints (ybar, zbar), held in registers across the steps
 // of a dispatch: read and written through storage, every term of the matrix-vector products
 // was a dependent global load (st is also written), and that latency bounded each step.
+// Narrow nets unroll the loops marked `// unroll` (shaders::unroll), so that every index is
+// a constant and the arrays stay in registers.
 var<private> vy: array<f32, W>;
 var<private> vz: array<f32, W>;
 var<private> vyb: array<f32, W>;
@@ -13,15 +15,19 @@ var<private> vzb: array<f32, W>;
 
 // z -= h sigma(K^T y + b); y += h sigma(K z + b) (network.wgsl steps_forward).
 fn step_forward(s: u32, j: u32) {
+    // unroll
     for (var i = 0u; i < W; i++) {
         var c = b_at(j, i);
+        // unroll
         for (var k = 0u; k < W; k++) {
             c += k_at(j, k, i) * vy[k];
         }
         vz[i] -= H * act(c);
     }
+    // unroll
     for (var i = 0u; i < W; i++) {
         var u = b_at(j, i);
+        // unroll
         for (var k = 0u; k < W; k++) {
             u += k_at(j, i, k) * vz[k];
         }
@@ -31,6 +37,7 @@ fn step_forward(s: u32, j: u32) {
 
 // A dispatch's steps start and end with these (network.wgsl steps_forward, step_adjoint).
 fn load_example(s: u32) {
+    // unroll
     for (var i = 0u; i < W; i++) {
         vy[i] = st[s * W + i];
         vz[i] = st[SLOT + s * W + i];
@@ -40,6 +47,7 @@ fn load_example(s: u32) {
 }
 
 fn store_example(s: u32) {
+    // unroll
     for (var i = 0u; i < W; i++) {
         st[s * W + i] = vy[i];
         st[SLOT + s * W + i] = vz[i];
@@ -58,8 +66,10 @@ fn adjoint_example(s: u32, j: u32) {
     var p: array<f32, W>;
     var t: array<f32, W>;
     // u = K z_{j+1} + b; s = sigma'(u) h ybar.
+    // unroll
     for (var i = 0u; i < W; i++) {
         var v = b_at(j, i);
+        // unroll
         for (var k = 0u; k < W; k++) {
             v += k_at(j, i, k) * vz[k];
         }
@@ -69,8 +79,10 @@ fn adjoint_example(s: u32, j: u32) {
         put_fac(FQ, s, i, vz[i]);
     }
     // zbar += K^T s; rebuild y_j = y_{j+1} - h sigma(u).
+    // unroll
     for (var i = 0u; i < W; i++) {
         var g = 0.0;
+        // unroll
         for (var k = 0u; k < W; k++) {
             g += k_at(j, k, i) * p[k];
         }
@@ -78,8 +90,10 @@ fn adjoint_example(s: u32, j: u32) {
         vy[i] -= H * act(u[i]);
     }
     // c = K^T y_j + b; t = sigma'(c) (-h zbar).
+    // unroll
     for (var i = 0u; i < W; i++) {
         var c = b_at(j, i);
+        // unroll
         for (var k = 0u; k < W; k++) {
             c += k_at(j, k, i) * vy[k];
         }
@@ -90,8 +104,10 @@ fn adjoint_example(s: u32, j: u32) {
         put_fac(FB, s, i, p[i] + t[i]);
     }
     // ybar += K t; rebuild z_j = z_{j+1} + h sigma(c).
+    // unroll
     for (var i = 0u; i < W; i++) {
         var g = 0.0;
+        // unroll
         for (var k = 0u; k < W; k++) {
             g += k_at(j, i, k) * t[k];
         }

@@ -59,7 +59,53 @@ pub fn network(integrator: Integrator, width: usize, tf_len: usize, kc_len: usiz
         tf_len.max(1),
         kc_len.max(1)
     );
-    [consts.as_str(), COMMON, NETWORK, steps].join("\n")
+    let src = [consts.as_str(), COMMON, NETWORK, steps].join("\n");
+    if width <= MAX_UNROLL { unroll(&src, width) } else { src }
+}
+
+/// Widest net whose loops over the width are unrolled ([`unroll`]).
+pub const MAX_UNROLL: usize = 16;
+
+/// Unrolls each loop `for (var X = 0u; X < W; X++) { .. }` on the line after a `// unroll`
+/// comment into W blocks `{ let X = 0u; .. }`, .., inner marked loops first. With every index
+/// a constant, the drivers keep per-example arrays in registers; left as loops, a driver that
+/// does not unroll them puts the arrays in local memory, whose traffic bounded a narrow step
+/// (H100: the time per step grew with the batch once it spilled out of L1).
+pub fn unroll(src: &str, width: usize) -> String {
+    let mut out = String::with_capacity(src.len());
+    let mut rest = src;
+    while let Some(at) = rest.find("// unroll\n") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "// unroll\n".len()..];
+        let head_end = after.find('{').expect("a marked loop opens a block") + 1;
+        let head = after[..head_end].trim();
+        let var = head
+            .strip_prefix("for (var ")
+            .and_then(|h| h.split(' ').next())
+            .filter(|v| head == format!("for (var {v} = 0u; {v} < W; {v}++) {{"))
+            .unwrap_or_else(|| panic!("`// unroll` marks `for (var X = 0u; X < W; X++) {{`, not `{head}`"));
+        // The body: up to the brace that closes the loop's block.
+        let mut depth = 1;
+        let close = after[head_end..]
+            .char_indices()
+            .find(|&(_, c)| {
+                depth += match c {
+                    '{' => 1,
+                    '}' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .map(|(i, _)| head_end + i)
+            .expect("a marked loop's block closes");
+        let body = unroll(&after[head_end..close], width);
+        for i in 0..width {
+            out.push_str(&format!("{{\n let {var} = {i}u;{body}}}\n"));
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 pub fn reduce() -> String {
@@ -92,4 +138,28 @@ pub fn all_modules() -> Vec<(String, String)> {
     out.push(("image".into(), image()));
     out.push(("image_net".into(), image_net()));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unroll_replaces_marked_loops_inner_first() {
+        let src = "a;\n// unroll\nfor (var i = 0u; i < W; i++) {\n  // unroll\n  for (var k = 0u; k < W; k++) {\n    x[i] += y[k];\n  }\n}\nb;\nfor (var j = 0u; j < W; j++) { z; }\n";
+        let out = unroll(src, 2);
+        assert!(!out.contains("// unroll") && !out.contains("var i") && !out.contains("var k"));
+        assert_eq!(out.matches("x[i] += y[k];").count(), 4);
+        assert_eq!(out.matches("let i = 1u;").count(), 1);
+        assert_eq!(out.matches("let k = 1u;").count(), 2);
+        assert!(out.starts_with("a;\n") && out.ends_with("b;\nfor (var j = 0u; j < W; j++) { z; }\n"));
+        // Braces still balance.
+        assert_eq!(out.matches('{').count(), out.matches('}').count());
+    }
+
+    #[test]
+    #[should_panic(expected = "marks")]
+    fn unroll_rejects_other_loops() {
+        unroll("// unroll\nfor (var i = 1u; i < W; i++) {}\n", 2);
+    }
 }

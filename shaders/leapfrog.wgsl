@@ -25,9 +25,9 @@ fn step_forward(s: u32, j: u32) {
 }
 
 // The state stays in storage between the steps of a dispatch.
-fn load_example(s: u32) {}
+fn load_example(s: u32, adjoints: bool) {}
 
-fn store_example(s: u32) {}
+fn store_example(s: u32, adjoints: bool) {}
 
 // Step j = cursor backwards (MODEL.md section 4): with v = h^2 a_{j+1}, u = K y_j + b,
 // g = sigma'(u) (K v): a_j += 2 a_{j+1} - K^T g (a_1 - K^T g at j = 0), a_{j-1} -= a_{j+1},

@@ -121,7 +121,7 @@ fn steps_forward(
     let j1 = min(j0 + SPD, N);
     let sub = select(SPD, ADJ_BLOCK, FUSE);
     if live {
-        load_example(s);
+        load_example(s, false);
     }
     for (var jb = j0; jb < j1; jb += sub) {
         let count = min(sub, j1 - jb);
@@ -135,7 +135,7 @@ fn steps_forward(
         }
     }
     if live {
-        store_example(s);
+        store_example(s, false);
     }
 }
 
@@ -171,9 +171,9 @@ fn step_adjoint(
     let live = s < batch.n;
     if !FUSE {
         if live {
-            load_example(s);
+            load_example(s, true);
             adjoint_example(s, cursor[job.cur]);
-            store_example(s);
+            store_example(s, true);
         }
         return;
     }
@@ -184,7 +184,7 @@ fn step_adjoint(
     let count = min(ADJ_BLOCK, j + 1u);
     cache_steps(li, j + 1u - count, count);
     if live {
-        load_example(s);
+        load_example(s, true);
     }
     for (var k = 0u; k < count; k++) {
         if live {
@@ -193,7 +193,7 @@ fn step_adjoint(
         tile_partials(wid, nwg, li, k);
     }
     if live {
-        store_example(s);
+        store_example(s, true);
     }
 }
 

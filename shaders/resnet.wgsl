@@ -25,9 +25,9 @@ fn step_forward(s: u32, j: u32) {
 }
 
 // The state stays in storage between the steps of a dispatch.
-fn load_example(s: u32) {}
+fn load_example(s: u32, adjoints: bool) {}
 
-fn store_example(s: u32) {}
+fn store_example(s: u32, adjoints: bool) {}
 
 // Adjoint of step j = cursor: P = sigma'(u) h ybar, Q = y_j, B = P; ybar += M^T P.
 // dM_j = sum P Q^T: no R, S (tile_partials, reduce.wgsl).

@@ -35,24 +35,29 @@ fn step_forward(s: u32, j: u32) {
     }
 }
 
-// A dispatch's steps start and end with these (network.wgsl steps_forward, step_adjoint).
-fn load_example(s: u32) {
+// A dispatch's steps start and end with these (network.wgsl steps_forward, step_adjoint):
+// the state, and for the adjoint the adjoints too.
+fn load_example(s: u32, adjoints: bool) {
     // unroll
     for (var i = 0u; i < W; i++) {
         vy[i] = st[s * W + i];
         vz[i] = st[SLOT + s * W + i];
-        vyb[i] = acc[s * W + i];
-        vzb[i] = acc[SLOT + s * W + i];
+        if adjoints {
+            vyb[i] = acc[s * W + i];
+            vzb[i] = acc[SLOT + s * W + i];
+        }
     }
 }
 
-fn store_example(s: u32) {
+fn store_example(s: u32, adjoints: bool) {
     // unroll
     for (var i = 0u; i < W; i++) {
         st[s * W + i] = vy[i];
         st[SLOT + s * W + i] = vz[i];
-        acc[s * W + i] = vyb[i];
-        acc[SLOT + s * W + i] = vzb[i];
+        if adjoints {
+            acc[s * W + i] = vyb[i];
+            acc[SLOT + s * W + i] = vzb[i];
+        }
     }
 }
 

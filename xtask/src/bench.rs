@@ -214,7 +214,8 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
 }
 
 /// `STABLENET_GPU_FUSE=on|off` (unset: the engine's choice) forces whether the adjoint step
-/// does the first reduction pass itself (`GpuNet::with_fusion`), to time both on a device.
+/// does the first reduction pass itself (`GpuNet::with_fusion`), to time both on a device;
+/// `on` exists for narrow nets only (w^2 + w <= 128) and fails for wider ones.
 fn gpu_fuse() -> Result<Option<bool>> {
     match std::env::var("STABLENET_GPU_FUSE").as_deref() {
         Err(_) | Ok("") | Ok("auto") => Ok(None),

@@ -59,7 +59,8 @@ pub fn network(integrator: Integrator, width: usize, tf_len: usize, kc_len: usiz
         tf_len.max(1),
         kc_len.max(1)
     );
-    let src = [consts.as_str(), COMMON, NETWORK, steps].join("\n");
+    // A checkout with CRLF line ends must unroll all the same.
+    let src = [consts.as_str(), COMMON, NETWORK, steps].join("\n").replace("\r\n", "\n");
     if width <= MAX_UNROLL { unroll(&src, width) } else { src }
 }
 
@@ -70,9 +71,10 @@ pub const MAX_UNROLL: usize = 16;
 /// comment into W blocks `{ let X = 0u; .. }`, .., inner marked loops first. With every index
 /// a constant, the drivers keep per-example arrays in registers; left as loops, a driver that
 /// does not unroll them puts the arrays in local memory, whose traffic bounded a narrow step
-/// (H100: the time per step grew with the batch once it spilled out of L1).
+/// (H100: the time per step grew with the batch once it spilled out of L1). A marked body may
+/// not hold `break`, `continue` or a comment (its braces would count).
 pub fn unroll(src: &str, width: usize) -> String {
-    let mut out = String::with_capacity(src.len());
+    let mut out = String::with_capacity(src.len() * 2);
     let mut rest = src;
     while let Some(at) = rest.find("// unroll\n") {
         out.push_str(&rest[..at]);
@@ -98,7 +100,12 @@ pub fn unroll(src: &str, width: usize) -> String {
             })
             .map(|(i, _)| head_end + i)
             .expect("a marked loop's block closes");
-        let body = unroll(&after[head_end..close], width);
+        let raw = &after[head_end..close];
+        assert!(
+            !["//", "break", "continue"].iter().any(|t| raw.replace("// unroll\n", "").contains(t)),
+            "a loop marked `// unroll` holds a comment, break or continue: {raw}"
+        );
+        let body = unroll(raw, width);
         for i in 0..width {
             out.push_str(&format!("{{\n let {var} = {i}u;{body}}}\n"));
         }

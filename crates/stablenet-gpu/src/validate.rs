@@ -45,7 +45,8 @@ pub struct Case {
 
 /// Awkward sizes: batches that are not multiples of the workgroup size (64) or that span
 /// several reduction chunks (256) and run on a 2-D grid, w = 1, odd w, N = 1, N across
-/// adjoint blocks of narrow nets (32 steps, the last one partial), and a deep network.
+/// adjoint blocks of narrow nets (32 steps, the last one partial), w = 12 (loops unrolled,
+/// adjoint not fused), and a deep network.
 pub fn cases(quick: bool) -> Vec<Case> {
     let mut out = Vec::new();
     for integrator in Integrator::ALL {
@@ -55,6 +56,7 @@ pub fn cases(quick: bool) -> Vec<Case> {
         out.push(case(Activation::Tanh, 1, 1, 1, 2, 1));
         out.push(case(Activation::Tanh, 2, 8, 16, 5, 600));
         out.push(case(Activation::Relu, 2, 3, 37, 4, 130));
+        out.push(case(Activation::Tanh, 2, 12, 3, 3, 70)); // unrolled loops, adjoint not fused
         if !quick {
             out.push(case(Activation::Tanh, 4, 33, 7, 10, 129));
             if integrator.is_reversible() {

@@ -77,3 +77,17 @@ fn device_memory_is_flat_in_depth_for_reversible_integrators() {
     let euler = |n| GpuNet::new(gpu(), &cfg(Integrator::Resnet, n, 2, 5), 1024, 1024, None).unwrap().work_bytes();
     assert!(euler(256) > 8 * euler(16), "resnet stores its states: memory must grow with depth");
 }
+
+/// Narrow nets run the adjoint in fused blocks by default and wide ones cannot: asking for it
+/// says why instead of building kernels whose workgroup memory would not hold the factors.
+#[test]
+fn fused_adjoint_for_narrow_nets_only() {
+    let narrow = cfg(Integrator::Hamiltonian, 40, 2, 5);
+    let net = GpuNet::new(gpu(), &narrow, 256, 256, None).unwrap();
+    assert!(net.fused(), "w = 8 should fuse on an adapter with 16 KiB of workgroup memory or more");
+    assert!(!GpuNet::with_fusion(gpu(), &narrow, 256, 256, None, Some(false)).unwrap().fused());
+    let wide = ModelConfig { width: 11, ..narrow };
+    assert!(!GpuNet::new(gpu(), &wide, 256, 256, None).unwrap().fused());
+    let err = GpuNet::with_fusion(gpu(), &wide, 256, 256, None, Some(true)).err().expect("w = 11 cannot fuse");
+    assert!(err.to_string().contains("w^2 + w <= 128"), "{err}");
+}

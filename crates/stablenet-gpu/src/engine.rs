@@ -217,15 +217,18 @@ impl GpuNet {
         let store_len = if euler { n as u64 * slot } else { 1 };
         let chunks = nmax.div_ceil(CHUNK as usize) as u64;
         let max_rc = [w * w + w, c * w + c, w * d + w].into_iter().max().unwrap_or(1) as u64;
-        // Narrow nets: the adjoint step does the first reduction pass itself, one partial per
-        // workgroup (network.wgsl tile_partials).
-        // Narrow nets: workgroup memory for the factors of WG examples and the parameters of a
-        // block of steps (network.wgsl tf, kc); the block's loops run w^2 (matrix-vector
-        // products) and 2 WG (the tile sums) iterations per step and invocation.
+        // Narrow nets: the adjoint step does the first reduction pass itself (network.wgsl
+        // tile_partials), with workgroup memory for the factors of WG examples and the
+        // parameters of a block of steps (tf, kc; 64 floats more for the rest); the block's
+        // loops run w^2 (matrix-vector products) and 2 WG (the tile sums) iterations per step
+        // and invocation.
         let narrow = w * w + w <= 2 * WG;
-        let tf_len = 5 * WG * w;
+        let floats = |block: u32| {
+            let (tf, kc) = shaders::fused_arrays(w as usize, WG as usize, block as usize);
+            (tf + kc + 64) as u32
+        };
         let shared = lim.max_compute_workgroup_storage_size;
-        let fit = (shared / 4).saturating_sub(tf_len + 64) / (w * w + w);
+        let fit = (shared / 4).saturating_sub(floats(0)) / (w * w + w);
         let block = (LOOP_BUDGET / (w * w).max(2 * WG)).min(MAX_ADJ_BLOCK).min(fit);
         let fuse = match fuse {
             None => narrow && block >= 1,
@@ -235,7 +238,7 @@ impl GpuNet {
                     block >= 1,
                     "the fused adjoint needs {} bytes of workgroup memory; this adapter allows {shared} \
                      (max_compute_workgroup_storage_size)",
-                    4 * (tf_len + 64 + w * w + w)
+                    4 * floats(1)
                 );
                 true
             }
@@ -476,8 +479,9 @@ impl GpuNet {
                 source: wgpu::ShaderSource::Wgsl(src.into()),
             })
         };
-        let (tf_len, kc_len) = if fuse { (tf_len, block * (w * w + w)) } else { (0, 0) };
-        let net_mod = module("network", shaders::network(cfg.integrator, cfg.width, tf_len as usize, kc_len as usize));
+        let (tf_len, kc_len) =
+            if fuse { shaders::fused_arrays(cfg.width, WG as usize, block as usize) } else { (0, 0) };
+        let net_mod = module("network", shaders::network(cfg.integrator, cfg.width, tf_len, kc_len));
         let red_mod = module("reduce", shaders::reduce());
         let opt_mod = module("optim", shaders::optim());
         let pipe = |layout: &wgpu::PipelineLayout, m: &wgpu::ShaderModule, entry: &str, consts: &[(&str, f64)]| {

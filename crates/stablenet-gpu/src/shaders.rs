@@ -67,6 +67,13 @@ pub fn network(integrator: Integrator, width: usize, tf_len: usize, kc_len: usiz
 /// Widest net whose loops over the width are unrolled ([`unroll`]).
 pub const MAX_UNROLL: usize = 16;
 
+/// Floats of the narrow nets' workgroup arrays in the network module (network.wgsl): the
+/// factors P, Q, R, S, B of a workgroup of `wg` examples (`tf`), and K_j, b_j of `block` steps
+/// (`kc`), per step `(w^2 + w)`.
+pub fn fused_arrays(width: usize, wg: usize, block: usize) -> (usize, usize) {
+    (5 * wg * width, block * (width * width + width))
+}
+
 /// Unrolls each loop `for (var X = 0u; X < W; X++) { .. }` on the line after a `// unroll`
 /// comment into W blocks `{ let X = 0u; .. }`, .., inner marked loops first. With every index
 /// a constant, the drivers keep per-example arrays in registers; left as loops, a driver that
@@ -138,7 +145,10 @@ pub fn all_modules() -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Integrator::ALL
         .iter()
         .filter(|i| **i != Integrator::Antisym) // same module as resnet
-        .map(|i| (format!("network+{}", i.name()), network(*i, 8, 5 * 64 * 8, 32 * 72)))
+        .map(|i| {
+            let (tf, kc) = fused_arrays(8, 64, 32);
+            (format!("network+{}", i.name()), network(*i, 8, tf, kc))
+        })
         .collect();
     out.push(("reduce".into(), reduce()));
     out.push(("optim".into(), optim()));

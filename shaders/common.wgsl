@@ -5,7 +5,7 @@
 //   1  batch  uniform: the current mini-batch (size, offset into the shuffled order, Adam t)
 
 struct Meta {
-    j0: u32,        // first step of the dispatch (or the step of an adjoint dispatch)
+    j0: u32,        // first step of the dispatch; reductions with flags & 128: examples per partial
     j1: u32,        // one past the last step
     rows: u32,      // reductions: A in G[a][b] = sum_s P[s,a] Q[s,b] (+ R[s,a] S[s,b])
     cols: u32,      // reductions: B (1 for bias sums)
@@ -66,4 +66,20 @@ fn dact(x: f32) -> f32 {
         return 1.0 - t * t;
     }
     return select(0.0, 1.0, x > 0.0);
+}
+
+// act and dact on four values at once (verlet_tiled.wgsl).
+fn act4(x: vec4<f32>) -> vec4<f32> {
+    if ACT == 0u {
+        return tanh(clamp(x, vec4<f32>(-15.0), vec4<f32>(15.0)));
+    }
+    return max(x, vec4<f32>(0.0));
+}
+
+fn dact4(x: vec4<f32>) -> vec4<f32> {
+    if ACT == 0u {
+        let t = tanh(clamp(x, vec4<f32>(-15.0), vec4<f32>(15.0)));
+        return 1.0 - t * t;
+    }
+    return select(vec4<f32>(0.0), vec4<f32>(1.0), x > vec4<f32>(0.0));
 }

@@ -15,7 +15,8 @@
 //   7  tmp     rw     [NMAX][W]    per-example scratch (pre-activations)
 //   8  fac     rw     [5][NMAX][W] per-example gradient factors P, Q, R, S, B (see reduce.wgsl)
 //   9  store   rw     [N][NMAX][W] resnet/antisym: the state before every step
-//  10  ops     rw     [N][W][W]    resnet/antisym: the operator M_j that acts (MODEL.md section 2)
+//  10  ops     rw     [N][W][W]    resnet/antisym: the operator M_j that acts (MODEL.md section 2);
+//                                  tiled hamiltonian: K_j, K_j^T, b_j padded (build_ops)
 //  11  dlog    rw     [NMAX][C]    dLoss/dlogits
 //  12  loss_s  rw     [NMAX]       per-example loss / n
 //  13  hits    rw     [NMAX]       1 where the arg-max logit is the label
@@ -28,8 +29,8 @@
 //                                  an adjoint block (the reduction's partials buffer;
 //                                  see tile_partials)
 
-// W, the width, and the workgroup array sizes TF_LEN and KC_LEN are constants the host puts
-// before these sources (shaders::network): the integrators keep per-example vectors in
+// W, the width, WP, the width padded to a multiple of 4, and the workgroup array sizes TF_LEN
+// and KC_LEN are constants the host puts before these sources (shaders::network): the integrators keep per-example vectors in
 // registers, which needs a constant size, and wide nets, which use neither array, get 1.
 override D: u32;
 override C: u32;
@@ -347,10 +348,33 @@ fn open_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
 }
 
-// M_j = K_j (resnet) or (K_j - K_j^T - gamma I) / 2 (antisym), one entry per invocation.
+// Hamiltonian nets stepped in tiles (verlet_tiled.wgsl): build_ops writes K_j, K_j^T and b_j
+// there, padded to the width WP (a multiple of 4) with zeros.
+override TILED: bool = false;
+
+// M_j = K_j (resnet) or (K_j - K_j^T - gamma I) / 2 (antisym), one entry per invocation;
+// with TILED, the padded layout of verlet_tiled.wgsl's `ops`.
 @compute @workgroup_size(WG)
 fn build_ops(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = example(gid, nwg);
+    if TILED {
+        let mats = N * 2u * WP * WP;
+        if e < mats {
+            let j = e / (2u * WP * WP);
+            let m = (e / (WP * WP)) % 2u;
+            let k = (e / WP) % WP;
+            let i = e % WP;
+            var v = 0.0;
+            if k < W && i < W {
+                v = select(k_at(j, k, i), k_at(j, i, k), m == 1u);
+            }
+            ops[e] = v;
+        } else if e < mats + N * WP {
+            let f = e - mats;
+            ops[e] = select(0.0, b_at(f / WP, f % WP), f % WP < W);
+        }
+        return;
+    }
     if e >= N * W * W {
         return;
     }

@@ -10,9 +10,10 @@
 //   flags & 64: reduce_finish also sets the other step cursor to this one minus the steps it
 //   reduced, so the next adjoint step (which reads the other) needs no dispatch that steps back.
 //   The cursor read is cursor[job.cur].
-//   flags & 128: the partials come from step_adjoint (network.wgsl tile_partials), one per
-//   workgroup of WG examples instead of one per CHUNK, for job.block steps (cursor, cursor - 1,
-//   ..; partial[k][group][output] for step cursor - k); reduce_finish alone runs.
+//   flags & 128: the partials come from the adjoint step (network.wgsl tile_partials,
+//   verlet_tiled.wgsl partials), one per workgroup of job.j0 examples instead of one per
+//   CHUNK, for job.block steps (cursor, cursor - 1, ..; partial[k][group][output] for step
+//   cursor - k); reduce_finish alone runs.
 // Outputs: G's rows * cols entries, then the rows bias entries; the bias entries have their own
 // workgroups in reduce_partial, which sum them exactly as a job (rows, cols = 1, Q = 1) would.
 // CPU twin: stablenet_core::linalg::add_outer summed over the batch.
@@ -170,7 +171,7 @@ fn reduce_finish(
     if k > j {
         return;
     }
-    let per = select(CHUNK, WG, (job.flags & 128u) != 0u);
+    let per = select(CHUNK, job.j0, (job.flags & 128u) != 0u);
     let chunks = (batch.n + per - 1u) / per;
     let base = k * chunks * outputs;
     let bias = e >= rc;

@@ -3,7 +3,7 @@
 # the Vulkan loader, the data, then
 #   1. the image network: GPU engine vs PyTorch CUDA eager, time per batch (bench-images);
 #   2. the BENCH.md workloads: GPU engine vs PyTorch CUDA eager and torch.compile (bench), and
-#      the w = 8 rows with the adjoint's first reduction pass apart (fuse_ab);
+#      the engine with other step kernels than its default beside it (kernels_ab);
 #   3. the image accuracy runs on the GPU (MNIST and Fashion-MNIST, hamiltonian; leapfrog beside
 #      them when the GPU is fast enough), sized from step 1's timing to end inside the budget,
 #      while `xtask validate` (every kernel against its CPU twin) runs beside them.
@@ -28,12 +28,14 @@ bench() {
         "${soft[@]}" ${BENCH_ARGS:-} --out "$OUT/bench.jsonl"
     $X bench --summarize "$OUT/bench.jsonl" > /dev/null
 }
-# fuse_ab: the w = 8 rows with the adjoint's first reduction pass apart (one step per
-# dispatch), beside the main run where it is fused into blocks of steps (engine only; its torch
-# lines are the comparison).
-fuse_ab() {
-    STABLENET_GPU_FUSE=off timeout -s INT 60 $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
-        --only peaks-small,deep-256,deep-1024 --out "$OUT/bench-fuse-off.jsonl"
+# kernels_ab: the engine alone with other step kernels than its default (GpuNet::with_kernels),
+# beside the main run (whose torch lines are the comparison): mid one example per invocation
+# (the kernels before the tiled ones), and the w = 8 rows tiled instead of fused.
+kernels_ab() {
+    STABLENET_GPU_KERNELS=per-example timeout -s INT 40 $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
+        --only mid --out "$OUT/bench-per-example.jsonl"
+    STABLENET_GPU_KERNELS=tiled timeout -s INT 40 $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
+        --only peaks-small,deep-256,deep-1024 --out "$OUT/bench-tiled.jsonl"
 }
 
 main() {
@@ -76,8 +78,8 @@ if [ "${ONLY:-}" = bench ]; then
     # A rerun after a kernel change: the BENCH.md workloads and validate only.
     stage "bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
     bench $(($(left) - 160))
-    stage "bench: the other way of the first reduction pass"
-    fuse_ab
+    stage "bench: other step kernels"
+    kernels_ab
     stage "validate"
     timeout $(($(left) - 5)) $X validate > "$OUT/validate.txt" 2>&1
     tail -1 "$OUT/validate.txt"
@@ -91,7 +93,7 @@ timeout 120 $X bench-images --backend gpu --channels 16,32,64 --steps 2 --batche
 
 stage "2. bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
 bench $((BUDGET / 2 - $(elapsed) > 120 ? BUDGET / 2 - $(elapsed) : 120))
-fuse_ab
+kernels_ab
 
 stage "3. image accuracy runs on the GPU, validate beside them"
 window=$(($(left) - 50))

@@ -9,7 +9,7 @@ use stablenet_core::data::Dataset;
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
 use stablenet_core::{Activation, Integrator, ModelConfig, Params, Rng, TrainConfig, Trainer};
-use stablenet_gpu::{Gpu, GpuNet, Hyper};
+use stablenet_gpu::{Gpu, GpuNet, Hyper, StepKernels};
 use std::cell::RefCell;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -183,8 +183,8 @@ struct Stepper {
     /// Bytes of every other buffer the engine holds, counted exactly (`work_bytes`); asked
     /// after the timed steps, once the engine has seen the batch.
     work_bytes: Box<dyn Fn() -> u64>,
-    /// GPU: whether the adjoint step did the first reduction pass (`gpu_fused`).
-    fused: Option<bool>,
+    /// GPU: the kernels that stepped the integrator (`gpu_kernels`: `StepKernels::name`).
+    kernels: Option<&'static str>,
     step: StepFn,
 }
 
@@ -210,18 +210,17 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
     let step = Box::new(move || Ok(Some(t.borrow_mut().step(&data.x, &data.labels)?.1 as f32)));
     let work_bytes = Box::new(move || t2.borrow().work_bytes().unwrap_or(0) as u64);
     let what = format!("stablenet_core::Trainer<f32> (fast path), up to {} threads", cores());
-    Ok(Stepper { what, threads, state_bytes, work_bytes, fused: None, step })
+    Ok(Stepper { what, threads, state_bytes, work_bytes, kernels: None, step })
 }
 
-/// `STABLENET_GPU_FUSE=on|off` (unset: the engine's choice) forces whether the adjoint step
-/// does the first reduction pass itself (`GpuNet::with_fusion`), to time both on a device;
-/// `on` exists for narrow nets only (w^2 + w <= 128) and fails for wider ones.
-fn gpu_fuse() -> Result<Option<bool>> {
-    match std::env::var("STABLENET_GPU_FUSE").as_deref() {
-        Err(_) | Ok("") | Ok("auto") => Ok(None),
-        Ok("on") => Ok(Some(true)),
-        Ok("off") => Ok(Some(false)),
-        Ok(v) => bail!("STABLENET_GPU_FUSE={v}: expected on, off or auto"),
+/// `STABLENET_GPU_KERNELS=per-example|fused|tiled` (unset or `auto`: the engine's choice)
+/// forces the kernels that step the integrator (`GpuNet::with_kernels`), to time them side by
+/// side on a device; `fused` exists for narrow nets only (w^2 + w <= 128), `tiled` for the
+/// hamiltonian integrator only, and a workload they cannot run fails with the reason.
+fn gpu_kernels() -> Result<Option<StepKernels>> {
+    match std::env::var("STABLENET_GPU_KERNELS").as_deref() {
+        Err(_) | Ok("") => Ok(None),
+        Ok(v) => StepKernels::parse(v).map_err(|e| anyhow::anyhow!("STABLENET_GPU_KERNELS: {e}")),
     }
 }
 
@@ -229,17 +228,17 @@ fn gpu_fuse() -> Result<Option<bool>> {
 fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset) -> Result<Stepper> {
     let hyper = Hyper { optimizer: OptimizerKind::sgd(LR, 0.0)?, regularizer: Regularizer::default() };
     let n = data.len();
-    let mut net = GpuNet::with_fusion(gpu, cfg, n, n, Some(hyper), gpu_fuse()?)?;
+    let mut net = GpuNet::with_kernels(gpu, cfg, n, n, Some(hyper), gpu_kernels()?)?;
     net.set_params(params)?;
     net.set_data(data)?;
     let (work, state_bytes) = (net.work_bytes(), net.state_bytes());
     let what = net.gpu().describe();
-    let fused = net.fused();
+    let kernels = net.kernels().name();
     let step = Box::new(move || {
         net.train_step(0, n, 0)?;
         Ok(Some(net.losses(1)?[0]))
     });
-    Ok(Stepper { what, threads: 1, state_bytes, work_bytes: Box::new(move || work), fused: Some(fused), step })
+    Ok(Stepper { what, threads: 1, state_bytes, work_bytes: Box::new(move || work), kernels: Some(kernels), step })
 }
 
 /// Median, min and max seconds of `steps` timed steps after `warmup` steps, and the last loss.
@@ -410,7 +409,7 @@ impl Run {
             "T": T_FINAL, "target": job.target, "threads": null, "warmup": self.warmup, "steps": self.steps,
             "s_per_step": null, "s_min": null, "s_max": null, "samples_per_s": null,
             "flops_per_step": flops, "param_bytes": param_bytes(job), "gflops": null,
-            "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null, "gpu_fused": null,
+            "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null, "gpu_kernels": null,
             "loss": null,
             "build": if cfg!(debug_assertions) { "debug" } else { "release" }, "date": date, "host": host(),
         });
@@ -427,7 +426,7 @@ impl Run {
             rec["param_state_bytes"] = json!(stepper.state_bytes);
             let work = (stepper.work_bytes)();
             rec["work_bytes"] = json!(work);
-            rec["gpu_fused"] = json!(stepper.fused);
+            rec["gpu_kernels"] = json!(stepper.kernels);
             if cpu_memory {
                 // The RSS growth holds the parameter-shaped buffers too; the field is what
                 // the step needs beyond them, as on the GPU (they are all written every step,

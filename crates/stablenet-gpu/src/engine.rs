@@ -2,6 +2,7 @@
 //! and batch capacity, and a training step recorded into one command encoder and submitted
 //! once (no readback inside a step; losses are logged on the device and read per epoch).
 use crate::device::Gpu;
+use crate::kernels::{Plan, StepKernels, WG};
 use crate::shaders;
 use crate::shaders::BatchInfo;
 use anyhow::{Result, bail, ensure};
@@ -12,17 +13,9 @@ use stablenet_core::regularize::Regularizer;
 use stablenet_core::{Activation, Integrator, ModelConfig, Params};
 use wgpu::util::DeviceExt;
 
-const WG: u32 = 64;
 const CHUNK: u32 = 256;
-/// Inner-loop iterations one invocation may run per loop statement and dispatch; lavapipe
-/// silently stops loops after 65535 (DEVELOPERS.md), so stay well below.
-const LOOP_BUDGET: u32 = 16384;
 /// Largest width: a step's matrix-vector loop runs w^2 iterations per invocation.
 pub const MAX_WIDTH: usize = 128;
-/// Most adjoint steps per dispatch for narrow nets (network.wgsl ADJ_BLOCK): each has a slot
-/// of partial sums, so this bounds their memory; 32 makes the two dispatches of a block cheap
-/// beside its steps.
-const MAX_ADJ_BLOCK: u32 = 32;
 
 /// What one dispatch does; mirrors `struct Meta` in common.wgsl.
 #[repr(C)]
@@ -93,7 +86,7 @@ struct Red {
     rc: u32,
     bias: u32,
     /// The partials come from the adjoint step (TILE_PARTIALS): only the second pass runs.
-    fused: bool,
+    from_step: bool,
     /// Steps the job reduces (an adjoint block when fused; else 1).
     block: u32,
 }
@@ -136,6 +129,11 @@ pub struct GpuNet {
     grid_x: u32,
     /// Device bytes by buffer, parameter-shaped buffers marked (for the memory reports).
     memory: Vec<(&'static str, u64, bool)>,
+    plan: Plan,
+    /// Tiled steps: their pipelines and bind group (verlet_tiled.wgsl).
+    tiled: Option<(wgpu::ComputePipeline, wgpu::ComputePipeline, wgpu::BindGroup)>,
+    /// Floats build_ops writes (resnet/antisym operators, tiled K_j, K_j^T, b_j).
+    ops_len: u32,
     // meta entries (a fixed number, whatever the depth: the step index lives on the device)
     m_plain: u32,
     m_first: u32,
@@ -170,22 +168,19 @@ impl GpuNet {
     /// `ndata`. `hyper` adds the regulariser and optimiser kernels (training); without it the
     /// network computes losses and gradients only.
     pub fn new(gpu: Gpu, cfg: &ModelConfig, nmax: usize, ndata: usize, hyper: Option<Hyper>) -> Result<Self> {
-        Self::with_fusion(gpu, cfg, nmax, ndata, hyper, None)
+        Self::with_kernels(gpu, cfg, nmax, ndata, hyper, None)
     }
 
-    /// [`GpuNet::new`], choosing whether the adjoint step does the first pass of its dK_j, db_j
-    /// reduction itself (network.wgsl `tile_partials`), in workgroup memory, for blocks of up
-    /// to 32 steps per dispatch: two dispatches per block instead of three per step. Only for
-    /// narrow nets (w^2 + w <= 128), and by default (None) for them: there the latency of
-    /// dependent dispatches and loads bounds a step. The results agree either way (`cargo
-    /// xtask validate` checks both).
-    pub fn with_fusion(
+    /// [`GpuNet::new`], choosing the kernels that step the integrator ([`StepKernels`]; None:
+    /// the engine's choice for the model and adapter). The results agree whichever runs
+    /// (`cargo xtask validate` checks each one a case can run).
+    pub fn with_kernels(
         gpu: Gpu,
         cfg: &ModelConfig,
         nmax: usize,
         ndata: usize,
         hyper: Option<Hyper>,
-        fuse: Option<bool>,
+        kernels: Option<StepKernels>,
     ) -> Result<Self> {
         cfg.validate()?;
         ensure!(nmax > 0 && ndata > 0, "empty batch or data set");
@@ -217,36 +212,16 @@ impl GpuNet {
         let store_len = if euler { n as u64 * slot } else { 1 };
         let chunks = nmax.div_ceil(CHUNK as usize) as u64;
         let max_rc = [w * w + w, c * w + c, w * d + w].into_iter().max().unwrap_or(1) as u64;
-        // Narrow nets: the adjoint step does the first reduction pass itself (network.wgsl
-        // tile_partials), with workgroup memory for the factors of WG examples and the
-        // parameters of a block of steps (tf, kc; 64 floats more for the rest); the block's
-        // loops run w^2 (matrix-vector products) and 2 WG (the tile sums) iterations per step
-        // and invocation.
-        let narrow = w * w + w <= 2 * WG;
-        let floats = |block: u32| {
-            let (tf, kc) = shaders::fused_arrays(w as usize, WG as usize, block as usize);
-            (tf + kc + 64) as u32
+        let plan = Plan::new(cfg, nmax as u32, lim, kernels)?;
+        let (fuse, tiled) = (plan.kernels == StepKernels::Fused, plan.kernels == StepKernels::Tiled);
+        let block = plan.block;
+        let partials = (chunks * max_rc).max(plan.partials);
+        let wp = shaders::padded(cfg.width) as u32;
+        let ops_len = match (euler, tiled) {
+            (true, _) => n * w * w,
+            (_, true) => n * (2 * wp * wp + wp),
+            _ => 1,
         };
-        let shared = lim.max_compute_workgroup_storage_size;
-        let fit = (shared / 4).saturating_sub(floats(0)) / (w * w + w);
-        let block = (LOOP_BUDGET / (w * w).max(2 * WG)).min(MAX_ADJ_BLOCK).min(fit);
-        let fuse = match fuse {
-            None => narrow && block >= 1,
-            Some(true) => {
-                ensure!(narrow, "the fused adjoint reduction needs w^2 + w <= {}, the model has w = {w}", 2 * WG);
-                ensure!(
-                    block >= 1,
-                    "the fused adjoint needs {} bytes of workgroup memory; this adapter allows {shared} \
-                     (max_compute_workgroup_storage_size)",
-                    4 * floats(1)
-                );
-                true
-            }
-            Some(false) => false,
-        };
-        let block = if fuse { block } else { 1 };
-        let tile_partials = block as u64 * groups(nmax as u32) as u64 * (w * w + w) as u64;
-        let partials = (chunks * max_rc).max(if fuse { tile_partials } else { 0 });
         let sizes: [(&str, u64); 13] = [
             ("params", layout.count as u64),
             ("data x", ndata as u64 * d as u64),
@@ -254,7 +229,7 @@ impl GpuNet {
             ("adjoints", 3 * slot),
             ("gradient factors", 5 * slot),
             ("stored states (resnet/antisym keep every state)", store_len),
-            ("operators", if euler { n as u64 * (w * w) as u64 } else { 1 }),
+            ("operators", ops_len as u64),
             ("logits", nm * c as u64),
             ("batch inputs", nm * d as u64),
             ("reduction partials", partials),
@@ -299,7 +274,7 @@ impl GpuNet {
         let tmp = buf("scratch", slot);
         let fac = buf("factors", 5 * slot);
         let store = buf("stored states", store_len);
-        let ops = buf("operators", if euler { n as u64 * (w * w) as u64 } else { 1 });
+        let ops = buf("operators", ops_len as u64);
         let dlog = buf("dlogits", nm * c as u64);
         let loss_s = buf("loss per example", nm);
         let hits = buf("hits per example", nm);
@@ -334,8 +309,7 @@ impl GpuNet {
         let aslot_n = if leap { n % 3 } else { 0 };
         let plain = Meta { slot: slot_n, aslot: aslot_n, ..Meta::default() };
         let m_plain = push(plain);
-        let per_step = 2 * w * w; // loop-statement iterations per step (verlet: two mat-vecs)
-        let spd = (LOOP_BUDGET / per_step).max(1);
+        let spd = plan.spd;
         let forward_dispatches = n.div_ceil(spd);
         // Step cursor 0: set to 0, advance by spd; then set to N - 1 for the first adjoint step,
         // after which each adjoint step's reduction sets the other cursor (reduce.wgsl).
@@ -350,17 +324,18 @@ impl GpuNet {
             group,
             rc: m.rows * m.cols,
             bias: if m.flags & WITH_BIAS != 0 { m.rows } else { 0 },
-            fused: m.flags & TILE_PARTIALS != 0,
+            from_step: m.flags & TILE_PARTIALS != 0,
             block: m.block.max(1),
         };
         let rs = if euler { 0 } else { HAS_RS };
         let anti = if cfg.integrator == Integrator::Antisym { ANTISYM } else { 0 };
         // dK_j with db_j, W with mu, K_in with b_in: each pair in one job.
         let k_meta = Meta {
+            j0: plan.per_partial,
             j1: w * w,
             rows: w,
             cols: w,
-            flags: rs | anti | AT_CURSOR | WITH_BIAS | STEP_BACK | if fuse { TILE_PARTIALS } else { 0 },
+            flags: rs | anti | AT_CURSOR | WITH_BIAS | STEP_BACK | if fuse || tiled { TILE_PARTIALS } else { 0 },
             block,
             out_off: layout.k,
             p_off: fp,
@@ -416,6 +391,8 @@ impl GpuNet {
         let bgl_net = bgl("network", &net_entries);
         let red_entries: Vec<_> = (0..7).map(|b| storage(b, b < 4)).collect();
         let bgl_red = bgl("reduce", &red_entries);
+        let tile_entries: Vec<_> = (0..5).map(|b| storage(b, b < 1)).collect();
+        let bgl_tile = bgl("tiled steps", &tile_entries);
         let opt_entries: Vec<_> = (0..4).map(|b| storage(b, false)).collect();
         let bgl_opt = bgl("optim", &opt_entries);
         let uniform = |binding: u32, dynamic: bool, size: u64| wgpu::BindGroupLayoutEntry {
@@ -444,6 +421,7 @@ impl GpuNet {
         };
         let pl_net = pipeline_layout(&bgl_net);
         let pl_red = pipeline_layout(&bgl_red);
+        let pl_tile = pipeline_layout(&bgl_tile);
         let pl_opt = pipeline_layout(&bgl_opt);
 
         // Pipelines: shapes go in as override constants.
@@ -471,6 +449,7 @@ impl GpuNet {
             ("SPD", spd as f64),
             ("FUSE", if fuse { 1.0 } else { 0.0 }),
             ("ADJ_BLOCK", block as f64),
+            ("TILED", if tiled { 1.0 } else { 0.0 }),
         ];
         let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = |label: &str, src: String| {
@@ -479,9 +458,7 @@ impl GpuNet {
                 source: wgpu::ShaderSource::Wgsl(src.into()),
             })
         };
-        let (tf_len, kc_len) =
-            if fuse { shaders::fused_arrays(cfg.width, WG as usize, block as usize) } else { (0, 0) };
-        let net_mod = module("network", shaders::network(cfg.integrator, cfg.width, tf_len, kc_len));
+        let net_mod = module("network", shaders::network(cfg.integrator, cfg.width, plan.tf_len, plan.kc_len));
         let red_mod = module("reduce", shaders::reduce());
         let opt_mod = module("optim", shaders::optim());
         let pipe = |layout: &wgpu::PipelineLayout, m: &wgpu::ShaderModule, entry: &str, consts: &[(&str, f64)]| {
@@ -494,8 +471,20 @@ impl GpuNet {
             step_adjoint: pipe(&pl_net, &net_mod, "step_adjoint", &net_consts),
             open_adjoint: pipe(&pl_net, &net_mod, "open_adjoint", &net_consts),
             advance: pipe(&pl_net, &net_mod, "advance", &net_consts),
-            build_ops: euler.then(|| pipe(&pl_net, &net_mod, "build_ops", &net_consts)),
+            build_ops: (euler || tiled).then(|| pipe(&pl_net, &net_mod, "build_ops", &net_consts)),
         };
+        let tile_pipes = tiled.then(|| {
+            let m = module("verlet_tiled", shaders::verlet_tiled(cfg.width, plan.rq as usize));
+            let consts = [
+                ("ACT", act),
+                ("N", n as f64),
+                ("NMAX", nmax as f64),
+                ("H", h),
+                ("SPD", spd as f64),
+                ("TBLOCK", block as f64),
+            ];
+            (pipe(&pl_tile, &m, "tile_forward", &consts), pipe(&pl_tile, &m, "tile_adjoint", &consts))
+        });
         let wg = [("WG", WG as f64)];
         let reduce_partial = pipe(&pl_red, &red_mod, "reduce_partial", &wg);
         let reduce_finish = pipe(&pl_red, &red_mod, "reduce_finish", &wg);
@@ -549,6 +538,7 @@ impl GpuNet {
                 &cursor, &partial,
             ],
         );
+        let tiled = tile_pipes.map(|(f, a)| (f, a, bind(&bgl_tile, &[&ops, &st, &acc, &partial, &cursor])));
         let bg_red = vec![
             bind(&bgl_red, &[&fac, &fac, &fac, &fac, &partial, &grads, &cursor]),
             bind(&bgl_red, &[&dlog, &st, &dlog, &dlog, &partial, &grads, &cursor]),
@@ -609,6 +599,9 @@ impl GpuNet {
                 m.push(("meta", meta_bytes.len() as u64, false));
                 m
             },
+            plan,
+            tiled,
+            ops_len,
             m_plain,
             m_first,
             m_last,
@@ -629,9 +622,14 @@ impl GpuNet {
         self.grid_x = x.clamp(1, self.gpu.limits.max_compute_workgroups_per_dimension.max(1));
     }
 
-    /// Whether the adjoint step does the first reduction pass (see [`GpuNet::with_fusion`]).
-    pub fn fused(&self) -> bool {
-        self.red_k[0].fused
+    /// The kernels that step the integrator (see [`GpuNet::with_kernels`]).
+    pub fn kernels(&self) -> StepKernels {
+        self.plan.kernels
+    }
+
+    /// Adjoint steps per dispatch.
+    pub fn adjoint_block(&self) -> u32 {
+        self.plan.block
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -690,9 +688,18 @@ impl GpuNet {
     /// A 2-D grid covering `n` invocations: per-example kernels (`example()` in common.wgsl)
     /// fold y back into the example index, so batches beyond one dimension's limit still run.
     fn grid(&self, n: u32) -> (u32, u32) {
-        let g = groups(n);
+        self.grid_of(groups(n))
+    }
+
+    /// A 2-D grid of `g` workgroups.
+    fn grid_of(&self, g: u32) -> (u32, u32) {
         let x = g.min(self.grid_x);
         (x, g.div_ceil(x.max(1)))
+    }
+
+    /// The tiled kernels' grid: one workgroup per tile of 4 rq examples.
+    fn tile_grid(&self, n: u32) -> (u32, u32) {
+        self.grid_of(n.div_ceil(4 * self.plan.rq.max(1)))
     }
 
     fn dispatch(&self, pass: &mut wgpu::ComputePass, pipe: &wgpu::ComputePipeline, meta: u32, x: u32, y: u32) {
@@ -704,7 +711,7 @@ impl GpuNet {
     fn reduce(&self, pass: &mut wgpu::ComputePass, r: Red, n: u32) {
         pass.set_bind_group(0, &self.bg_red[r.group], &[]);
         // reduce_partial: G's workgroups, then the bias row's.
-        if !r.fused {
+        if !r.from_step {
             self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc) + groups(r.bias), n.div_ceil(CHUNK));
         }
         // reduce_finish: one workgroup per output (and step of the block).
@@ -713,20 +720,27 @@ impl GpuNet {
         self.dispatch(pass, &self.reduce_finish, r.meta, x, outputs.div_ceil(x));
     }
 
-    /// Records the operator build (resnet/antisym), the opening layer and the forward steps.
+    /// Records the operator build (resnet/antisym, tiled), the opening layer and the forward
+    /// steps.
     fn record_forward(&self, pass: &mut wgpu::ComputePass, n: u32) {
         let (gx, gy) = self.grid(n);
         let net = &self.net;
         pass.set_bind_group(0, &self.bg_net, &[]);
         if let Some(p) = &net.build_ops {
-            let e = self.cfg.steps as u32 * (self.cfg.width * self.cfg.width) as u32;
-            let (x, y) = self.grid(e);
+            let (x, y) = self.grid(self.ops_len);
             self.dispatch(pass, p, self.m_plain, x, y);
         }
         self.dispatch(pass, &net.open_forward, self.m_plain, gx, gy);
         self.dispatch(pass, &net.advance, self.m_first, 1, 1);
         for _ in 0..self.forward_dispatches {
-            self.dispatch(pass, &net.steps_forward, self.m_plain, gx, gy);
+            if let Some((forward, _, bg)) = &self.tiled {
+                let (tx, ty) = self.tile_grid(n);
+                pass.set_bind_group(0, bg, &[]);
+                self.dispatch(pass, forward, self.m_plain, tx, ty);
+                pass.set_bind_group(0, &self.bg_net, &[]);
+            } else {
+                self.dispatch(pass, &net.steps_forward, self.m_plain, gx, gy);
+            }
             self.dispatch(pass, &net.advance, self.m_next, 1, 1);
         }
     }
@@ -746,12 +760,18 @@ impl GpuNet {
         pass.set_bind_group(0, &self.bg_net, &[]);
         self.dispatch(&mut pass, &net.advance, self.m_last, 1, 1);
         // Three dependent dispatches per step: the step, and its reduction's two passes (the
-        // second also steps the other cursor back). Narrow nets: two per block of steps, whose
-        // dispatch also does the first pass.
-        let block = self.red_k[0].block as usize;
+        // second also steps the other cursor back). Fused and tiled: two per block of steps,
+        // whose dispatch also does the first pass.
+        let block = self.plan.block as usize;
         for i in 0..self.cfg.steps.div_ceil(block) {
-            pass.set_bind_group(0, &self.bg_net, &[]);
-            self.dispatch(&mut pass, &net.step_adjoint, self.m_adjoint[i % 2], gx, gy);
+            if let Some((_, adjoint, bg)) = &self.tiled {
+                let (tx, ty) = self.tile_grid(n);
+                pass.set_bind_group(0, bg, &[]);
+                self.dispatch(&mut pass, adjoint, self.m_adjoint[i % 2], tx, ty);
+            } else {
+                pass.set_bind_group(0, &self.bg_net, &[]);
+                self.dispatch(&mut pass, &net.step_adjoint, self.m_adjoint[i % 2], gx, gy);
+            }
             self.reduce(&mut pass, self.red_k[i % 2], n);
         }
         pass.set_bind_group(0, &self.bg_net, &[]);

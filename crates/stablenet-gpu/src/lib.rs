@@ -5,6 +5,7 @@
 pub mod device;
 pub mod engine;
 pub mod image;
+pub mod kernels;
 pub mod shaders;
 pub mod trainer;
 pub mod validate;
@@ -12,4 +13,5 @@ pub mod validate;
 pub use device::{DeviceRequest, Gpu};
 pub use engine::{GpuNet, Hyper};
 pub use image::{GpuImageTrainer, ImageStage, StageSpec};
+pub use kernels::StepKernels;
 pub use trainer::GpuTrainer;

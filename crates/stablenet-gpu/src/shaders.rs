@@ -7,6 +7,7 @@ pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 pub const NETWORK: &str = include_str!("../../../shaders/network.wgsl");
 pub const RESNET: &str = include_str!("../../../shaders/resnet.wgsl");
 pub const VERLET: &str = include_str!("../../../shaders/verlet.wgsl");
+pub const VERLET_TILED: &str = include_str!("../../../shaders/verlet_tiled.wgsl");
 pub const LEAPFROG: &str = include_str!("../../../shaders/leapfrog.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 pub const OPTIM: &str = include_str!("../../../shaders/optim.wgsl");
@@ -54,14 +55,39 @@ pub fn network(integrator: Integrator, width: usize, tf_len: usize, kc_len: usiz
         Integrator::Hamiltonian => VERLET,
         Integrator::Leapfrog => LEAPFROG,
     };
-    let consts = format!(
-        "const W: u32 = {width}u;\nconst TF_LEN: u32 = {}u;\nconst KC_LEN: u32 = {}u;",
-        tf_len.max(1),
-        kc_len.max(1)
-    );
+    let consts =
+        format!("{}const TF_LEN: u32 = {}u;\nconst KC_LEN: u32 = {}u;", widths(width), tf_len.max(1), kc_len.max(1));
     // A checkout with CRLF line ends must unroll all the same.
     let src = [consts.as_str(), COMMON, NETWORK, steps].join("\n").replace("\r\n", "\n");
     if width <= MAX_UNROLL { unroll(&src, width) } else { src }
+}
+
+/// The width W and the padded width WP (a multiple of 4, for verlet_tiled.wgsl's vec4 blocks)
+/// as WGSL constants.
+fn widths(width: usize) -> String {
+    format!("const W: u32 = {width}u;\nconst WP: u32 = {}u;\n", padded(width))
+}
+
+/// The width padded to a multiple of 4 (verlet_tiled.wgsl).
+pub fn padded(width: usize) -> usize {
+    width.div_ceil(4) * 4
+}
+
+/// The Hamiltonian steps of wider nets, a workgroup stepping a tile of `4 rq` examples
+/// together (verlet_tiled.wgsl); `rq` is a source constant because it sizes the workgroup's
+/// tiles.
+pub fn verlet_tiled(width: usize, rq: usize) -> String {
+    let consts = format!("{}const RQ: u32 = {rq}u;\nconst DB: u32 = {}u;", widths(width), gradient_block(width, rq));
+    [consts.as_str(), COMMON, VERLET_TILED].join("\n")
+}
+
+/// The edge of the blocks of dK_j that verlet_tiled.wgsl gives each invocation: 4, 2 or 1,
+/// the largest with a block for every invocation (at w = 32, 4 x 4 blocks would idle three
+/// quarters of them).
+pub fn gradient_block(width: usize, rq: usize) -> usize {
+    let wp = padded(width);
+    let invocations = wp / 4 * rq;
+    [4, 2].into_iter().find(|db| (wp / db) * (wp / db) >= invocations).unwrap_or(1)
 }
 
 /// Widest net whose loops over the width are unrolled ([`unroll`]).
@@ -150,6 +176,8 @@ pub fn all_modules() -> Vec<(String, String)> {
             (format!("network+{}", i.name()), network(*i, 8, tf, kc))
         })
         .collect();
+    out.push(("verlet_tiled".into(), verlet_tiled(32, 32)));
+    out.push(("verlet_tiled (w = 13)".into(), verlet_tiled(13, 7)));
     out.push(("reduce".into(), reduce()));
     out.push(("optim".into(), optim()));
     out.push(("image".into(), image()));

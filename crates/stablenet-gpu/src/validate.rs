@@ -6,6 +6,7 @@
 //! max |gpu - cpu| / max |cpu| per tensor.
 use crate::device::{DeviceRequest, Gpu};
 use crate::engine::GpuNet;
+use crate::kernels::{Plan, StepKernels};
 use crate::trainer::GpuTrainer;
 use anyhow::Result;
 use stablenet_core::backend::Backend;
@@ -46,7 +47,8 @@ pub struct Case {
 /// Awkward sizes: batches that are not multiples of the workgroup size (64) or that span
 /// several reduction chunks (256) and run on a 2-D grid, w = 1, odd w, N = 1, N across
 /// adjoint blocks of narrow nets (32 steps, the last one partial), w = 12 (loops unrolled,
-/// adjoint not fused), and a deep network.
+/// adjoint not fused), w = 30 and 128 (hamiltonian: tiled by default, the last tile partial),
+/// and a deep network. Every case also runs each other set of step kernels it can.
 pub fn cases(quick: bool) -> Vec<Case> {
     let mut out = Vec::new();
     for integrator in Integrator::ALL {
@@ -57,6 +59,10 @@ pub fn cases(quick: bool) -> Vec<Case> {
         out.push(case(Activation::Tanh, 2, 8, 16, 5, 600));
         out.push(case(Activation::Relu, 2, 3, 37, 4, 130));
         out.push(case(Activation::Tanh, 2, 12, 3, 3, 70)); // unrolled loops, adjoint not fused
+        if integrator == Integrator::Hamiltonian {
+            out.push(case(Activation::Tanh, 3, 30, 9, 4, 300));
+            out.push(case(Activation::Relu, 3, 128, 3, 4, 70));
+        }
         if !quick {
             out.push(case(Activation::Tanh, 4, 33, 7, 10, 129));
             if integrator.is_reversible() {
@@ -106,18 +112,18 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     let x: Vec<f32> = (0..case.n * case.d).map(|_| rng.normal() as f32).collect();
     let labels: Vec<u32> = (0..case.n).map(|_| rng.below(case.c) as u32).collect();
     let data = Dataset { x: x.clone(), labels: labels.clone(), d: case.d, classes: case.c };
-    // The network on the GPU, its first reduction pass chosen as `fuse` (None: the default).
+    // The network on the GPU with the given step kernels (None: the default).
     let grid = case.n > 256; // a 2-D grid with idle workgroups in its last row
-    let build = |gpu: Gpu, fuse: Option<bool>| -> Result<GpuNet> {
-        let mut net = GpuNet::with_fusion(gpu, &cfg, case.n, case.n, None, fuse)?;
+    let build = |gpu: Gpu, kernels: Option<StepKernels>| -> Result<GpuNet> {
+        let mut net = GpuNet::with_kernels(gpu, &cfg, case.n, case.n, None, kernels)?;
         if grid {
-            net.limit_grid(3);
+            net.limit_grid(if net.kernels() == StepKernels::Tiled { 2 } else { 3 });
         }
         net.set_params(&p)?;
         net.set_data(&data)?;
         Ok(net)
     };
-    let net = build(gpu, None)?;
+    let mut net = build(gpu, None)?;
     let name = if grid { name + " (2-D grid)" } else { name };
 
     // CPU twin, f64.
@@ -138,15 +144,6 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     let mut row = |kernels, (max_abs, max_rel): (f64, f64), tol| {
         rows.push(Row { kernels, case: name.clone(), max_abs, max_rel, tol });
     };
-    let fwd = net.forward(0, case.n)?;
-    row(
-        match case.integrator {
-            Integrator::Resnet | Integrator::Antisym => "build_ops, open_forward, steps_forward: y_N",
-            _ => "open_forward, steps_forward: y_N",
-        },
-        errors(&fwd, &yn),
-        tol,
-    );
     let (loss, g) = net.loss_grad(0, case.n)?;
     row("classify, reduce: loss", errors(&[loss], &[cpu.loss]), tol);
     // GPU gradient groups against the CPU's, two groups at a time.
@@ -160,22 +157,52 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         }
         errors(&a, &b)
     };
-    let steps = ["steps.weight", "steps.bias"];
     row("classify, reduce: dW, dmu", cat(&g, ["classifier.weight", "classifier.bias"]), tol);
-    // Gradients walk the whole network twice: a little more round-off.
-    row("step_adjoint, reduce: dK_j, db_j", cat(&g, steps), 3.0 * tol);
     row("open_adjoint, reduce: dK_in, db_in", cat(&g, ["opening.weight", "opening.bias"]), 3.0 * tol);
-    if case.integrator.is_reversible() {
-        let rebuilt = net.read_state(0, case.n)?;
-        row("step_adjoint: y_0 rebuilt in reverse time", errors(&rebuilt, &y0), 3.0 * tol);
-    }
-    // Narrow nets fuse the first reduction pass into blocks of adjoint steps by default: the
-    // other way too, one step and one dispatch of each pass at a time (wide nets only have it).
-    if net.fused() {
-        let (_, g) = build(net.into_gpu(), Some(false))?.loss_grad(0, case.n)?;
-        row("step_adjoint, reduce (first pass apart): dK_j, db_j", cat(&g, steps), 3.0 * tol);
+    // The steps, with the default kernels and then each other set the case can run.
+    let default = net.kernels();
+    let runs = |k: &StepKernels| *k != default && Plan::new(&cfg, case.n as u32, &net.gpu().limits, Some(*k)).is_ok();
+    let others: Vec<_> =
+        [StepKernels::PerExample, StepKernels::Fused, StepKernels::Tiled].into_iter().filter(runs).collect();
+    for kernels in std::iter::once(None).chain(others.into_iter().map(Some)) {
+        if kernels.is_some() {
+            net = build(net.into_gpu(), kernels)?;
+        }
+        let [forward, adjoint, rebuilt] = row_names(net.kernels(), case.integrator);
+        row(forward, errors(&net.forward(0, case.n)?, &yn), tol);
+        let (_, g) = net.loss_grad(0, case.n)?;
+        // Gradients walk the whole network twice: a little more round-off.
+        row(adjoint, cat(&g, ["steps.weight", "steps.bias"]), 3.0 * tol);
+        if case.integrator.is_reversible() {
+            row(rebuilt, errors(&net.read_state(0, case.n)?, &y0), 3.0 * tol);
+        }
     }
     Ok(rows)
+}
+
+/// Table labels of the forward, adjoint and rebuild rows for the step kernels.
+fn row_names(kernels: StepKernels, integrator: Integrator) -> [&'static str; 3] {
+    let euler = matches!(integrator, Integrator::Resnet | Integrator::Antisym);
+    match kernels {
+        StepKernels::PerExample if euler => {
+            ["build_ops, open_forward, steps_forward: y_N", "step_adjoint (per example), reduce: dK_j, db_j", ""]
+        }
+        StepKernels::PerExample => [
+            "open_forward, steps_forward: y_N",
+            "step_adjoint (per example), reduce: dK_j, db_j",
+            "step_adjoint (per example): y_0 rebuilt in reverse time",
+        ],
+        StepKernels::Fused => [
+            "open_forward, steps_forward (fused): y_N",
+            "step_adjoint (fused), reduce_finish: dK_j, db_j",
+            "step_adjoint (fused): y_0 rebuilt in reverse time",
+        ],
+        StepKernels::Tiled => [
+            "build_ops, open_forward, tile_forward: y_N",
+            "tile_adjoint, reduce_finish: dK_j, db_j",
+            "tile_adjoint: y_0 rebuilt in reverse time",
+        ],
+    }
 }
 
 /// 20 training steps on the GPU and the CPU from the same start, in the same order, with
@@ -184,54 +211,54 @@ pub fn check_training(req: &DeviceRequest) -> Result<Vec<Row>> {
     let split = Synthetic::Peaks.generate(1);
     let train = split.train.subset(&(0..640).collect::<Vec<_>>());
     let mut rows = Vec::new();
+    let mut runs = Vec::new();
     for integrator in Integrator::ALL {
         for opt in [OptimizerKind::adam(0.01)?, OptimizerKind::sgd(0.1, 0.9)?] {
-            let cfg = ModelConfig {
-                d: 2,
-                width: 8,
-                steps: 6,
-                final_time: 5.0,
-                integrator,
-                activation: Activation::Tanh,
-                gamma: if integrator == Integrator::Antisym { 0.05 } else { 0.0 },
-                classes: 5,
-            };
-            let tc = TrainConfig {
-                epochs: 1,
-                batch_size: 32,
-                optimizer: opt,
-                regularizer: Regularizer { alpha_t: 1e-3, alpha_w: 1e-4 },
-                seed: 3,
-                method: None,
-            };
-            let p0 = Params::<f32>::init(&cfg, 2);
-            let mut cpu = Trainer::new(cfg.clone(), p0.cast::<f64>(), tc.clone())?;
-            let mut gpu = GpuTrainer::new(Gpu::new(req)?, cfg.clone(), &p0, tc, train.len())?;
-            let rc = Backend::run_epoch(&mut cpu, &train, None, &mut |_, _| true)?;
-            let rg = gpu.run_epoch(&train, None, &mut |_, _| true)?;
-            let case = format!("{integrator} {}, 20 steps", opt.name());
-            let (pc, pg) = (Backend::params(&cpu)?.cast::<f64>(), gpu.params()?);
-            let flat = |p: &Params<f32>| p.groups().iter().flat_map(|(_, v)| v.to_vec()).collect::<Vec<f32>>();
-            let flat64 = |p: &Params<f64>| p.groups().iter().flat_map(|(_, v)| v.to_vec()).collect::<Vec<f64>>();
-            let kernels = "regularize, adam/sgd (whole steps): epoch loss";
-            rows.push(Row {
-                kernels,
-                case: case.clone(),
-                max_abs: (rg.train_loss - rc.train_loss).abs(),
-                max_rel: (rg.train_loss - rc.train_loss).abs() / rc.train_loss,
-                // f32 against f64 along 20 steps of SGD with momentum 0.9 (lr 0.1): the
-                // trajectories separate a little; the parameters themselves stay within 1e-4.
-                tol: 5e-4,
-            });
-            let (max_abs, max_rel) = errors(&flat(&pg), &flat64(&pc));
-            rows.push(Row {
-                kernels: "regularize, adam/sgd (whole steps): parameters",
-                case,
-                max_abs,
-                max_rel,
-                tol: 1e-4,
-            });
+            runs.push((integrator, opt, 8));
         }
+    }
+    // Tiled steps by default (verlet_tiled.wgsl).
+    runs.push((Integrator::Hamiltonian, OptimizerKind::adam(0.01)?, 12));
+    for (integrator, opt, width) in runs {
+        let cfg = ModelConfig {
+            d: 2,
+            width,
+            steps: 6,
+            final_time: 5.0,
+            integrator,
+            activation: Activation::Tanh,
+            gamma: if integrator == Integrator::Antisym { 0.05 } else { 0.0 },
+            classes: 5,
+        };
+        let tc = TrainConfig {
+            epochs: 1,
+            batch_size: 32,
+            optimizer: opt,
+            regularizer: Regularizer { alpha_t: 1e-3, alpha_w: 1e-4 },
+            seed: 3,
+            method: None,
+        };
+        let p0 = Params::<f32>::init(&cfg, 2);
+        let mut cpu = Trainer::new(cfg.clone(), p0.cast::<f64>(), tc.clone())?;
+        let mut gpu = GpuTrainer::new(Gpu::new(req)?, cfg.clone(), &p0, tc, train.len())?;
+        let rc = Backend::run_epoch(&mut cpu, &train, None, &mut |_, _| true)?;
+        let rg = gpu.run_epoch(&train, None, &mut |_, _| true)?;
+        let case = format!("{integrator} {} w={width}, 20 steps", opt.name());
+        let (pc, pg) = (Backend::params(&cpu)?.cast::<f64>(), gpu.params()?);
+        let flat = |p: &Params<f32>| p.groups().iter().flat_map(|(_, v)| v.to_vec()).collect::<Vec<f32>>();
+        let flat64 = |p: &Params<f64>| p.groups().iter().flat_map(|(_, v)| v.to_vec()).collect::<Vec<f64>>();
+        let kernels = "regularize, adam/sgd (whole steps): epoch loss";
+        rows.push(Row {
+            kernels,
+            case: case.clone(),
+            max_abs: (rg.train_loss - rc.train_loss).abs(),
+            max_rel: (rg.train_loss - rc.train_loss).abs() / rc.train_loss,
+            // f32 against f64 along 20 steps of SGD with momentum 0.9 (lr 0.1): the
+            // trajectories separate a little; the parameters themselves stay within 1e-4.
+            tol: 5e-4,
+        });
+        let (max_abs, max_rel) = errors(&flat(&pg), &flat64(&pc));
+        rows.push(Row { kernels: "regularize, adam/sgd (whole steps): parameters", case, max_abs, max_rel, tol: 1e-4 });
     }
     Ok(rows)
 }

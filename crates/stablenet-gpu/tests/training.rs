@@ -5,7 +5,7 @@ use stablenet_core::data::Synthetic;
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
 use stablenet_core::{Activation, Integrator, ModelConfig, Params, TrainConfig};
-use stablenet_gpu::{DeviceRequest, Gpu, GpuNet, GpuTrainer};
+use stablenet_gpu::{DeviceRequest, Gpu, GpuNet, GpuTrainer, StepKernels};
 
 fn gpu() -> Gpu {
     Gpu::new(&DeviceRequest::default().with_env()).expect("a GPU adapter (lavapipe in CI)")
@@ -78,16 +78,23 @@ fn device_memory_is_flat_in_depth_for_reversible_integrators() {
     assert!(euler(256) > 8 * euler(16), "resnet stores its states: memory must grow with depth");
 }
 
-/// Narrow nets run the adjoint in fused blocks by default and wide ones cannot: asking for it
-/// says why instead of building kernels whose workgroup memory would not hold the factors.
+/// The default step kernels: fused blocks for narrow nets, tiles for wider hamiltonian ones,
+/// one example per invocation otherwise; forcing kernels a model cannot run says why instead
+/// of building kernels whose workgroup memory would not hold their arrays.
 #[test]
-fn fused_adjoint_for_narrow_nets_only() {
+fn step_kernels_by_default_and_forced() {
+    let kernels = |cfg: &ModelConfig, k| GpuNet::with_kernels(gpu(), cfg, 256, 256, None, k).map(|n| n.kernels());
     let narrow = cfg(Integrator::Hamiltonian, 40, 2, 5);
-    let net = GpuNet::new(gpu(), &narrow, 256, 256, None).unwrap();
-    assert!(net.fused(), "w = 8 should fuse on an adapter with 16 KiB of workgroup memory or more");
-    assert!(!GpuNet::with_fusion(gpu(), &narrow, 256, 256, None, Some(false)).unwrap().fused());
-    let wide = ModelConfig { width: 11, ..narrow };
-    assert!(!GpuNet::new(gpu(), &wide, 256, 256, None).unwrap().fused());
-    let err = GpuNet::with_fusion(gpu(), &wide, 256, 256, None, Some(true)).err().expect("w = 11 cannot fuse");
+    assert_eq!(kernels(&narrow, None).unwrap(), StepKernels::Fused, "w = 8 should fuse on any adapter (16 KiB)");
+    for k in [StepKernels::PerExample, StepKernels::Tiled] {
+        assert_eq!(kernels(&narrow, Some(k)).unwrap(), k);
+    }
+    let wide = ModelConfig { width: 11, ..narrow.clone() };
+    assert_eq!(kernels(&wide, None).unwrap(), StepKernels::Tiled);
+    let err = kernels(&wide, Some(StepKernels::Fused)).expect_err("w = 11 cannot fuse");
     assert!(err.to_string().contains("w^2 + w <= 128"), "{err}");
+    let leap = ModelConfig { integrator: Integrator::Leapfrog, ..wide };
+    assert_eq!(kernels(&leap, None).unwrap(), StepKernels::PerExample);
+    let err = kernels(&leap, Some(StepKernels::Tiled)).expect_err("leapfrog has no tiled steps");
+    assert!(err.to_string().contains("hamiltonian integrator only"), "{err}");
 }

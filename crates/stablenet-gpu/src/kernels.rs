@@ -1,0 +1,183 @@
+//! Which kernels step the integrator, and their block sizes for a model, a batch capacity and
+//! an adapter's limits: the choice [`GpuNet::with_kernels`](crate::GpuNet::with_kernels) makes.
+use crate::shaders;
+use anyhow::{Result, ensure};
+use stablenet_core::{Integrator, ModelConfig};
+
+/// Workgroup size of the per-example kernels (common.wgsl WG).
+pub(crate) const WG: u32 = 64;
+/// Loop iterations the block sizes allow one invocation in a dispatch; lavapipe silently stops
+/// an invocation's loops after 65535 iterations, all its loops counted together (DEVELOPERS.md;
+/// seen at w = 128 below), so stay well below.
+pub(crate) const LOOP_BUDGET: u32 = 16384;
+/// lavapipe's limit itself.
+const LOOP_LIMIT: u32 = 65535;
+/// Most adjoint steps per dispatch (network.wgsl ADJ_BLOCK, verlet_tiled.wgsl TBLOCK): each
+/// has a slot of partial sums, so this bounds their memory; 32 makes the two dispatches of a
+/// block cheap beside its steps.
+const MAX_ADJ_BLOCK: u32 = 32;
+/// Floats of partial sums the tiled adjoint may keep for a block of steps (64 MiB); at least
+/// one step's are kept whatever their size.
+const TILED_PARTIALS: u64 = 16 << 20;
+/// Largest tiled workgroup: 256 invocations of 4 x 4 blocks.
+const TILED_INVOCATIONS: u32 = 256;
+
+/// How the integrator's steps run on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepKernels {
+    /// One example per invocation (network.wgsl with the integrator's file), one adjoint step
+    /// per dispatch and two reduction passes after it: every integrator, every width.
+    PerExample,
+    /// Narrow nets (w^2 + w <= 128), the default there: one example per invocation with its
+    /// vectors in registers; blocks of adjoint steps per dispatch, each step's first reduction
+    /// pass summed in workgroup memory (network.wgsl tile_partials). The latency of dependent
+    /// dispatches and loads bounds a narrow step.
+    Fused,
+    /// Hamiltonian nets, the default when not narrow: a workgroup steps a tile of examples as
+    /// matrix products (verlet_tiled.wgsl), blocks of adjoint steps per dispatch with each
+    /// tile's partial gradient sums.
+    Tiled,
+}
+
+impl StepKernels {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKernels::PerExample => "per-example",
+            StepKernels::Fused => "fused",
+            StepKernels::Tiled => "tiled",
+        }
+    }
+
+    /// `per-example`, `fused`, `tiled`, or `auto` (None: the engine's choice).
+    pub fn parse(s: &str) -> Result<Option<Self>> {
+        Ok(match s {
+            "auto" => None,
+            "per-example" => Some(StepKernels::PerExample),
+            "fused" => Some(StepKernels::Fused),
+            "tiled" => Some(StepKernels::Tiled),
+            _ => anyhow::bail!("step kernels `{s}`: expected auto, per-example, fused or tiled"),
+        })
+    }
+}
+
+/// The step kernels chosen and their sizes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    pub kernels: StepKernels,
+    /// Adjoint steps per dispatch (1 for PerExample).
+    pub block: u32,
+    /// Forward steps per dispatch.
+    pub spd: u32,
+    /// Tiled: example quads per tile (verlet_tiled.wgsl RQ); 0 otherwise.
+    pub rq: u32,
+    /// Examples per partial sum of the adjoint (0 for PerExample: its reductions chunk them).
+    pub per_partial: u32,
+    /// Floats of the adjoint's partial sums (0 for PerExample).
+    pub partials: u64,
+    /// Fused: floats of the workgroup arrays tf and kc (network.wgsl).
+    pub tf_len: usize,
+    pub kc_len: usize,
+}
+
+impl Plan {
+    /// `choice` None takes the default of [`StepKernels`]; a forced choice that the model or
+    /// adapter cannot run fails with the reason.
+    pub fn new(cfg: &ModelConfig, nmax: u32, lim: &wgpu::Limits, choice: Option<StepKernels>) -> Result<Plan> {
+        let w = cfg.width as u32;
+        let outs = (w * w + w) as u64;
+        let shared = lim.max_compute_workgroup_storage_size;
+        // Fused: workgroup memory for the factors of WG examples and K_j, b_j of a block of
+        // steps (tf, kc; 64 floats more for the rest); the block's loops run w^2
+        // (matrix-vector products) and 2 WG (the tile sums) iterations per step.
+        let narrow = w * w + w <= 2 * WG;
+        let floats = |block: u32| {
+            let (tf, kc) = shaders::fused_arrays(w as usize, WG as usize, block as usize);
+            (tf + kc + 64) as u32
+        };
+        let fit = (shared / 4).saturating_sub(floats(0)) / (w * w + w);
+        let fused_block = (LOOP_BUDGET / (w * w).max(2 * WG)).min(MAX_ADJ_BLOCK).min(fit);
+        // Tiled: two tiles of WP x 4 rq floats (and the cursor), TWG = WP / 4 * rq invocations.
+        let wp = shaders::padded(cfg.width) as u32;
+        let cq = wp / 4;
+        let invocations =
+            TILED_INVOCATIONS.min(lim.max_compute_invocations_per_workgroup).min(lim.max_compute_workgroup_size_x);
+        let rq = (invocations / cq).min(shared.saturating_sub(16) / (32 * wp)).min(64);
+        let hamiltonian = cfg.integrator == Integrator::Hamiltonian;
+        let kernels = match choice {
+            None if narrow && fused_block >= 1 => StepKernels::Fused,
+            None if hamiltonian && rq >= 1 => StepKernels::Tiled,
+            None => StepKernels::PerExample,
+            Some(StepKernels::Fused) => {
+                ensure!(narrow, "the fused adjoint reduction needs w^2 + w <= {}, the model has w = {w}", 2 * WG);
+                ensure!(
+                    fused_block >= 1,
+                    "the fused adjoint needs {} bytes of workgroup memory; this adapter allows {shared} \
+                     (max_compute_workgroup_storage_size)",
+                    4 * floats(1)
+                );
+                StepKernels::Fused
+            }
+            Some(StepKernels::Tiled) => {
+                ensure!(hamiltonian, "tiled steps exist for the hamiltonian integrator only, not {}", cfg.integrator);
+                ensure!(
+                    rq >= 1,
+                    "tiled steps at w = {w} need {} bytes of workgroup memory and {cq} invocations per \
+                     workgroup; this adapter allows {shared} and {invocations}",
+                    32 * wp + 16
+                );
+                StepKernels::Tiled
+            }
+            Some(k) => k,
+        };
+        // The per-example Verlet adjoint is one step per dispatch, four matrix-vector products:
+        // at w = 128 that is 66048 iterations, and lavapipe returned wrong gradients.
+        let adjoint_loops = 4 * (w * w + w);
+        ensure!(
+            !(hamiltonian && kernels == StepKernels::PerExample && adjoint_loops > LOOP_LIMIT),
+            "the per-example hamiltonian adjoint at w = {w} runs {adjoint_loops} loop iterations per invocation, \
+             above the {LOOP_LIMIT} that lavapipe runs; use the tiled steps"
+        );
+        let plain = Plan {
+            kernels,
+            block: 1,
+            spd: (LOOP_BUDGET / (2 * w * w)).max(1),
+            rq: 0,
+            per_partial: 0,
+            partials: 0,
+            tf_len: 0,
+            kc_len: 0,
+        };
+        Ok(match kernels {
+            StepKernels::PerExample => plain,
+            StepKernels::Fused => {
+                let (tf_len, kc_len) = shaders::fused_arrays(w as usize, WG as usize, fused_block as usize);
+                Plan {
+                    block: fused_block,
+                    per_partial: WG,
+                    partials: fused_block as u64 * nmax.div_ceil(WG) as u64 * outs,
+                    tf_len,
+                    kc_len,
+                    ..plain
+                }
+            }
+            StepKernels::Tiled => {
+                // Loop iterations per step: the four products' WP / 4, the two rounds of
+                // partial sums (their blocks, rq examples and up to 16 stores each, and db).
+                let db = shaders::gradient_block(cfg.width, rq as usize) as u32;
+                let blocks = (wp / db).pow(2).div_ceil(cq * rq);
+                let per_step = wp + 2 * (blocks * (rq + 16) + rq + 4);
+                let tiles = nmax.div_ceil(4 * rq) as u64;
+                let by_memory = (TILED_PARTIALS / (tiles * outs)).clamp(1, MAX_ADJ_BLOCK as u64) as u32;
+                let block = by_memory.min(LOOP_BUDGET / per_step).max(1);
+                Plan {
+                    block,
+                    spd: (LOOP_BUDGET / (wp / 2 + 1)).min(64),
+                    rq,
+                    per_partial: 4 * rq,
+                    partials: block as u64 * tiles * outs,
+                    ..plain
+                }
+            }
+        })
+    }
+}

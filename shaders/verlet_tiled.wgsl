@@ -190,9 +190,11 @@ fn put_partial(row: u32, b0: u32, len: u32, v: vec4<f32>, first: bool) {
 // P; round two: R S^T and S). DB x DB blocks of dK over the invocations (DB = 4, 2 or 1, the
 // largest that gives every invocation a block); each block and db quad keeps its invocation
 // in both rounds, which reads back what it wrote, so the sums need no barrier and run in a
-// fixed order.
+// fixed order. Neighbouring invocations read rows a multiple of 2 RQ vec4 apart, the same
+// banks of workgroup memory, so each starts its examples at its own offset (skew).
 fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
     let nb = WP / DB;
+    let skew = li % RQ;
     for (var blk = li; blk < nb * nb; blk += TWG) {
         let a0 = blk / nb * DB;
         let b0 = blk % nb * DB;
@@ -200,7 +202,8 @@ fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
         let pb = (tb * WP + b0) * RQ;
         if DB == 4u {
             var m = mat4x4<f32>();
-            for (var e = 0u; e < RQ; e++) {
+            for (var i = 0u; i < RQ; i++) {
+                let e = skewed(i, skew);
                 let a = mat4x4<f32>(tiles[pa + e], tiles[pa + RQ + e], tiles[pa + 2u * RQ + e], tiles[pa + 3u * RQ + e]);
                 let b = mat4x4<f32>(tiles[pb + e], tiles[pb + RQ + e], tiles[pb + 2u * RQ + e], tiles[pb + 3u * RQ + e]);
                 m += transpose(a) * b;
@@ -213,7 +216,8 @@ fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
             put_row(base, a0 + 3u, b0, mt[3], first);
         } else if DB == 2u {
             var m = vec4<f32>();
-            for (var e = 0u; e < RQ; e++) {
+            for (var i = 0u; i < RQ; i++) {
+                let e = skewed(i, skew);
                 let x0 = tiles[pa + e];
                 let x1 = tiles[pa + RQ + e];
                 let y0 = tiles[pb + e];
@@ -224,7 +228,8 @@ fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
             put_row(base, a0 + 1u, b0, vec4<f32>(m.zw, 0.0, 0.0), first);
         } else {
             var m = 0.0;
-            for (var e = 0u; e < RQ; e++) {
+            for (var i = 0u; i < RQ; i++) {
+                let e = skewed(i, skew);
                 m += dot(tiles[pa + e], tiles[pb + e]);
             }
             put_row(base, a0, b0, vec4<f32>(m, 0.0, 0.0, 0.0), first);
@@ -233,12 +238,18 @@ fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
     if li < CQ {
         let p = (WP + 4u * li) * RQ;
         var v = vec4<f32>();
-        for (var e = 0u; e < RQ; e++) {
+        for (var i = 0u; i < RQ; i++) {
+            let e = skewed(i, skew);
             let ones = vec4<f32>(1.0);
             v += vec4<f32>(dot(tiles[p + e], ones), dot(tiles[p + RQ + e], ones), dot(tiles[p + 2u * RQ + e], ones), dot(tiles[p + 3u * RQ + e], ones));
         }
         put_partial(base + W * W, 4u * li, 4u, v, first);
     }
+}
+
+// Example quad i + skew of the tile, wrapped.
+fn skewed(i: u32, skew: u32) -> u32 {
+    return select(i + skew, i + skew - RQ, i + skew >= RQ);
 }
 
 // Row a of a DB-wide block of dK at column b0 (v's first DB entries); nothing past the width.

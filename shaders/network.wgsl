@@ -12,8 +12,9 @@
 //   4  xb      rw     [NMAX][D]    the batch's inputs, gathered
 //   5  st      rw     [2][NMAX][W] states: resnet y | verlet (y, z) | leapfrog y_j in slot j % 2
 //   6  acc     rw     [3][NMAX][W] adjoints: slot 0 ybar, 1 zbar | leapfrog a_j in slot j % 3
-//   7  tmp     rw     [NMAX][W]    per-example scratch (pre-activations)
-//   8  fac     rw     [5][NMAX][W] per-example gradient factors P, Q, R, S, B (see reduce.wgsl)
+//   7  tmp     rw     [NMAX][W]    per-example scratch (pre-activations; leapfrog, resnet)
+//   8  fac     rw     [5][NMAX][W] per-example gradient factors P, Q, R, S, B (see reduce.wgsl);
+//                                  only P (the opening's) when FUSE or tiled steps sum them
 //   9  store   rw     [N][NMAX][W] resnet/antisym: the state before every step
 //  10  ops     rw     [N][W][W]    resnet/antisym: the operator M_j that acts (MODEL.md section 2);
 //                                  tiled hamiltonian: K_j, K_j^T, b_j padded (build_ops)

@@ -217,6 +217,11 @@ impl GpuNet {
         let block = plan.block;
         let partials = (chunks * max_rc).max(plan.partials);
         let wp = shaders::padded(cfg.width) as u32;
+        // The factors P, Q, R, S, B of every example: per-example steps only; fused and tiled
+        // ones sum them in workgroup memory, and only the opening's P is left (open_adjoint).
+        // The scratch slot: leapfrog, resnet and antisym.
+        let fac_len = if fuse || tiled { slot } else { 5 * slot };
+        let tmp_len = if cfg.integrator == Integrator::Hamiltonian { 1 } else { slot };
         let ops_len = match (euler, tiled) {
             (true, _) => n * w * w,
             (_, true) => n * (2 * wp * wp + wp),
@@ -227,13 +232,13 @@ impl GpuNet {
             ("data x", ndata as u64 * d as u64),
             ("states", 2 * slot),
             ("adjoints", 3 * slot),
-            ("gradient factors", 5 * slot),
+            ("gradient factors", fac_len),
             ("stored states (resnet/antisym keep every state)", store_len),
             ("operators", ops_len as u64),
             ("logits", nm * c as u64),
             ("batch inputs", nm * d as u64),
             ("reduction partials", partials),
-            ("scratch", slot),
+            ("scratch", tmp_len),
             ("labels", ndata as u64),
             ("loss", nm),
         ];
@@ -271,8 +276,8 @@ impl GpuNet {
         let xb = buf("xb", nm * d as u64);
         let st = buf("states", 2 * slot);
         let acc = buf("adjoints", 3 * slot);
-        let tmp = buf("scratch", slot);
-        let fac = buf("factors", 5 * slot);
+        let tmp = buf("scratch", tmp_len);
+        let fac = buf("factors", fac_len);
         let store = buf("stored states", store_len);
         let ops = buf("operators", ops_len as u64);
         let dlog = buf("dlogits", nm * c as u64);

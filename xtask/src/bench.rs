@@ -186,7 +186,11 @@ struct Stepper {
     /// GPU: the kernels that stepped the integrator (`gpu_kernels`: `StepKernels::name`).
     kernels: Option<&'static str>,
     step: StepFn,
+    /// GPU: one more step with its phases timed on the device (`gpu_phases_s`).
+    profile: Option<ProfileFn>,
 }
+
+type ProfileFn = Box<dyn FnMut() -> Result<Option<Vec<(&'static str, f64)>>>>;
 
 /// Builds the CPU stepper: the plain SGD (lr 0.1) training step of BENCH.md through
 /// `stablenet_core::Trainer<f32>`, whose f32 fast path runs on every thread of the machine
@@ -210,7 +214,7 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
     let step = Box::new(move || Ok(Some(t.borrow_mut().step(&data.x, &data.labels)?.1 as f32)));
     let work_bytes = Box::new(move || t2.borrow().work_bytes().unwrap_or(0) as u64);
     let what = format!("stablenet_core::Trainer<f32> (fast path), up to {} threads", cores());
-    Ok(Stepper { what, threads, state_bytes, work_bytes, kernels: None, step })
+    Ok(Stepper { what, threads, state_bytes, work_bytes, kernels: None, step, profile: None })
 }
 
 /// `STABLENET_GPU_KERNELS=per-example|fused|tiled` (unset or `auto`: the engine's choice)
@@ -228,17 +232,29 @@ fn gpu_kernels() -> Result<Option<StepKernels>> {
 fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset) -> Result<Stepper> {
     let hyper = Hyper { optimizer: OptimizerKind::sgd(LR, 0.0)?, regularizer: Regularizer::default() };
     let n = data.len();
-    let mut net = GpuNet::with_kernels(gpu, cfg, n, n, Some(hyper), gpu_kernels()?)?;
+    let net = GpuNet::with_kernels(gpu, cfg, n, n, Some(hyper), gpu_kernels()?)?;
     net.set_params(params)?;
     net.set_data(data)?;
     let (work, state_bytes) = (net.work_bytes(), net.state_bytes());
     let what = net.gpu().describe();
     let kernels = net.kernels().name();
+    let net = Rc::new(RefCell::new(net));
+    let profiled = Rc::clone(&net);
     let step = Box::new(move || {
+        let mut net = net.borrow_mut();
         net.train_step(0, n, 0)?;
         Ok(Some(net.losses(1)?[0]))
     });
-    Ok(Stepper { what, threads: 1, state_bytes, work_bytes: Box::new(move || work), kernels: Some(kernels), step })
+    let profile: ProfileFn = Box::new(move || profiled.borrow_mut().profile_step(0, n, 0));
+    Ok(Stepper {
+        what,
+        threads: 1,
+        state_bytes,
+        work_bytes: Box::new(move || work),
+        kernels: Some(kernels),
+        step,
+        profile: Some(profile),
+    })
 }
 
 /// Median, min and max seconds of `steps` timed steps after `warmup` steps, and the last loss.
@@ -409,7 +425,7 @@ impl Run {
             "T": T_FINAL, "target": job.target, "threads": null, "warmup": self.warmup, "steps": self.steps,
             "s_per_step": null, "s_min": null, "s_max": null, "samples_per_s": null,
             "flops_per_step": flops, "param_bytes": param_bytes(job), "gflops": null,
-            "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null, "gpu_kernels": null,
+            "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null, "gpu_kernels": null, "gpu_phases_s": null,
             "loss": null,
             "build": if cfg!(debug_assertions) { "debug" } else { "release" }, "date": date, "host": host(),
         });
@@ -427,6 +443,9 @@ impl Run {
             let work = (stepper.work_bytes)();
             rec["work_bytes"] = json!(work);
             rec["gpu_kernels"] = json!(stepper.kernels);
+            if let Some(phases) = stepper.profile.as_mut().map(|p| p()).transpose()?.flatten() {
+                rec["gpu_phases_s"] = phases.into_iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+            }
             if cpu_memory {
                 // The RSS growth holds the parameter-shaped buffers too; the field is what
                 // the step needs beyond them, as on the GPU (they are all written every step,
@@ -727,6 +746,26 @@ fn summary(records: &[Value]) -> String {
                 })
                 .collect();
             s += &format!("| {imp} | {name} | {} |\n", points.join(", "));
+        }
+    }
+    // Where a GPU step's time goes: one more step with device timestamps per phase.
+    let profiled: Vec<&Value> = records.iter().filter(|r| r["gpu_phases_s"].is_object()).collect();
+    if !profiled.is_empty() {
+        s += "\nGPU phases of one more step (device timestamps; GpuNet::profile_step), seconds\n\n\
+              | config | kernels | n | forward | loss | adjoint | opening | update |\n|---|---|---|---|---|---|---|---|\n";
+        for r in profiled {
+            let p = &r["gpu_phases_s"];
+            s += &format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                r["config"].as_str().unwrap_or("?"),
+                r["gpu_kernels"].as_str().unwrap_or("?"),
+                r["n"],
+                fmt_s(&p["forward"]),
+                fmt_s(&p["loss"]),
+                fmt_s(&p["adjoint"]),
+                fmt_s(&p["opening"]),
+                fmt_s(&p["update"]),
+            );
         }
     }
     s

@@ -34,6 +34,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// Whether the device writes GPU timestamps (the phase timings of `GpuNet::profile_step`).
+    pub timestamps: bool,
 }
 
 fn rank(t: wgpu::DeviceType) -> u8 {
@@ -100,9 +102,10 @@ impl Gpu {
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("stablenet"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -110,7 +113,7 @@ impl Gpu {
         }))
         .with_context(|| format!("opening {}", describe(&info)))?;
         log::info!("GPU adapter: {}", describe(&info));
-        Ok(Gpu { device, queue, info, limits })
+        Ok(Gpu { device, queue, info, limits, timestamps: !features.is_empty() })
     }
 
     pub fn describe(&self) -> String {

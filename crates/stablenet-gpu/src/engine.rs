@@ -48,6 +48,11 @@ const WITH_BIAS: u32 = 32;
 const STEP_BACK: u32 = 64;
 const TILE_PARTIALS: u32 = 128;
 
+/// The phases of a training step, in order ([`GpuNet::profile_step`]): the operator build,
+/// opening and integrator steps; the classifier with the loss and its gradient sums; the
+/// adjoint steps with theirs; the opening's adjoint; the regulariser and optimiser.
+pub const PHASES: [&str; 5] = ["forward", "loss", "adjoint", "opening", "update"];
+
 /// Offsets of the parameter groups in the flat parameter vector.
 struct Layout {
     bin: u32,
@@ -751,47 +756,80 @@ impl GpuNet {
     }
 
     /// Records forward, loss, adjoint and reductions (and the update when training) for the
-    /// batch of `n` examples at `offset` in the current order.
-    fn record(&self, enc: &mut wgpu::CommandEncoder, n: u32, update: bool) {
-        let mut pass =
-            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-        self.record_forward(&mut pass, n);
+    /// batch of `n` examples at `offset` in the current order: one compute pass, or with a
+    /// `timer` one pass per phase of [`PHASES`], timestamps at its start and end.
+    fn record(&self, enc: &mut wgpu::CommandEncoder, n: u32, update: bool, timer: Option<&wgpu::QuerySet>) {
+        let phases = if update { PHASES.len() } else { PHASES.len() - 1 };
+        let Some(query_set) = timer else {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            for phase in 0..phases {
+                self.record_phase(&mut pass, phase, n);
+            }
+            return;
+        };
+        for (phase, label) in PHASES.iter().enumerate().take(phases) {
+            let writes = wgpu::ComputePassTimestampWrites {
+                query_set,
+                beginning_of_pass_write_index: Some(2 * phase as u32),
+                end_of_pass_write_index: Some(2 * phase as u32 + 1),
+            };
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: Some(writes),
+            });
+            self.record_phase(&mut pass, phase, n);
+        }
+    }
+
+    /// Phase `phase` of [`PHASES`]; each sets the bind groups it uses.
+    fn record_phase(&self, pass: &mut wgpu::ComputePass, phase: usize, n: u32) {
         let (gx, gy) = self.grid(n);
         let net = &self.net;
-        self.dispatch(&mut pass, &net.classify, self.m_plain, gx, gy);
-        self.reduce(&mut pass, self.red_loss, n);
-        self.reduce(&mut pass, self.red_hits, n);
-        self.reduce(&mut pass, self.red_cls, n);
-        pass.set_bind_group(0, &self.bg_net, &[]);
-        self.dispatch(&mut pass, &net.advance, self.m_last, 1, 1);
-        // Three dependent dispatches per step: the step, and its reduction's two passes (the
-        // second also steps the other cursor back). Fused and tiled: two per block of steps,
-        // whose dispatch also does the first pass.
-        let block = self.plan.block as usize;
-        for i in 0..self.cfg.steps.div_ceil(block) {
-            if let Some((_, adjoint, bg)) = &self.tiled {
-                let (tx, ty) = self.tile_grid(n);
-                pass.set_bind_group(0, bg, &[]);
-                self.dispatch(&mut pass, adjoint, self.m_adjoint[i % 2], tx, ty);
-            } else {
+        match phase {
+            0 => self.record_forward(pass, n),
+            1 => {
                 pass.set_bind_group(0, &self.bg_net, &[]);
-                self.dispatch(&mut pass, &net.step_adjoint, self.m_adjoint[i % 2], gx, gy);
+                self.dispatch(pass, &net.classify, self.m_plain, gx, gy);
+                self.reduce(pass, self.red_loss, n);
+                self.reduce(pass, self.red_hits, n);
+                self.reduce(pass, self.red_cls, n);
             }
-            self.reduce(&mut pass, self.red_k[i % 2], n);
-        }
-        pass.set_bind_group(0, &self.bg_net, &[]);
-        self.dispatch(&mut pass, &net.open_adjoint, self.m_plain, gx, gy);
-        self.reduce(&mut pass, self.red_open, n);
-        if update {
-            let bg = self.bg_opt.as_ref().expect("training kernels built");
-            pass.set_bind_group(0, bg, &[]);
-            let count = self.layout.count;
-            let (x, y) = self.grid(count);
-            if let Some(p) = &self.regularize {
-                self.dispatch(&mut pass, p, self.m_plain, x, y);
+            2 => {
+                pass.set_bind_group(0, &self.bg_net, &[]);
+                self.dispatch(pass, &net.advance, self.m_last, 1, 1);
+                // Three dependent dispatches per step: the step, and its reduction's two
+                // passes (the second also steps the other cursor back). Fused and tiled: two
+                // per block of steps, whose dispatch also does the first pass.
+                let block = self.plan.block as usize;
+                for i in 0..self.cfg.steps.div_ceil(block) {
+                    if let Some((_, adjoint, bg)) = &self.tiled {
+                        let (tx, ty) = self.tile_grid(n);
+                        pass.set_bind_group(0, bg, &[]);
+                        self.dispatch(pass, adjoint, self.m_adjoint[i % 2], tx, ty);
+                    } else {
+                        pass.set_bind_group(0, &self.bg_net, &[]);
+                        self.dispatch(pass, &net.step_adjoint, self.m_adjoint[i % 2], gx, gy);
+                    }
+                    self.reduce(pass, self.red_k[i % 2], n);
+                }
             }
-            let p = self.optim.as_ref().expect("training kernels built");
-            self.dispatch(&mut pass, p, self.m_plain, x, y);
+            3 => {
+                pass.set_bind_group(0, &self.bg_net, &[]);
+                self.dispatch(pass, &net.open_adjoint, self.m_plain, gx, gy);
+                self.reduce(pass, self.red_open, n);
+            }
+            _ => {
+                let bg = self.bg_opt.as_ref().expect("training kernels built");
+                pass.set_bind_group(0, bg, &[]);
+                let count = self.layout.count;
+                let (x, y) = self.grid(count);
+                if let Some(p) = &self.regularize {
+                    self.dispatch(pass, p, self.m_plain, x, y);
+                }
+                let p = self.optim.as_ref().expect("training kernels built");
+                self.dispatch(pass, p, self.m_plain, x, y);
+            }
         }
     }
 
@@ -817,9 +855,52 @@ impl GpuNet {
         self.t += 1;
         let n = self.write_batch(n, offset, step)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        self.record(&mut enc, n, true);
+        self.record(&mut enc, n, true, None);
         self.gpu.queue.submit([enc.finish()]);
         Ok(())
+    }
+
+    /// [`Self::train_step`] with each phase of [`PHASES`] in its own compute pass, timed on
+    /// the device: seconds per phase, or None where the device writes no timestamps. For
+    /// benchmarks: it reads back, and builds its query set each call.
+    pub fn profile_step(&mut self, offset: usize, n: usize, step: u32) -> Result<Option<Vec<(&'static str, f64)>>> {
+        ensure!(self.hyper.is_some(), "this network was built without training kernels");
+        if !self.gpu.timestamps {
+            return Ok(None);
+        }
+        self.t += 1;
+        let n = self.write_batch(n, offset, step)?;
+        let dev = &self.gpu.device;
+        let count = 2 * PHASES.len() as u32;
+        let query_set =
+            dev.create_query_set(&wgpu::QuerySetDescriptor { label: None, ty: wgpu::QueryType::Timestamp, count });
+        let bytes = 8 * count as u64;
+        let buffer = |usage| {
+            dev.create_buffer(&wgpu::BufferDescriptor { label: None, size: bytes, usage, mapped_at_creation: false })
+        };
+        let resolved = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+        let host = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        let mut enc = dev.create_command_encoder(&Default::default());
+        self.record(&mut enc, n, true, Some(&query_set));
+        enc.resolve_query_set(&query_set, 0..count, &resolved, 0);
+        enc.copy_buffer_to_buffer(&resolved, 0, &host, 0, bytes);
+        self.gpu.queue.submit([enc.finish()]);
+        let slice = host.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        dev.poll(wgpu::PollType::wait_indefinitely())?;
+        rx.recv()??;
+        let ticks = bytemuck::cast_slice::<u8, u64>(&slice.get_mapped_range()?).to_vec();
+        let tick = f64::from(self.gpu.queue.get_timestamp_period()) * 1e-9;
+        Ok(Some(
+            PHASES
+                .iter()
+                .zip(ticks.chunks_exact(2))
+                .map(|(p, t)| (*p, t[1].saturating_sub(t[0]) as f64 * tick))
+                .collect(),
+        ))
     }
 
     /// Runs only the opening layer and the forward steps and reads back the final state y_N
@@ -853,7 +934,7 @@ impl GpuNet {
     pub fn loss_grad(&self, offset: usize, n: usize) -> Result<(f32, Params<f32>)> {
         let n = self.write_batch(n, offset, 0)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        self.record(&mut enc, n, false);
+        self.record(&mut enc, n, false, None);
         self.gpu.queue.submit([enc.finish()]);
         let loss = self.read(&self.loss_log, 1)?[0];
         let grads = self.read(&self.grads, self.layout.count as usize)?;

@@ -5,7 +5,7 @@ use stablenet_core::data::Synthetic;
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
 use stablenet_core::{Activation, Integrator, ModelConfig, Params, TrainConfig};
-use stablenet_gpu::{DeviceRequest, Gpu, GpuNet, GpuTrainer, StepKernels};
+use stablenet_gpu::{DeviceRequest, Gpu, GpuNet, GpuTrainer, Hyper, StepKernels};
 
 fn gpu() -> Gpu {
     Gpu::new(&DeviceRequest::default().with_env()).expect("a GPU adapter (lavapipe in CI)")
@@ -97,4 +97,32 @@ fn step_kernels_by_default_and_forced() {
     assert_eq!(kernels(&leap, None).unwrap(), StepKernels::PerExample);
     let err = kernels(&leap, Some(StepKernels::Tiled)).expect_err("leapfrog has no tiled steps");
     assert!(err.to_string().contains("hamiltonian integrator only"), "{err}");
+}
+
+/// A profiled step is the same training step, its phases in separate passes: the parameters
+/// after it are bit-identical to `train_step`'s, and every phase took some device time.
+#[test]
+fn profiled_step_is_the_same_step() {
+    let hyper = Hyper { optimizer: OptimizerKind::sgd(0.1, 0.9).unwrap(), regularizer: Regularizer::default() };
+    for width in [8, 12] {
+        let model = ModelConfig { width, ..cfg(Integrator::Hamiltonian, 5, 2, 5) };
+        let data = Synthetic::Peaks.generate(1).train.subset(&(0..300).collect::<Vec<_>>());
+        let p0 = Params::<f32>::init(&model, 4);
+        let net = || {
+            let net = GpuNet::new(gpu(), &model, 300, 300, Some(hyper)).unwrap();
+            net.set_params(&p0).unwrap();
+            net.set_data(&data).unwrap();
+            net
+        };
+        let (mut plain, mut profiled) = (net(), net());
+        plain.train_step(0, 300, 0).unwrap();
+        let Some(phases) = profiled.profile_step(0, 300, 0).unwrap() else {
+            eprintln!("this adapter writes no timestamps: only the parameters are compared");
+            continue;
+        };
+        assert_eq!(plain.params().unwrap().b, profiled.params().unwrap().b, "w = {width}");
+        assert_eq!(plain.params().unwrap().k, profiled.params().unwrap().k, "w = {width}");
+        assert_eq!(phases.len(), 5);
+        assert!(phases.iter().all(|(_, s)| s.is_finite() && *s > 0.0), "{phases:?}");
+    }
 }

@@ -217,7 +217,7 @@ impl GpuNet {
         let store_len = if euler { n as u64 * slot } else { 1 };
         let chunks = nmax.div_ceil(CHUNK as usize) as u64;
         let max_rc = [w * w + w, c * w + c, w * d + w].into_iter().max().unwrap_or(1) as u64;
-        let plan = Plan::new(cfg, nmax as u32, lim, kernels)?;
+        let plan = Plan::new(cfg, nmax as u32, lim, gpu.is_software(), kernels)?;
         let (fuse, tiled) = (plan.kernels == StepKernels::Fused, plan.kernels == StepKernels::Tiled);
         let block = plan.block;
         let partials = (chunks * max_rc).max(plan.partials);
@@ -701,10 +701,11 @@ impl GpuNet {
         self.grid_of(groups(n))
     }
 
-    /// A 2-D grid of `g` workgroups.
+    /// A 2-D grid of `g` workgroups (rows wide enough that the rows fit the limit too).
     fn grid_of(&self, g: u32) -> (u32, u32) {
-        let x = g.min(self.grid_x);
-        (x, g.div_ceil(x.max(1)))
+        let max = self.gpu.limits.max_compute_workgroups_per_dimension.max(1);
+        let x = g.min(self.grid_x).max(g.div_ceil(max)).max(1);
+        (x, g.div_ceil(x))
     }
 
     /// The tiled kernels' grid: one workgroup per tile of 4 rq examples.
@@ -725,9 +726,8 @@ impl GpuNet {
             self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc) + groups(r.bias), n.div_ceil(CHUNK));
         }
         // reduce_finish: one workgroup per output (and step of the block).
-        let outputs = (r.rc + r.bias) * r.block;
-        let x = outputs.min(self.grid_x).max(1);
-        self.dispatch(pass, &self.reduce_finish, r.meta, x, outputs.div_ceil(x));
+        let (x, y) = self.grid_of((r.rc + r.bias) * r.block);
+        self.dispatch(pass, &self.reduce_finish, r.meta, x, y);
     }
 
     /// Records the operator build (resnet/antisym, tiled), the opening layer and the forward

@@ -8,10 +8,11 @@ use stablenet_core::{Integrator, ModelConfig};
 pub(crate) const WG: u32 = 64;
 /// Loop iterations the block sizes allow one invocation in a dispatch; lavapipe silently stops
 /// an invocation's loops after 65535 iterations, all its loops counted together (DEVELOPERS.md;
-/// seen at w = 128 below), so stay well below.
+/// seen at w = 127 and 128 below), so stay well below.
 pub(crate) const LOOP_BUDGET: u32 = 16384;
-/// lavapipe's limit itself.
-const LOOP_LIMIT: u32 = 65535;
+/// What a software adapter may run at most: lavapipe's 65535, less a margin for the loops
+/// around the counted ones.
+const LOOP_LIMIT: u32 = 60000;
 /// Most adjoint steps per dispatch (network.wgsl ADJ_BLOCK, verlet_tiled.wgsl TBLOCK): each
 /// has a slot of partial sums, so this bounds their memory; 32 makes the two dispatches of a
 /// block cheap beside its steps.
@@ -81,8 +82,15 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// `choice` None takes the default of [`StepKernels`]; a forced choice that the model or
-    /// adapter cannot run fails with the reason.
-    pub fn new(cfg: &ModelConfig, nmax: u32, lim: &wgpu::Limits, choice: Option<StepKernels>) -> Result<Plan> {
+    /// adapter cannot run fails with the reason. `software`: the adapter computes on the CPU
+    /// (lavapipe, with its loop limit).
+    pub fn new(
+        cfg: &ModelConfig,
+        nmax: u32,
+        lim: &wgpu::Limits,
+        software: bool,
+        choice: Option<StepKernels>,
+    ) -> Result<Plan> {
         let w = cfg.width as u32;
         let outs = (w * w + w) as u64;
         let shared = lim.max_compute_workgroup_storage_size;
@@ -122,20 +130,24 @@ impl Plan {
                 ensure!(
                     rq >= 1,
                     "tiled steps at w = {w} need {} bytes of workgroup memory and {cq} invocations per \
-                     workgroup; this adapter allows {shared} and {invocations}",
-                    32 * wp + 16
+                     workgroup; this adapter allows {shared} and {} (max_compute_workgroup_storage_size, \
+                     max_compute_invocations_per_workgroup)",
+                    32 * wp + 16,
+                    lim.max_compute_invocations_per_workgroup.min(lim.max_compute_workgroup_size_x)
                 );
                 StepKernels::Tiled
             }
             Some(k) => k,
         };
-        // The per-example Verlet adjoint is one step per dispatch, four matrix-vector products:
-        // at w = 128 that is 66048 iterations, and lavapipe returned wrong gradients.
-        let adjoint_loops = 4 * (w * w + w);
+        // The per-example Verlet adjoint is one step per dispatch, four matrix-vector products
+        // and the loads and stores around them: (w + 1)(4 w + 6) loop iterations as lavapipe
+        // counts them (each loop's exit test too). At w = 127 and 128 that passed its limit,
+        // and it returned wrong gradients.
+        let adjoint_loops = (w + 1) * (4 * w + 6);
         ensure!(
-            !(hamiltonian && kernels == StepKernels::PerExample && adjoint_loops > LOOP_LIMIT),
+            !(software && hamiltonian && kernels == StepKernels::PerExample && adjoint_loops > LOOP_LIMIT),
             "the per-example hamiltonian adjoint at w = {w} runs {adjoint_loops} loop iterations per invocation, \
-             above the {LOOP_LIMIT} that lavapipe runs; use the tiled steps"
+             more than this software adapter runs (lavapipe stops at 65535); use the tiled steps"
         );
         let plain = Plan {
             kernels,

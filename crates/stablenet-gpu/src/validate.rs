@@ -47,7 +47,7 @@ pub struct Case {
 /// Awkward sizes: batches that are not multiples of the workgroup size (64) or that span
 /// several reduction chunks (256) and run on a 2-D grid, w = 1, odd w, N = 1, N across
 /// adjoint blocks of narrow nets (32 steps, the last one partial), w = 12 (loops unrolled,
-/// adjoint not fused), w = 30 and 128 (hamiltonian: tiled by default, the last tile partial),
+/// adjoint not fused), w = 30 to 128 (hamiltonian: tiled by default, the last tile partial),
 /// and a deep network. Every case also runs each other set of step kernels it can.
 pub fn cases(quick: bool) -> Vec<Case> {
     let mut out = Vec::new();
@@ -59,12 +59,20 @@ pub fn cases(quick: bool) -> Vec<Case> {
         out.push(case(Activation::Tanh, 2, 8, 16, 5, 600));
         out.push(case(Activation::Relu, 2, 3, 37, 4, 130));
         out.push(case(Activation::Tanh, 2, 12, 3, 3, 70)); // unrolled loops, adjoint not fused
-        if integrator == Integrator::Hamiltonian {
+        let hamiltonian = integrator == Integrator::Hamiltonian;
+        if hamiltonian {
             out.push(case(Activation::Tanh, 3, 30, 9, 4, 300));
-            out.push(case(Activation::Relu, 3, 128, 3, 4, 70));
+        }
+        if hamiltonian || !quick {
+            out.push(case(Activation::Relu, 3, 128, 3, 4, 70)); // the widest
         }
         if !quick {
             out.push(case(Activation::Tanh, 4, 33, 7, 10, 129));
+            if hamiltonian {
+                // Per example just inside lavapipe's loop limit; the tiled reduction's 2-D grid.
+                out.push(case(Activation::Tanh, 3, 121, 2, 4, 40));
+                out.push(case(Activation::Tanh, 2, 64, 33, 3, 300));
+            }
             if integrator.is_reversible() {
                 out.push(case(Activation::Tanh, 2, 8, 1000, 5, 100));
             }
@@ -161,7 +169,9 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     row("open_adjoint, reduce: dK_in, db_in", cat(&g, ["opening.weight", "opening.bias"]), 3.0 * tol);
     // The steps, with the default kernels and then each other set the case can run.
     let default = net.kernels();
-    let runs = |k: &StepKernels| *k != default && Plan::new(&cfg, case.n as u32, &net.gpu().limits, Some(*k)).is_ok();
+    let runs = |k: &StepKernels| {
+        *k != default && Plan::new(&cfg, case.n as u32, &net.gpu().limits, net.gpu().is_software(), Some(*k)).is_ok()
+    };
     let others: Vec<_> =
         [StepKernels::PerExample, StepKernels::Fused, StepKernels::Tiled].into_iter().filter(runs).collect();
     for kernels in std::iter::once(None).chain(others.into_iter().map(Some)) {

@@ -93,6 +93,14 @@ fn step_kernels_by_default_and_forced() {
     assert_eq!(kernels(&wide, None).unwrap(), StepKernels::Tiled);
     let err = kernels(&wide, Some(StepKernels::Fused)).expect_err("w = 11 cannot fuse");
     assert!(err.to_string().contains("w^2 + w <= 128"), "{err}");
+    // lavapipe stops an invocation's loops after 65535 iterations: the per-example Verlet
+    // adjoint at w = 128 would pass that and return wrong gradients.
+    let widest = ModelConfig { width: 128, ..wide.clone() };
+    if gpu().is_software() {
+        let err = kernels(&widest, Some(StepKernels::PerExample)).expect_err("w = 128 per example on lavapipe");
+        assert!(err.to_string().contains("software adapter"), "{err}");
+    }
+    assert_eq!(kernels(&widest, None).unwrap(), StepKernels::Tiled);
     let leap = ModelConfig { integrator: Integrator::Leapfrog, ..wide };
     assert_eq!(kernels(&leap, None).unwrap(), StepKernels::PerExample);
     let err = kernels(&leap, Some(StepKernels::Tiled)).expect_err("leapfrog has no tiled steps");

@@ -13,7 +13,8 @@
 //   flags & 128: the partials come from the adjoint step (network.wgsl tile_partials,
 //   verlet_tiled.wgsl partials), one per workgroup of job.j0 examples instead of one per
 //   CHUNK, for job.block steps (cursor, cursor - 1, ..; partial[k][group][output] for step
-//   cursor - k); reduce_finish alone runs.
+//   cursor - k); reduce_finish (narrow nets' few outputs) or reduce_tiles (the tiled steps'
+//   many) alone runs.
 // Outputs: G's rows * cols entries, then the rows bias entries; the bias entries have their own
 // workgroups in reduce_partial, which sum them exactly as a job (rows, cols = 1, Q = 1) would.
 // CPU twin: stablenet_core::linalg::add_outer summed over the batch.
@@ -174,8 +175,7 @@ fn reduce_finish(
     let per = select(CHUNK, job.j0, (job.flags & 128u) != 0u);
     let chunks = (batch.n + per - 1u) / per;
     let base = k * chunks * outputs;
-    let bias = e >= rc;
-    let anti = (job.flags & 4u) != 0u && !bias;
+    let anti = (job.flags & 4u) != 0u && e < rc;
     let t = (e % job.cols) * job.cols + e / job.cols;
     var v = 0.0;
     for (var c = li; c < chunks; c += FINISH) {
@@ -192,11 +192,18 @@ fn reduce_finish(
         }
         workgroupBarrier();
     }
-    if li != 0u {
-        return;
+    if li == 0u {
+        put_result(x, e, k, j, red[0]);
     }
-    var total = red[0];
-    if anti {
+}
+
+// Writes output e of the block's step k (x = k * outputs + e), summed over the partials, to
+// its place in `out` (the flags above); x = 0 also sets the other cursor (flags & 64).
+fn put_result(x: u32, e: u32, k: u32, j: u32, sum: f32) {
+    let rc = job.rows * job.cols;
+    let bias = e >= rc;
+    var total = sum;
+    if (job.flags & 4u) != 0u && !bias {
         total *= 0.5;
     }
     var at = job.out_off + e;
@@ -214,6 +221,55 @@ fn reduce_finish(
     out[at] = total;
     // Every workgroup of this dispatch reads cursor[cur] only; the next one reads the other.
     if (job.flags & 64u) != 0u && x == 0u {
-        cursor[1u - job.cur] = j - min(block, j + 1u);
+        cursor[1u - job.cur] = j - min(max(job.block, 1u), j + 1u);
+    }
+}
+
+// reduce_tiles: TOUT consecutive outputs per workgroup, TLANES invocations each.
+const TOUT: u32 = 64u;
+const TLANES: u32 = 4u;
+var<workgroup> tred: array<f32, 256>;
+
+// The second pass for the tiled steps' partials (flags & 128): thousands of outputs, each
+// summed over a few hundred partials. Invocation li takes output li % TOUT of the
+// workgroup's and sums partials li / TOUT, + TLANES, .. in order; the TLANES sums are added
+// in a fixed order. Neighbouring invocations read neighbouring outputs, so a warp's loads
+// come in whole cache lines. With one workgroup per output (reduce_finish), each load had a
+// sector of its own.
+@compute @workgroup_size(256)
+fn reduce_tiles(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let rc = job.rows * job.cols;
+    let outputs = rc + select(0u, job.rows, (job.flags & 32u) != 0u);
+    let x = (wid.x + wid.y * nwg.x) * TOUT + li % TOUT;
+    let lane = li / TOUT;
+    if li == 0u {
+        top = cursor[job.cur];
+    }
+    let j = workgroupUniformLoad(&top);
+    let k = x / outputs;
+    let e = x % outputs;
+    // The last block of the adjoint pass ends at step 0.
+    let live = x < outputs * max(job.block, 1u) && k <= j;
+    let chunks = (batch.n + job.j0 - 1u) / job.j0;
+    let anti = (job.flags & 4u) != 0u && e < rc;
+    let t = (e % job.cols) * job.cols + e / job.cols;
+    var v = 0.0;
+    if live {
+        let base = k * chunks * outputs;
+        for (var c = lane; c < chunks; c += TLANES) {
+            v += partial[base + c * outputs + e];
+            if anti {
+                v -= partial[base + c * outputs + t];
+            }
+        }
+    }
+    tred[li] = v;
+    workgroupBarrier();
+    if lane == 0u && live {
+        put_result(x, e, k, j, ((tred[li] + tred[li + TOUT]) + tred[li + 2u * TOUT]) + tred[li + 3u * TOUT]);
     }
 }

@@ -19,8 +19,8 @@
 //                    then b_j[4c..] at OPS_B + j * CQ + c
 //   1  st      rw    states [2][NMAX][W]: y, z (network.wgsl)
 //   2  acc     rw    adjoints [3][NMAX][W]: ybar, zbar in slots 0, 1
-//   3  tpart   rw    partial sums of dK_j, db_j: [step of the block][tile][W * W + W], which
-//                    reduce_finish adds in a fixed order (reduce.wgsl, flags & 128)
+//   3  tpart   rw    partial sums of dK_j, db_j: [step of the block][workgroup][W * W + W],
+//                    which reduce_tiles adds in a fixed order (reduce.wgsl)
 //   4  cursor  rw    [2] step cursors (network.wgsl)
 
 const CQ: u32 = WP / 4u;
@@ -36,6 +36,9 @@ override OPS_B: u32 = N * 2u * WP * CQ;
 // Steps per forward dispatch, and adjoint steps per dispatch (each with its partial slot).
 override SPD: u32 = 1u;
 override TBLOCK: u32 = 1u;
+// Tiles per adjoint workgroup (consecutive ones), whose gradient sums share its partials: at
+// wide nets one partial per tile of 32 examples was 67 MB per step.
+override TPW: u32 = 1u;
 
 @group(0) @binding(0) var<storage, read> ops: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> st: array<f32>;
@@ -259,10 +262,11 @@ fn put_row(base: u32, a: u32, b0: u32, v: vec4<f32>, first: bool) {
     }
 }
 
-// Adjoint steps j = cursor[job.cur], j - 1, .. (min(TBLOCK, j + 1) of them) of the tile's
-// examples, each with its tile's partial sums of dK_j, db_j in slot k of the block. On entry
-// the state of step j + 1 and its adjoints; on exit those of the block's last step, y_j, z_j
-// rebuilt in reverse time. Factors (verlet.wgsl): P = s, Q = z_{j+1}, R = y_j, S = t.
+// Adjoint steps j = cursor[job.cur], j - 1, .. (min(TBLOCK, j + 1) of them) of the examples
+// of TPW consecutive tiles, one tile after the other, each step's sums of dK_j, db_j over
+// them in the workgroup's partial of slot k of the block. On entry the state of step j + 1
+// and its adjoints; on exit those of the block's last step, y_j, z_j rebuilt in reverse time.
+// Factors (verlet.wgsl): P = s, Q = z_{j+1}, R = y_j, S = t.
 @compute @workgroup_size(TWG)
 fn tile_adjoint(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -271,50 +275,57 @@ fn tile_adjoint(
 ) {
     let g = wid.x + wid.y * nwg.x;
     let tiles_n = (batch.n + BM - 1u) / BM;
+    let groups = (tiles_n + TPW - 1u) / TPW;
     // The idle workgroups of a 2-D grid's last row (uniform: no barrier is skipped by part of
     // a workgroup).
-    if g >= tiles_n {
+    if g >= groups {
         return;
     }
     let r = li % RQ;
     let c = li / RQ;
-    let s0 = g * BM + 4u * r;
     if li == 0u {
         top = cursor[job.cur];
     }
     let j = workgroupUniformLoad(&top);
     let count = min(TBLOCK, j + 1u);
-    var y = load(false, 0u, s0, c);
-    var z = load(false, 1u, s0, c);
-    var yb = load(true, 0u, s0, c);
-    var zb = load(true, 1u, s0, c);
-    for (var k = 0u; k < count; k++) {
-        let jj = j - k;
-        let base = (k * tiles_n + g) * OUTS;
-        // u = K z_{j+1} + b; s = sigma'(u) h ybar; zbar += K^T s; y_j = y_{j+1} - h sigma(u)
-        // (updated at once, which ends u's life before the products).
-        stage(0u, r, c, z);
-        workgroupBarrier();
-        let u = add_bias(product(0u, 1u, jj, r, c), jj, c);
-        stage(1u, r, c, H * dact_times(u, yb));
-        y -= H * act_m(u);
-        workgroupBarrier();
-        zb += product(1u, 0u, jj, r, c);
-        partials(1u, 0u, base, true, li);
-        workgroupBarrier();
-        // c = K^T y_j + b; t = -sigma'(c) h zbar; ybar += K t; z_j = z_{j+1} + h sigma(c).
-        stage(0u, r, c, y);
-        workgroupBarrier();
-        let cv = add_bias(product(0u, 0u, jj, r, c), jj, c);
-        stage(1u, r, c, -H * dact_times(cv, zb));
-        z += H * act_m(cv);
-        workgroupBarrier();
-        yb += product(1u, 1u, jj, r, c);
-        partials(0u, 1u, base, false, li);
-        workgroupBarrier();
+    for (var tt = 0u; tt < TPW; tt++) {
+        let tile = g * TPW + tt;
+        if tile >= tiles_n {
+            break;
+        }
+        let s0 = tile * BM + 4u * r;
+        var y = load(false, 0u, s0, c);
+        var z = load(false, 1u, s0, c);
+        var yb = load(true, 0u, s0, c);
+        var zb = load(true, 1u, s0, c);
+        for (var k = 0u; k < count; k++) {
+            let jj = j - k;
+            let base = (k * groups + g) * OUTS;
+            // u = K z_{j+1} + b; s = sigma'(u) h ybar; zbar += K^T s; y_j = y_{j+1} - h sigma(u)
+            // (updated at once, which ends u's life before the products).
+            stage(0u, r, c, z);
+            workgroupBarrier();
+            let u = add_bias(product(0u, 1u, jj, r, c), jj, c);
+            stage(1u, r, c, H * dact_times(u, yb));
+            y -= H * act_m(u);
+            workgroupBarrier();
+            zb += product(1u, 0u, jj, r, c);
+            partials(1u, 0u, base, tt == 0u, li);
+            workgroupBarrier();
+            // c = K^T y_j + b; t = -sigma'(c) h zbar; ybar += K t; z_j = z_{j+1} + h sigma(c).
+            stage(0u, r, c, y);
+            workgroupBarrier();
+            let cv = add_bias(product(0u, 0u, jj, r, c), jj, c);
+            stage(1u, r, c, -H * dact_times(cv, zb));
+            z += H * act_m(cv);
+            workgroupBarrier();
+            yb += product(1u, 1u, jj, r, c);
+            partials(0u, 1u, base, false, li);
+            workgroupBarrier();
+        }
+        store(false, 0u, s0, c, y);
+        store(false, 1u, s0, c, z);
+        store(true, 0u, s0, c, yb);
+        store(true, 1u, s0, c, zb);
     }
-    store(false, 0u, s0, c, y);
-    store(false, 1u, s0, c, z);
-    store(true, 0u, s0, c, yb);
-    store(true, 1u, s0, c, zb);
 }

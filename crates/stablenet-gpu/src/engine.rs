@@ -94,6 +94,8 @@ struct Red {
     from_step: bool,
     /// Steps the job reduces (an adjoint block when fused; else 1).
     block: u32,
+    /// The partials come from the tiled steps: reduce_tiles finishes them.
+    tiled: bool,
 }
 
 pub struct GpuNet {
@@ -122,6 +124,7 @@ pub struct GpuNet {
     net: NetPipes,
     reduce_partial: wgpu::ComputePipeline,
     reduce_finish: wgpu::ComputePipeline,
+    reduce_tiles: Option<wgpu::ComputePipeline>,
     regularize: Option<wgpu::ComputePipeline>,
     optim: Option<wgpu::ComputePipeline>,
     // bind groups
@@ -336,6 +339,7 @@ impl GpuNet {
             bias: if m.flags & WITH_BIAS != 0 { m.rows } else { 0 },
             from_step: m.flags & TILE_PARTIALS != 0,
             block: m.block.max(1),
+            tiled: tiled && m.flags & TILE_PARTIALS != 0,
         };
         let rs = if euler { 0 } else { HAS_RS };
         let anti = if cfg.integrator == Integrator::Antisym { ANTISYM } else { 0 };
@@ -492,12 +496,14 @@ impl GpuNet {
                 ("H", h),
                 ("SPD", spd as f64),
                 ("TBLOCK", block as f64),
+                ("TPW", plan.tpw as f64),
             ];
             (pipe(&pl_tile, &m, "tile_forward", &consts), pipe(&pl_tile, &m, "tile_adjoint", &consts))
         });
         let wg = [("WG", WG as f64)];
         let reduce_partial = pipe(&pl_red, &red_mod, "reduce_partial", &wg);
         let reduce_finish = pipe(&pl_red, &red_mod, "reduce_finish", &wg);
+        let reduce_tiles = tiled.then(|| pipe(&pl_red, &red_mod, "reduce_tiles", &wg));
         let (mut regularize, mut optim) = (None, None);
         if let Some(hp) = hyper {
             hp.optimizer.validate()?;
@@ -596,6 +602,7 @@ impl GpuNet {
             net,
             reduce_partial,
             reduce_finish,
+            reduce_tiles,
             regularize,
             optim,
             bg_net,
@@ -708,9 +715,11 @@ impl GpuNet {
         (x, g.div_ceil(x))
     }
 
-    /// The tiled kernels' grid: one workgroup per tile of 4 rq examples.
-    fn tile_grid(&self, n: u32) -> (u32, u32) {
-        self.grid_of(n.div_ceil(4 * self.plan.rq.max(1)))
+    /// The tiled forward's grid: one workgroup per tile of 4 rq examples; the adjoint's: one
+    /// per `tpw` tiles.
+    fn tile_grid(&self, n: u32, adjoint: bool) -> (u32, u32) {
+        let tiles = n.div_ceil(4 * self.plan.rq.max(1));
+        self.grid_of(if adjoint { tiles.div_ceil(self.plan.tpw.max(1)) } else { tiles })
     }
 
     fn dispatch(&self, pass: &mut wgpu::ComputePass, pipe: &wgpu::ComputePipeline, meta: u32, x: u32, y: u32) {
@@ -726,8 +735,16 @@ impl GpuNet {
             self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc) + groups(r.bias), n.div_ceil(CHUNK));
         }
         // reduce_finish: one workgroup per output (and step of the block).
-        let (x, y) = self.grid_of((r.rc + r.bias) * r.block);
-        self.dispatch(pass, &self.reduce_finish, r.meta, x, y);
+        let outputs = (r.rc + r.bias) * r.block;
+        if let Some(p) = self.reduce_tiles.as_ref().filter(|_| r.tiled) {
+            // reduce_tiles: 64 outputs per workgroup.
+            let (x, y) = self.grid_of(outputs.div_ceil(64));
+            self.dispatch(pass, p, r.meta, x, y);
+        } else {
+            // reduce_finish: one workgroup per output (and step of the block).
+            let (x, y) = self.grid_of(outputs);
+            self.dispatch(pass, &self.reduce_finish, r.meta, x, y);
+        }
     }
 
     /// Records the operator build (resnet/antisym, tiled), the opening layer and the forward
@@ -744,7 +761,7 @@ impl GpuNet {
         self.dispatch(pass, &net.advance, self.m_first, 1, 1);
         for _ in 0..self.forward_dispatches {
             if let Some((forward, _, bg)) = &self.tiled {
-                let (tx, ty) = self.tile_grid(n);
+                let (tx, ty) = self.tile_grid(n, false);
                 pass.set_bind_group(0, bg, &[]);
                 self.dispatch(pass, forward, self.m_plain, tx, ty);
                 pass.set_bind_group(0, &self.bg_net, &[]);
@@ -804,7 +821,7 @@ impl GpuNet {
                 let block = self.plan.block as usize;
                 for i in 0..self.cfg.steps.div_ceil(block) {
                     if let Some((_, adjoint, bg)) = &self.tiled {
-                        let (tx, ty) = self.tile_grid(n);
+                        let (tx, ty) = self.tile_grid(n, true);
                         pass.set_bind_group(0, bg, &[]);
                         self.dispatch(pass, adjoint, self.m_adjoint[i % 2], tx, ty);
                     } else {

@@ -22,6 +22,10 @@ const MAX_ADJ_BLOCK: u32 = 32;
 const TILED_PARTIALS: u64 = 16 << 20;
 /// Largest tiled workgroup: 256 invocations of 4 x 4 blocks.
 const TILED_INVOCATIONS: u32 = 256;
+/// About how many workgroups the tiled adjoint launches; each takes as many consecutive tiles
+/// as that needs and keeps one partial for them all. Two per SM of a large GPU (an H100 has
+/// 132), so that the partials stay few (17 MB a step at the wide workload, not 67).
+const TILED_GROUPS: u32 = 256;
 
 /// How the integrator's steps run on the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +75,8 @@ pub(crate) struct Plan {
     pub spd: u32,
     /// Tiled: example quads per tile (verlet_tiled.wgsl RQ); 0 otherwise.
     pub rq: u32,
+    /// Tiled: tiles per adjoint workgroup (verlet_tiled.wgsl TPW); 0 otherwise.
+    pub tpw: u32,
     /// Examples per partial sum of the adjoint (0 for PerExample: its reductions chunk them).
     pub per_partial: u32,
     /// Floats of the adjoint's partial sums (0 for PerExample).
@@ -154,6 +160,7 @@ impl Plan {
             block: 1,
             spd: (LOOP_BUDGET / (2 * w * w)).max(1),
             rq: 0,
+            tpw: 0,
             per_partial: 0,
             partials: 0,
             tf_len: 0,
@@ -178,15 +185,18 @@ impl Plan {
                 let db = shaders::gradient_block(cfg.width, rq as usize) as u32;
                 let blocks = (wp / db).pow(2).div_ceil(cq * rq);
                 let per_step = wp + 2 * (blocks * (rq + 16) + rq + 4);
-                let tiles = nmax.div_ceil(4 * rq) as u64;
-                let by_memory = (TILED_PARTIALS / (tiles * outs)).clamp(1, MAX_ADJ_BLOCK as u64) as u32;
-                let block = by_memory.min(LOOP_BUDGET / per_step).max(1);
+                let tiles = nmax.div_ceil(4 * rq);
+                let tpw = tiles.div_ceil(TILED_GROUPS);
+                let groups = tiles.div_ceil(tpw) as u64;
+                let by_memory = (TILED_PARTIALS / (groups * outs)).clamp(1, MAX_ADJ_BLOCK as u64) as u32;
+                let block = by_memory.min(LOOP_BUDGET / (tpw * per_step)).max(1);
                 Plan {
                     block,
                     spd: (LOOP_BUDGET / (wp / 2 + 1)).min(64),
                     rq,
-                    per_partial: 4 * rq,
-                    partials: block as u64 * tiles * outs,
+                    tpw,
+                    per_partial: 4 * rq * tpw,
+                    partials: block as u64 * groups * outs,
                     ..plain
                 }
             }

@@ -9,7 +9,7 @@ fn every_kernel_matches_its_cpu_twin() {
     println!("{}", table(&rows));
     assert!(rows.len() > 80, "every case produced its rows");
     // Every hamiltonian case also ran the tiled steps (verlet_tiled.wgsl).
-    let tiled = rows.iter().filter(|r| r.kernels.starts_with("tile_adjoint, reduce_finish")).count();
+    let tiled = rows.iter().filter(|r| r.kernels.starts_with("tile_adjoint, reduce_tiles")).count();
     assert!(tiled >= 8, "{tiled} hamiltonian cases ran the tiled steps");
     let failed: Vec<_> = rows.iter().filter(|r| !r.ok()).collect();
     assert!(failed.is_empty(), "beyond tolerance: {failed:#?}");

@@ -1,147 +1,6 @@
 // verlet_tiled.wgsl — the Hamiltonian (Verlet) step and its reverse-time adjoint for wider
-// nets (MODEL.md sections 2-4), with a workgroup stepping a tile of BM examples together, so
-// every matrix-vector product of the step becomes a matrix product of the tile. verlet.wgsl
-// keeps one example per invocation, which is best for narrow nets; at w = 32 and 128 its
-// products read K_j one scalar at a time for each example and spilled their vectors
-// (H100: 0.25x and 0.03x of PyTorch's time).
+// nets (MODEL.md sections 2-4), a tile of examples per workgroup (tiles.wgsl).
 // CPU twin: stablenet_core::integrators::verlet (the same arithmetic as verlet.wgsl).
-//
-// Tiles: invocation li owns examples 4r .. 4r + 3 (r = li % RQ) of the tile and components
-// 4c .. 4c + 3 (c = li / RQ) of the padded width WP (a multiple of 4): a mat4x4 per quantity,
-// column q for component 4c + q, row e for example 4r + e. The padding is exact: K, b are 0
-// there, so the padded components stay 0 (sigma(0) = 0), and examples past the batch load 0,
-// so their factors are 0 and add nothing to the gradient sums.
-// W, WP, RQ and DB are constants the host puts before these sources (shaders::verlet_tiled).
-//
-// Binding table (group 0):
-//   0  ops     read  K_j, b_j padded (network.wgsl build_ops): in vec4 units, M_{j,m}[k][4c..]
-//                    at ((j * 2 + m) * WP + k) * CQ + c, with M_{j,0} = K_j and M_{j,1} = K_j^T;
-//                    then b_j[4c..] at OPS_B + j * CQ + c
-//   1  st      rw    states [2][NMAX][W]: y, z (network.wgsl)
-//   2  acc     rw    adjoints [3][NMAX][W]: ybar, zbar in slots 0, 1
-//   3  tpart   rw    partial sums of dK_j, db_j: [step of the block][workgroup][W * W + W],
-//                    which reduce_tiles adds in a fixed order (reduce.wgsl)
-//   4  cursor  rw    [2] step cursors (network.wgsl)
-
-const CQ: u32 = WP / 4u;
-const BM: u32 = 4u * RQ;
-const TWG: u32 = CQ * RQ;
-const OUTS: u32 = W * W + W;
-
-override N: u32;
-override NMAX: u32;
-override H: f32;
-override SLOT: u32 = NMAX * W;
-override OPS_B: u32 = N * 2u * WP * CQ;
-// Steps per forward dispatch, and adjoint steps per dispatch (each with its partial slot).
-override SPD: u32 = 1u;
-override TBLOCK: u32 = 1u;
-// Tiles per adjoint workgroup (consecutive ones), whose gradient sums share its partials: at
-// wide nets one partial per tile of 32 examples was 67 MB per step.
-override TPW: u32 = 1u;
-
-@group(0) @binding(0) var<storage, read> ops: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> st: array<f32>;
-@group(0) @binding(2) var<storage, read_write> acc: array<f32>;
-@group(0) @binding(3) var<storage, read_write> tpart: array<f32>;
-@group(0) @binding(4) var<storage, read_write> cursor: array<u32>;
-
-// Two operand tiles, [tile][k][r]: component k of examples 4r .. 4r + 3 as one vec4.
-var<workgroup> tiles: array<vec4<f32>, 2u * WP * RQ>;
-var<workgroup> top: u32;
-
-// Puts a quantity of the invocation's block into tile t.
-fn stage(t: u32, r: u32, c: u32, m: mat4x4<f32>) {
-    let at = (t * WP + 4u * c) * RQ + r;
-    tiles[at] = m[0];
-    tiles[at + RQ] = m[1];
-    tiles[at + 2u * RQ] = m[2];
-    tiles[at + 3u * RQ] = m[3];
-}
-
-// X M_{j,m} for the invocation's block, X the tile t: sum over k of X[e][k] M[k][4c + q].
-// Four k at a time, as a 4x4 matrix product the driver turns into 64 FMAs.
-fn product(t: u32, m: u32, j: u32, r: u32, c: u32) -> mat4x4<f32> {
-    var a = mat4x4<f32>();
-    let x0 = t * WP * RQ + r;
-    let m0 = (j * 2u + m) * WP * CQ + c;
-    for (var k = 0u; k < WP; k += 4u) {
-        let x = mat4x4<f32>(
-            tiles[x0 + k * RQ],
-            tiles[x0 + (k + 1u) * RQ],
-            tiles[x0 + (k + 2u) * RQ],
-            tiles[x0 + (k + 3u) * RQ],
-        );
-        let rows = mat4x4<f32>(
-            ops[m0 + k * CQ],
-            ops[m0 + (k + 1u) * CQ],
-            ops[m0 + (k + 2u) * CQ],
-            ops[m0 + (k + 3u) * CQ],
-        );
-        a += x * transpose(rows);
-    }
-    return a;
-}
-
-fn add_bias(m: mat4x4<f32>, j: u32, c: u32) -> mat4x4<f32> {
-    let b = ops[OPS_B + j * CQ + c];
-    return mat4x4<f32>(m[0] + b.x, m[1] + b.y, m[2] + b.z, m[3] + b.w);
-}
-
-fn act_m(m: mat4x4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(act4(m[0]), act4(m[1]), act4(m[2]), act4(m[3]));
-}
-
-// sigma'(u) * v, entrywise.
-fn dact_times(u: mat4x4<f32>, v: mat4x4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(dact4(u[0]) * v[0], dact4(u[1]) * v[1], dact4(u[2]) * v[2], dact4(u[3]) * v[3]);
-}
-
-// Entry (s, i) of a [NMAX][W] slot of st (acc with `adj`); 0 past the batch or the width.
-fn ld(adj: bool, slot: u32, s: u32, i: u32) -> f32 {
-    if s >= batch.n || i >= W {
-        return 0.0;
-    }
-    if adj {
-        return acc[slot * SLOT + s * W + i];
-    }
-    return st[slot * SLOT + s * W + i];
-}
-
-fn ld_col(adj: bool, slot: u32, s0: u32, i: u32) -> vec4<f32> {
-    return vec4<f32>(ld(adj, slot, s0, i), ld(adj, slot, s0 + 1u, i), ld(adj, slot, s0 + 2u, i), ld(adj, slot, s0 + 3u, i));
-}
-
-fn load(adj: bool, slot: u32, s0: u32, c: u32) -> mat4x4<f32> {
-    let i = 4u * c;
-    return mat4x4<f32>(ld_col(adj, slot, s0, i), ld_col(adj, slot, s0, i + 1u), ld_col(adj, slot, s0, i + 2u), ld_col(adj, slot, s0, i + 3u));
-}
-
-fn put(adj: bool, slot: u32, s: u32, i: u32, v: f32) {
-    if s >= batch.n || i >= W {
-        return;
-    }
-    if adj {
-        acc[slot * SLOT + s * W + i] = v;
-    } else {
-        st[slot * SLOT + s * W + i] = v;
-    }
-}
-
-fn put_col(adj: bool, slot: u32, s0: u32, i: u32, v: vec4<f32>) {
-    put(adj, slot, s0, i, v.x);
-    put(adj, slot, s0 + 1u, i, v.y);
-    put(adj, slot, s0 + 2u, i, v.z);
-    put(adj, slot, s0 + 3u, i, v.w);
-}
-
-fn store(adj: bool, slot: u32, s0: u32, c: u32, m: mat4x4<f32>) {
-    let i = 4u * c;
-    put_col(adj, slot, s0, i, m[0]);
-    put_col(adj, slot, s0, i + 1u, m[1]);
-    put_col(adj, slot, s0, i + 2u, m[2]);
-    put_col(adj, slot, s0, i + 3u, m[3]);
-}
 
 // Steps cursor[0] .. cursor[0] + SPD - 1 (at most N) for the tile's examples:
 // z -= h sigma(K^T y + b); y += h sigma(K z + b).
@@ -174,92 +33,6 @@ fn tile_forward(
     }
     store(false, 0u, s0, c, y);
     store(false, 1u, s0, c, z);
-}
-
-// Adds v[q] to partial row `row`, columns b0 + q < W for q < len (the first round writes).
-fn put_partial(row: u32, b0: u32, len: u32, v: vec4<f32>, first: bool) {
-    let n = min(W - min(b0, W), len);
-    for (var q = 0u; q < n; q++) {
-        if first {
-            tpart[row + b0 + q] = v[q];
-        } else {
-            tpart[row + b0 + q] += v[q];
-        }
-    }
-}
-
-// One round of the tile's gradient sums: dK[a][b] += sum_e A[e][a] B[e][b] for A the tile
-// ta and B the tile tb, and db[a] += sum_e B'[e][a] for B' the tile 1 (round one: P Q^T and
-// P; round two: R S^T and S). DB x DB blocks of dK over the invocations (DB = 4, 2 or 1, the
-// largest that gives every invocation a block); each block and db quad keeps its invocation
-// in both rounds, which reads back what it wrote, so the sums need no barrier and run in a
-// fixed order. Neighbouring invocations read rows a multiple of 2 RQ vec4 apart, the same
-// banks of workgroup memory, so each starts its examples at its own offset (skew).
-fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
-    let nb = WP / DB;
-    let skew = li % RQ;
-    for (var blk = li; blk < nb * nb; blk += TWG) {
-        let a0 = blk / nb * DB;
-        let b0 = blk % nb * DB;
-        let pa = (ta * WP + a0) * RQ;
-        let pb = (tb * WP + b0) * RQ;
-        if DB == 4u {
-            var m = mat4x4<f32>();
-            for (var i = 0u; i < RQ; i++) {
-                let e = skewed(i, skew);
-                let a = mat4x4<f32>(tiles[pa + e], tiles[pa + RQ + e], tiles[pa + 2u * RQ + e], tiles[pa + 3u * RQ + e]);
-                let b = mat4x4<f32>(tiles[pb + e], tiles[pb + RQ + e], tiles[pb + 2u * RQ + e], tiles[pb + 3u * RQ + e]);
-                m += transpose(a) * b;
-            }
-            // m[bb][aa] = dK[a0 + aa][b0 + bb]: rows of dK are the columns of m^T.
-            let mt = transpose(m);
-            put_row(base, a0, b0, mt[0], first);
-            put_row(base, a0 + 1u, b0, mt[1], first);
-            put_row(base, a0 + 2u, b0, mt[2], first);
-            put_row(base, a0 + 3u, b0, mt[3], first);
-        } else if DB == 2u {
-            var m = vec4<f32>();
-            for (var i = 0u; i < RQ; i++) {
-                let e = skewed(i, skew);
-                let x0 = tiles[pa + e];
-                let x1 = tiles[pa + RQ + e];
-                let y0 = tiles[pb + e];
-                let y1 = tiles[pb + RQ + e];
-                m += vec4<f32>(dot(x0, y0), dot(x0, y1), dot(x1, y0), dot(x1, y1));
-            }
-            put_row(base, a0, b0, vec4<f32>(m.xy, 0.0, 0.0), first);
-            put_row(base, a0 + 1u, b0, vec4<f32>(m.zw, 0.0, 0.0), first);
-        } else {
-            var m = 0.0;
-            for (var i = 0u; i < RQ; i++) {
-                let e = skewed(i, skew);
-                m += dot(tiles[pa + e], tiles[pb + e]);
-            }
-            put_row(base, a0, b0, vec4<f32>(m, 0.0, 0.0, 0.0), first);
-        }
-    }
-    if li < CQ {
-        let p = (WP + 4u * li) * RQ;
-        var v = vec4<f32>();
-        for (var i = 0u; i < RQ; i++) {
-            let e = skewed(i, skew);
-            let ones = vec4<f32>(1.0);
-            v += vec4<f32>(dot(tiles[p + e], ones), dot(tiles[p + RQ + e], ones), dot(tiles[p + 2u * RQ + e], ones), dot(tiles[p + 3u * RQ + e], ones));
-        }
-        put_partial(base + W * W, 4u * li, 4u, v, first);
-    }
-}
-
-// Example quad i + skew of the tile, wrapped.
-fn skewed(i: u32, skew: u32) -> u32 {
-    return select(i + skew, i + skew - RQ, i + skew >= RQ);
-}
-
-// Row a of a DB-wide block of dK at column b0 (v's first DB entries); nothing past the width.
-fn put_row(base: u32, a: u32, b0: u32, v: vec4<f32>, first: bool) {
-    if a < W {
-        put_partial(base + a * W, b0, DB, v, first);
-    }
 }
 
 // Adjoint steps j = cursor[job.cur], j - 1, .. (min(TBLOCK, j + 1) of them) of the examples
@@ -311,6 +84,7 @@ fn tile_adjoint(
             workgroupBarrier();
             zb += product(1u, 0u, jj, r, c);
             partials(1u, 0u, base, tt == 0u, li);
+            bias_sums(1u, base, tt == 0u, li);
             workgroupBarrier();
             // c = K^T y_j + b; t = -sigma'(c) h zbar; ybar += K t; z_j = z_{j+1} + h sigma(c).
             stage(0u, r, c, y);
@@ -321,6 +95,7 @@ fn tile_adjoint(
             workgroupBarrier();
             yb += product(1u, 1u, jj, r, c);
             partials(0u, 1u, base, false, li);
+            bias_sums(1u, base, false, li);
             workgroupBarrier();
         }
         store(false, 0u, s0, c, y);

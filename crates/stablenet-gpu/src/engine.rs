@@ -138,7 +138,7 @@ pub struct GpuNet {
     /// Device bytes by buffer, parameter-shaped buffers marked (for the memory reports).
     memory: Vec<(&'static str, u64, bool)>,
     plan: Plan,
-    /// Tiled steps: their pipelines and bind group (verlet_tiled.wgsl).
+    /// Tiled steps: their pipelines and bind group (tiles.wgsl).
     tiled: Option<(wgpu::ComputePipeline, wgpu::ComputePipeline, wgpu::BindGroup)>,
     /// Floats build_ops writes (resnet/antisym operators, tiled K_j, K_j^T, b_j).
     ops_len: u32,
@@ -488,7 +488,8 @@ impl GpuNet {
             build_ops: (euler || tiled).then(|| pipe(&pl_net, &net_mod, "build_ops", &net_consts)),
         };
         let tile_pipes = tiled.then(|| {
-            let m = module("verlet_tiled", shaders::verlet_tiled(cfg.width, plan.rq as usize));
+            let src = shaders::tiled(cfg.integrator, cfg.width, plan.rq as usize).expect("the plan has tiled steps");
+            let m = module("tiled steps", src);
             let consts = [
                 ("ACT", act),
                 ("N", n as f64),

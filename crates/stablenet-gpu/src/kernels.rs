@@ -13,7 +13,7 @@ pub(crate) const LOOP_BUDGET: u32 = 16384;
 /// What a software adapter may run at most: lavapipe's 65535, less a margin for the loops
 /// around the counted ones.
 const LOOP_LIMIT: u32 = 60000;
-/// Most adjoint steps per dispatch (network.wgsl ADJ_BLOCK, verlet_tiled.wgsl TBLOCK): each
+/// Most adjoint steps per dispatch (network.wgsl ADJ_BLOCK, tiles.wgsl TBLOCK): each
 /// has a slot of partial sums, so this bounds their memory; 32 makes the two dispatches of a
 /// block cheap beside its steps.
 const MAX_ADJ_BLOCK: u32 = 32;
@@ -38,9 +38,9 @@ pub enum StepKernels {
     /// pass summed in workgroup memory (network.wgsl tile_partials). The latency of dependent
     /// dispatches and loads bounds a narrow step.
     Fused,
-    /// Hamiltonian nets, the default when not narrow: a workgroup steps a tile of examples as
-    /// matrix products (verlet_tiled.wgsl), blocks of adjoint steps per dispatch with each
-    /// tile's partial gradient sums.
+    /// Hamiltonian and leapfrog nets, the default when not narrow: a workgroup steps a tile
+    /// of examples as matrix products (tiles.wgsl), blocks of adjoint steps per dispatch with
+    /// each workgroup's partial gradient sums.
     Tiled,
 }
 
@@ -73,9 +73,9 @@ pub(crate) struct Plan {
     pub block: u32,
     /// Forward steps per dispatch.
     pub spd: u32,
-    /// Tiled: example quads per tile (verlet_tiled.wgsl RQ); 0 otherwise.
+    /// Tiled: example quads per tile (tiles.wgsl RQ); 0 otherwise.
     pub rq: u32,
-    /// Tiled: tiles per adjoint workgroup (verlet_tiled.wgsl TPW); 0 otherwise.
+    /// Tiled: tiles per adjoint workgroup (tiles.wgsl TPW); 0 otherwise.
     pub tpw: u32,
     /// Examples per partial sum of the adjoint (0 for PerExample: its reductions chunk them).
     pub per_partial: u32,
@@ -117,9 +117,10 @@ impl Plan {
             TILED_INVOCATIONS.min(lim.max_compute_invocations_per_workgroup).min(lim.max_compute_workgroup_size_x);
         let rq = (invocations / cq).min(shared.saturating_sub(16) / (32 * wp)).min(64);
         let hamiltonian = cfg.integrator == Integrator::Hamiltonian;
+        let reversible = cfg.integrator.is_reversible();
         let kernels = match choice {
             None if narrow && fused_block >= 1 => StepKernels::Fused,
-            None if hamiltonian && rq >= 1 => StepKernels::Tiled,
+            None if reversible && rq >= 1 => StepKernels::Tiled,
             None => StepKernels::PerExample,
             Some(StepKernels::Fused) => {
                 ensure!(narrow, "the fused adjoint reduction needs w^2 + w <= {}, the model has w = {w}", 2 * WG);
@@ -132,7 +133,11 @@ impl Plan {
                 StepKernels::Fused
             }
             Some(StepKernels::Tiled) => {
-                ensure!(hamiltonian, "tiled steps exist for the hamiltonian integrator only, not {}", cfg.integrator);
+                ensure!(
+                    reversible,
+                    "tiled steps exist for the hamiltonian and leapfrog integrators only, not {}",
+                    cfg.integrator
+                );
                 ensure!(
                     rq >= 1,
                     "tiled steps at w = {w} need {} bytes of workgroup memory and {cq} invocations per \

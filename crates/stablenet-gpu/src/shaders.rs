@@ -7,7 +7,9 @@ pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 pub const NETWORK: &str = include_str!("../../../shaders/network.wgsl");
 pub const RESNET: &str = include_str!("../../../shaders/resnet.wgsl");
 pub const VERLET: &str = include_str!("../../../shaders/verlet.wgsl");
+pub const TILES: &str = include_str!("../../../shaders/tiles.wgsl");
 pub const VERLET_TILED: &str = include_str!("../../../shaders/verlet_tiled.wgsl");
+pub const LEAPFROG_TILED: &str = include_str!("../../../shaders/leapfrog_tiled.wgsl");
 pub const LEAPFROG: &str = include_str!("../../../shaders/leapfrog.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 pub const OPTIM: &str = include_str!("../../../shaders/optim.wgsl");
@@ -62,26 +64,31 @@ pub fn network(integrator: Integrator, width: usize, tf_len: usize, kc_len: usiz
     if width <= MAX_UNROLL { unroll(&src, width) } else { src }
 }
 
-/// The width W and the padded width WP (a multiple of 4, for verlet_tiled.wgsl's vec4 blocks)
+/// The width W and the padded width WP (a multiple of 4, for tiles.wgsl's vec4 blocks)
 /// as WGSL constants.
 fn widths(width: usize) -> String {
     format!("const W: u32 = {width}u;\nconst WP: u32 = {}u;\n", padded(width))
 }
 
-/// The width padded to a multiple of 4 (verlet_tiled.wgsl).
+/// The width padded to a multiple of 4 (tiles.wgsl).
 pub fn padded(width: usize) -> usize {
     width.div_ceil(4) * 4
 }
 
-/// The Hamiltonian steps of wider nets, a workgroup stepping a tile of `4 rq` examples
-/// together (verlet_tiled.wgsl); `rq` is a source constant because it sizes the workgroup's
-/// tiles.
-pub fn verlet_tiled(width: usize, rq: usize) -> String {
+/// The tiled steps of wider nets, a workgroup stepping a tile of `4 rq` examples together
+/// (tiles.wgsl with verlet_tiled.wgsl or leapfrog_tiled.wgsl); `rq` is a source constant
+/// because it sizes the workgroup's tiles. None for the integrators without them.
+pub fn tiled(integrator: Integrator, width: usize, rq: usize) -> Option<String> {
+    let steps = match integrator {
+        Integrator::Hamiltonian => VERLET_TILED,
+        Integrator::Leapfrog => LEAPFROG_TILED,
+        Integrator::Resnet | Integrator::Antisym => return None,
+    };
     let consts = format!("{}const RQ: u32 = {rq}u;\nconst DB: u32 = {}u;", widths(width), gradient_block(width, rq));
-    [consts.as_str(), COMMON, VERLET_TILED].join("\n")
+    Some([consts.as_str(), COMMON, TILES, steps].join("\n"))
 }
 
-/// The edge of the blocks of dK_j that verlet_tiled.wgsl gives each invocation: 4, 2 or 1,
+/// The edge of the blocks of dK_j that tiles.wgsl gives each invocation: 4, 2 or 1,
 /// the largest with a block for every invocation (at w = 32, 4 x 4 blocks would idle three
 /// quarters of them).
 pub fn gradient_block(width: usize, rq: usize) -> usize {
@@ -176,8 +183,11 @@ pub fn all_modules() -> Vec<(String, String)> {
             (format!("network+{}", i.name()), network(*i, 8, tf, kc))
         })
         .collect();
-    out.push(("verlet_tiled".into(), verlet_tiled(32, 32)));
-    out.push(("verlet_tiled (w = 13)".into(), verlet_tiled(13, 7)));
+    for i in [Integrator::Hamiltonian, Integrator::Leapfrog] {
+        for (w, rq) in [(32, 32), (13, 7), (128, 8)] {
+            out.push((format!("tiles+{} (w = {w})", i.name()), tiled(i, w, rq).expect("tiled steps")));
+        }
+    }
     out.push(("reduce".into(), reduce()));
     out.push(("optim".into(), optim()));
     out.push(("image".into(), image()));

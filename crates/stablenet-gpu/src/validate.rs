@@ -231,8 +231,9 @@ pub fn check_training(req: &DeviceRequest) -> Result<Vec<Row>> {
             runs.push((integrator, opt, 8));
         }
     }
-    // Tiled steps by default (verlet_tiled.wgsl).
+    // Tiled steps by default (tiles.wgsl).
     runs.push((Integrator::Hamiltonian, OptimizerKind::adam(0.01)?, 12));
+    runs.push((Integrator::Leapfrog, OptimizerKind::adam(0.01)?, 12));
     for (integrator, opt, width) in runs {
         let cfg = ModelConfig {
             d: 2,

@@ -101,10 +101,12 @@ fn step_kernels_by_default_and_forced() {
         assert!(err.to_string().contains("software adapter"), "{err}");
     }
     assert_eq!(kernels(&widest, None).unwrap(), StepKernels::Tiled);
-    let leap = ModelConfig { integrator: Integrator::Leapfrog, ..wide };
-    assert_eq!(kernels(&leap, None).unwrap(), StepKernels::PerExample);
-    let err = kernels(&leap, Some(StepKernels::Tiled)).expect_err("leapfrog has no tiled steps");
-    assert!(err.to_string().contains("hamiltonian integrator only"), "{err}");
+    let leap = ModelConfig { integrator: Integrator::Leapfrog, ..wide.clone() };
+    assert_eq!(kernels(&leap, None).unwrap(), StepKernels::Tiled);
+    let resnet = ModelConfig { integrator: Integrator::Resnet, ..wide };
+    assert_eq!(kernels(&resnet, None).unwrap(), StepKernels::PerExample);
+    let err = kernels(&resnet, Some(StepKernels::Tiled)).expect_err("resnet has no tiled steps");
+    assert!(err.to_string().contains("hamiltonian and leapfrog integrators only"), "{err}");
 }
 
 /// A profiled step is the same training step, its phases in separate passes: the parameters

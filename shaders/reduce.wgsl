@@ -175,16 +175,7 @@ fn reduce_finish(
     let per = select(CHUNK, job.j0, (job.flags & 128u) != 0u);
     let chunks = (batch.n + per - 1u) / per;
     let base = k * chunks * outputs;
-    let anti = (job.flags & 4u) != 0u && e < rc;
-    let t = (e % job.cols) * job.cols + e / job.cols;
-    var v = 0.0;
-    for (var c = li; c < chunks; c += FINISH) {
-        v += partial[base + c * outputs + e];
-        if anti {
-            v -= partial[base + c * outputs + t];
-        }
-    }
-    red[li] = v;
+    red[li] = partial_sum(base, outputs, e, li, FINISH, chunks);
     workgroupBarrier();
     for (var h = FINISH / 2u; h > 0u; h >>= 1u) {
         if li < h {
@@ -195,6 +186,21 @@ fn reduce_finish(
     if li == 0u {
         put_result(x, e, k, j, red[0]);
     }
+}
+
+// Partials c = first, first + step, .. < chunks of output e, in order, from `base`; with
+// flags & 4 (antisym) less those of the transposed entry.
+fn partial_sum(base: u32, outputs: u32, e: u32, first: u32, step: u32, chunks: u32) -> f32 {
+    let anti = (job.flags & 4u) != 0u && e < job.rows * job.cols;
+    let t = (e % job.cols) * job.cols + e / job.cols;
+    var v = 0.0;
+    for (var c = first; c < chunks; c += step) {
+        v += partial[base + c * outputs + e];
+        if anti {
+            v -= partial[base + c * outputs + t];
+        }
+    }
+    return v;
 }
 
 // Writes output e of the block's step k (x = k * outputs + e), summed over the partials, to
@@ -255,17 +261,9 @@ fn reduce_tiles(
     // The last block of the adjoint pass ends at step 0.
     let live = x < outputs * max(job.block, 1u) && k <= j;
     let chunks = (batch.n + job.j0 - 1u) / job.j0;
-    let anti = (job.flags & 4u) != 0u && e < rc;
-    let t = (e % job.cols) * job.cols + e / job.cols;
     var v = 0.0;
     if live {
-        let base = k * chunks * outputs;
-        for (var c = lane; c < chunks; c += TLANES) {
-            v += partial[base + c * outputs + e];
-            if anti {
-                v -= partial[base + c * outputs + t];
-            }
-        }
+        v = partial_sum(k * chunks * outputs, outputs, e, lane, TLANES, chunks);
     }
     tred[li] = v;
     workgroupBarrier();

@@ -49,6 +49,24 @@ override TPW: u32 = 1u;
 var<workgroup> tiles: array<vec4<f32>, 2u * WP * RQ>;
 var<workgroup> top: u32;
 
+// The batch's tiles, and the adjoint's workgroups for them (TPW consecutive tiles each).
+fn batch_tiles() -> u32 {
+    return (batch.n + BM - 1u) / BM;
+}
+
+fn adjoint_groups() -> u32 {
+    return (batch_tiles() + TPW - 1u) / TPW;
+}
+
+// Step cursor `cur` as a workgroup-uniform value (the step loops hold barriers); every
+// invocation of the workgroup calls it.
+fn read_cursor(li: u32, cur: u32) -> u32 {
+    if li == 0u {
+        top = cursor[cur];
+    }
+    return workgroupUniformLoad(&top);
+}
+
 // Puts a quantity of the invocation's block into tile t.
 fn stage(t: u32, r: u32, c: u32, m: mat4x4<f32>) {
     let at = (t * WP + 4u * c) * RQ + r;

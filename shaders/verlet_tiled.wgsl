@@ -14,10 +14,7 @@ fn tile_forward(
     let r = li % RQ;
     let c = li / RQ;
     let s0 = g * BM + 4u * r;
-    if li == 0u {
-        top = cursor[0];
-    }
-    let j0 = workgroupUniformLoad(&top);
+    let j0 = read_cursor(li, 0u);
     let j1 = min(j0 + SPD, N);
     var y = load(false, 0u, s0, c);
     var z = load(false, 1u, s0, c);
@@ -47,8 +44,7 @@ fn tile_adjoint(
     @builtin(local_invocation_index) li: u32,
 ) {
     let g = wid.x + wid.y * nwg.x;
-    let tiles_n = (batch.n + BM - 1u) / BM;
-    let groups = (tiles_n + TPW - 1u) / TPW;
+    let groups = adjoint_groups();
     // The idle workgroups of a 2-D grid's last row (uniform: no barrier is skipped by part of
     // a workgroup).
     if g >= groups {
@@ -56,14 +52,11 @@ fn tile_adjoint(
     }
     let r = li % RQ;
     let c = li / RQ;
-    if li == 0u {
-        top = cursor[job.cur];
-    }
-    let j = workgroupUniformLoad(&top);
+    let j = read_cursor(li, job.cur);
     let count = min(TBLOCK, j + 1u);
     for (var tt = 0u; tt < TPW; tt++) {
         let tile = g * TPW + tt;
-        if tile >= tiles_n {
+        if tile >= batch_tiles() {
             break;
         }
         let s0 = tile * BM + 4u * r;

@@ -235,30 +235,31 @@ impl GpuNet {
             (_, true) => n * (2 * wp * wp + wp),
             _ => 1,
         };
-        let sizes: [(&str, u64); 13] = [
-            ("params", layout.count as u64),
-            ("data x", ndata as u64 * d as u64),
-            ("states", 2 * slot),
-            ("adjoints", 3 * slot),
-            ("gradient factors", fac_len),
-            ("stored states (resnet/antisym keep every state)", store_len),
-            ("operators", ops_len as u64),
-            ("logits", nm * c as u64),
-            ("batch inputs", nm * d as u64),
-            ("reduction partials", partials),
-            ("scratch", tmp_len),
-            ("labels", ndata as u64),
-            ("loss", nm),
+        // Each buffer with what makes it smaller.
+        let batch = "a smaller batch";
+        let stored = "a smaller batch, fewer steps, or a reversible integrator";
+        let sizes: [(&str, u64, &str); 13] = [
+            ("params", layout.count as u64, "a smaller model"),
+            ("data x", ndata as u64 * d as u64, "a smaller data set"),
+            ("states", 2 * slot, batch),
+            ("adjoints", 3 * slot, batch),
+            ("gradient factors", fac_len, batch),
+            ("stored states (resnet/antisym keep every state)", store_len, stored),
+            ("operators", ops_len as u64, "fewer steps or a narrower net"),
+            ("logits", nm * c as u64, batch),
+            ("batch inputs", nm * d as u64, batch),
+            ("reduction partials", partials, batch),
+            ("scratch", tmp_len, batch),
+            ("labels", ndata as u64, "a smaller data set"),
+            ("loss", nm, batch),
         ];
-        for (what, len) in sizes {
+        for (what, len, smaller) in sizes {
             let bytes = 4 * len;
             let cap = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
             if bytes > cap {
                 bail!(
                     "the {what} buffer needs {bytes} bytes, above this adapter's storage binding \
-                     limit of {cap} bytes (max_storage_buffer_binding_size / max_buffer_size); \
-                     use a smaller batch{}",
-                    if euler { ", fewer steps, or a reversible integrator" } else { "" }
+                     limit of {cap} bytes (max_storage_buffer_binding_size / max_buffer_size); use {smaller}"
                 );
             }
         }

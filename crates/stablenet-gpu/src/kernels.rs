@@ -118,9 +118,12 @@ impl Plan {
         let rq = (invocations / cq).min(shared.saturating_sub(16) / (32 * wp)).min(64);
         let hamiltonian = cfg.integrator == Integrator::Hamiltonian;
         let reversible = cfg.integrator.is_reversible();
+        // The tiled steps read K_j, K_j^T and b_j padded, N (2 WP^2 + WP) floats in one binding.
+        let ops_bytes = 4 * cfg.steps as u64 * (2 * wp * wp + wp) as u64;
+        let binding = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
         let kernels = match choice {
             None if narrow && fused_block >= 1 => StepKernels::Fused,
-            None if reversible && rq >= 1 => StepKernels::Tiled,
+            None if reversible && rq >= 1 && ops_bytes <= binding => StepKernels::Tiled,
             None => StepKernels::PerExample,
             Some(StepKernels::Fused) => {
                 ensure!(narrow, "the fused adjoint reduction needs w^2 + w <= {}, the model has w = {w}", 2 * WG);
@@ -137,6 +140,13 @@ impl Plan {
                     reversible,
                     "tiled steps exist for the hamiltonian and leapfrog integrators only, not {}",
                     cfg.integrator
+                );
+                ensure!(
+                    ops_bytes <= binding,
+                    "tiled steps at w = {w}, N = {} read {ops_bytes} bytes of padded K_j, K_j^T, b_j in one \
+                     binding; this adapter allows {binding} (max_storage_buffer_binding_size / max_buffer_size): \
+                     fewer steps, or the per-example kernels",
+                    cfg.steps
                 );
                 ensure!(
                     rq >= 1,
@@ -195,6 +205,15 @@ impl Plan {
                 let groups = tiles.div_ceil(tpw) as u64;
                 let by_memory = (TILED_PARTIALS / (groups * outs)).clamp(1, MAX_ADJ_BLOCK as u64) as u32;
                 let block = by_memory.min(LOOP_BUDGET / (tpw * per_step)).max(1);
+                // Tiles per workgroup grow with the batch; on a software adapter their loops
+                // must stay under its limit (beyond a million examples at w = 128).
+                ensure!(
+                    !software || tpw * per_step <= LOOP_LIMIT,
+                    "a batch of {nmax} examples gives each tiled adjoint workgroup {tpw} tiles, {} loop \
+                     iterations per invocation, more than this software adapter runs (lavapipe stops at \
+                     65535); use smaller batches",
+                    tpw * per_step
+                );
                 Plan {
                     block,
                     spd: (LOOP_BUDGET / (wp / 2 + 1)).min(64),
@@ -206,5 +225,80 @@ impl Plan {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stablenet_core::Activation;
+
+    fn model(integrator: Integrator, width: usize, steps: usize) -> ModelConfig {
+        ModelConfig {
+            d: 2,
+            width,
+            steps,
+            final_time: 1.0,
+            integrator,
+            activation: Activation::Tanh,
+            gamma: 0.0,
+            classes: 3,
+        }
+    }
+
+    /// wgpu's defaults (16 KiB of workgroup memory, 128 MiB bindings), like a small adapter.
+    fn plan(cfg: &ModelConfig, nmax: u32, software: bool, choice: Option<StepKernels>) -> Result<Plan> {
+        Plan::new(cfg, nmax, &wgpu::Limits::default(), software, choice)
+    }
+
+    #[test]
+    fn defaults_by_width_and_integrator() {
+        let kernels = |i, w| plan(&model(i, w, 8), 1024, false, None).unwrap().kernels;
+        assert_eq!(kernels(Integrator::Hamiltonian, 8), StepKernels::Fused);
+        assert_eq!(kernels(Integrator::Hamiltonian, 32), StepKernels::Tiled);
+        assert_eq!(kernels(Integrator::Leapfrog, 128), StepKernels::Tiled);
+        assert_eq!(kernels(Integrator::Antisym, 32), StepKernels::PerExample);
+    }
+
+    /// Where the padded K_j of the tiled steps do not fit one binding, the default falls back
+    /// and forcing them names the limit and what helps.
+    #[test]
+    fn tiled_steps_need_their_operators_to_fit() {
+        let deep = model(Integrator::Leapfrog, 128, 4096); // 539 MB of padded K_j, K_j^T
+        assert_eq!(plan(&deep, 64, false, None).unwrap().kernels, StepKernels::PerExample);
+        let err = plan(&deep, 64, false, Some(StepKernels::Tiled)).unwrap_err().to_string();
+        assert!(err.contains("max_storage_buffer_binding_size") && err.contains("fewer steps"), "{err}");
+    }
+
+    /// lavapipe's loop limit: the per-example Verlet adjoint is refused on software adapters
+    /// from w = 122 (it returned wrong gradients at 127), and so are batches that would give
+    /// a tiled workgroup too many tiles; hardware adapters run both.
+    #[test]
+    fn software_adapters_keep_under_the_loop_limit() {
+        let per_example = Some(StepKernels::PerExample);
+        let ham = |w| model(Integrator::Hamiltonian, w, 4);
+        assert!(plan(&ham(121), 64, true, per_example).is_ok());
+        let err = plan(&ham(122), 64, true, per_example).unwrap_err().to_string();
+        assert!(err.contains("software adapter"), "{err}");
+        assert!(plan(&ham(128), 64, false, per_example).is_ok());
+        let huge = 1 << 21;
+        assert!(plan(&ham(128), huge, true, None).is_err());
+        assert!(plan(&ham(128), huge, false, None).is_ok());
+    }
+
+    /// The tiled adjoint's partials: one per workgroup of `tpw` tiles, about TILED_GROUPS of
+    /// them, and as many examples per partial as reduce_tiles is told (Meta.j0).
+    #[test]
+    fn tiled_partials_cover_the_batch() {
+        for (w, nmax) in [(32, 65536), (128, 32768), (13, 100), (64, 7900)] {
+            let p = plan(&model(Integrator::Hamiltonian, w, 16), nmax, false, Some(StepKernels::Tiled)).unwrap();
+            let tiles = nmax.div_ceil(4 * p.rq);
+            let groups = tiles.div_ceil(p.tpw);
+            assert!(groups <= TILED_GROUPS && (p.tpw == 1 || groups > TILED_GROUPS / 2), "w {w}: {p:?}");
+            assert_eq!(nmax.div_ceil(p.per_partial), groups, "w {w}");
+            let outs = (w * w + w) as u64;
+            assert_eq!(p.partials, p.block as u64 * groups as u64 * outs, "w {w}");
+            assert!(p.block >= 1 && p.block <= MAX_ADJ_BLOCK);
+        }
     }
 }

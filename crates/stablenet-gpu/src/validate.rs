@@ -47,7 +47,8 @@ pub struct Case {
 /// Awkward sizes: batches that are not multiples of the workgroup size (64) or that span
 /// several reduction chunks (256) and run on a 2-D grid, w = 1, odd w, N = 1, N across
 /// adjoint blocks of narrow nets (32 steps, the last one partial), w = 12 (loops unrolled,
-/// adjoint not fused), w = 30 to 128 (hamiltonian: tiled by default, the last tile partial),
+/// adjoint not fused), w = 30 to 128 (tiled by default, the last tile partial, and past 256
+/// tiles two per adjoint workgroup),
 /// and a deep network. Every case also runs each other set of step kernels it can.
 pub fn cases(quick: bool) -> Vec<Case> {
     let mut out = Vec::new();
@@ -66,7 +67,7 @@ pub fn cases(quick: bool) -> Vec<Case> {
         if hamiltonian || !quick {
             out.push(case(Activation::Relu, 3, 128, 3, 4, 70)); // the widest
         }
-        if hamiltonian {
+        if integrator.is_reversible() {
             // Past 256 tiles (lavapipe: 28 examples each), the adjoint's workgroups take two.
             out.push(case(Activation::Tanh, 2, 128, 2, 3, 7900));
         }

@@ -8,7 +8,8 @@
 #      them when the GPU is fast enough), sized from step 1's timing to end inside the budget,
 #      while `xtask validate` (every kernel against its CPU twin) runs beside them.
 # Usage: benches/device/run.sh [BUDGET_SECONDS]   (default 540; everything lands in $OUT)
-#        ONLY=bench benches/device/run.sh [BUDGET]  (after a kernel change: bench and validate)
+#        ONLY=bench benches/device/run.sh [BUDGET]  (after a kernel change: bench, kernels_ab and
+#        validate; 400 leaves the main bench about 140 s, enough for every line)
 # Expects .device/ from benches/device/pack.sh: bin/{stablenet,xtask}.xz, data/*/*.xz, *.deb.
 # A dry run here on lavapipe: SOFTWARE=1 BENCH_ARGS=--quick IMAGE_ARGS="--batches 2"
 #   TRAIN_ARGS="--train-limit 512 --val-limit 256" OUT=/tmp/dev benches/device/run.sh 300
@@ -28,14 +29,17 @@ bench() {
         "${soft[@]}" ${BENCH_ARGS:-} --out "$OUT/bench.jsonl"
     $X bench --summarize "$OUT/bench.jsonl" > /dev/null
 }
-# kernels_ab: the engine alone with other step kernels than its default (GpuNet::with_kernels),
+# kernels_ab: the engine alone with other step kernels than its default (GpuNet::with_options),
 # beside the main run (whose torch lines are the comparison): mid one example per invocation
-# (the kernels before the tiled ones), and the w = 8 rows tiled instead of fused.
+# (the kernels before the tiled ones), the w = 8 rows tiled instead of fused, and mid and wide
+# with the tiled steps sized otherwise (STABLENET_GPU_TILED; the defaults are not tuned yet).
 kernels_ab() {
-    STABLENET_GPU_KERNELS=per-example timeout -s INT 40 $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
-        --only mid --out "$OUT/bench-per-example.jsonl"
-    STABLENET_GPU_KERNELS=tiled timeout -s INT 40 $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
-        --only peaks-small,deep-256,deep-1024 --out "$OUT/bench-tiled.jsonl"
+    engine() { timeout -s INT "$1" $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} --only "$2" --out "$3"; }
+    STABLENET_GPU_KERNELS=per-example engine 30 mid "$OUT/bench-per-example.jsonl"
+    STABLENET_GPU_KERNELS=tiled engine 30 peaks-small,deep-256,deep-1024 "$OUT/bench-tiled.jsonl"
+    for t in invocations=128 groups=512 groups=132 db=4; do
+        STABLENET_GPU_TILED=$t engine 25 mid,wide "$OUT/bench-tuned-${t//=/-}.jsonl"
+    done
 }
 
 main() {
@@ -77,7 +81,7 @@ fi
 if [ "${ONLY:-}" = bench ]; then
     # A rerun after a kernel change: the BENCH.md workloads and validate only.
     stage "bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
-    bench $(($(left) - 160))
+    bench $(($(left) - 250))
     stage "bench: other step kernels"
     kernels_ab
     stage "validate"

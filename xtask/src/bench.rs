@@ -9,7 +9,7 @@ use stablenet_core::data::Dataset;
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
 use stablenet_core::{Activation, Integrator, ModelConfig, Params, Rng, TrainConfig, Trainer};
-use stablenet_gpu::{Gpu, GpuNet, Hyper, StepKernels};
+use stablenet_gpu::{Gpu, GpuNet, Hyper, KernelOptions, StepKernels, TiledTuning};
 use std::cell::RefCell;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -183,8 +183,9 @@ struct Stepper {
     /// Bytes of every other buffer the engine holds, counted exactly (`work_bytes`); asked
     /// after the timed steps, once the engine has seen the batch.
     work_bytes: Box<dyn Fn() -> u64>,
-    /// GPU: the kernels that stepped the integrator (`gpu_kernels`: `StepKernels::name`).
-    kernels: Option<&'static str>,
+    /// GPU: the kernels that stepped the integrator (`gpu_kernels`: `StepKernels::name`) and
+    /// their sizes (`gpu_kernel_sizes`: `GpuNet::kernel_sizes`).
+    kernels: Option<(&'static str, String)>,
     step: StepFn,
     /// GPU: one more step with its phases timed on the device (`gpu_phases_s`).
     profile: Option<ProfileFn>,
@@ -220,24 +221,31 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
 /// `STABLENET_GPU_KERNELS=per-example|fused|tiled` (unset or `auto`: the engine's choice)
 /// forces the kernels that step the integrator (`GpuNet::with_kernels`), to time them side by
 /// side on a device; `fused` exists for narrow nets only (w^2 + w <= 128), `tiled` for the
-/// hamiltonian integrator only, and a workload they cannot run fails with the reason.
-fn gpu_kernels() -> Result<Option<StepKernels>> {
-    match std::env::var("STABLENET_GPU_KERNELS").as_deref() {
-        Err(_) | Ok("") => Ok(None),
-        Ok(v) => StepKernels::parse(v).map_err(|e| anyhow::anyhow!("STABLENET_GPU_KERNELS: {e}")),
-    }
+/// hamiltonian and leapfrog integrators, and a workload they cannot run fails with the reason.
+/// `STABLENET_GPU_TILED=invocations=N,groups=N,db=N` sizes the tiled steps otherwise than by
+/// default (`TiledTuning`), for the same purpose.
+fn gpu_options() -> Result<KernelOptions> {
+    let kernels = match std::env::var("STABLENET_GPU_KERNELS").as_deref() {
+        Err(_) | Ok("") => None,
+        Ok(v) => StepKernels::parse(v).map_err(|e| anyhow::anyhow!("STABLENET_GPU_KERNELS: {e}"))?,
+    };
+    let tiled = match std::env::var("STABLENET_GPU_TILED") {
+        Err(_) => TiledTuning::default(),
+        Ok(v) => TiledTuning::parse(&v).map_err(|e| anyhow::anyhow!("STABLENET_GPU_TILED: {e}"))?,
+    };
+    Ok(KernelOptions { kernels, tiled })
 }
 
 /// The GPU stepper: one submit per step (`GpuNet::train_step`), then the loss read back.
 fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset) -> Result<Stepper> {
     let hyper = Hyper { optimizer: OptimizerKind::sgd(LR, 0.0)?, regularizer: Regularizer::default() };
     let n = data.len();
-    let net = GpuNet::with_kernels(gpu, cfg, n, n, Some(hyper), gpu_kernels()?)?;
+    let net = GpuNet::with_options(gpu, cfg, n, n, Some(hyper), gpu_options()?)?;
     net.set_params(params)?;
     net.set_data(data)?;
     let (work, state_bytes) = (net.work_bytes(), net.state_bytes());
     let what = net.gpu().describe();
-    let kernels = net.kernels().name();
+    let kernels = (net.kernels().name(), net.kernel_sizes());
     let net = Rc::new(RefCell::new(net));
     let profiled = Rc::clone(&net);
     let step = Box::new(move || {
@@ -425,7 +433,7 @@ impl Run {
             "T": T_FINAL, "target": job.target, "threads": null, "warmup": self.warmup, "steps": self.steps,
             "s_per_step": null, "s_min": null, "s_max": null, "samples_per_s": null,
             "flops_per_step": flops, "param_bytes": param_bytes(job), "gflops": null,
-            "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null, "gpu_kernels": null, "gpu_phases_s": null,
+            "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null, "gpu_kernels": null, "gpu_kernel_sizes": null, "gpu_phases_s": null,
             "loss": null,
             "build": if cfg!(debug_assertions) { "debug" } else { "release" }, "date": date, "host": host(),
         });
@@ -442,7 +450,8 @@ impl Run {
             rec["param_state_bytes"] = json!(stepper.state_bytes);
             let work = (stepper.work_bytes)();
             rec["work_bytes"] = json!(work);
-            rec["gpu_kernels"] = json!(stepper.kernels);
+            rec["gpu_kernels"] = json!(stepper.kernels.as_ref().map(|k| k.0));
+            rec["gpu_kernel_sizes"] = json!(stepper.kernels.as_ref().map(|k| &k.1));
             if let Some(phases) = stepper.profile.as_mut().map(|p| p()).transpose()?.flatten() {
                 rec["gpu_phases_s"] = phases.into_iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
             }

@@ -2,7 +2,7 @@
 //! and batch capacity, and a training step recorded into one command encoder and submitted
 //! once (no readback inside a step; losses are logged on the device and read per epoch).
 use crate::device::Gpu;
-use crate::kernels::{Plan, StepKernels, WG};
+use crate::kernels::{KernelOptions, Plan, StepKernels, WG};
 use crate::shaders;
 use crate::shaders::BatchInfo;
 use anyhow::{Result, bail, ensure};
@@ -190,6 +190,19 @@ impl GpuNet {
         hyper: Option<Hyper>,
         kernels: Option<StepKernels>,
     ) -> Result<Self> {
+        Self::with_options(gpu, cfg, nmax, ndata, hyper, KernelOptions { kernels, ..KernelOptions::default() })
+    }
+
+    /// [`GpuNet::with_kernels`], with the tiled steps sized as `opts.tiled` says (benchmarks
+    /// time other sizes than the defaults with it).
+    pub fn with_options(
+        gpu: Gpu,
+        cfg: &ModelConfig,
+        nmax: usize,
+        ndata: usize,
+        hyper: Option<Hyper>,
+        opts: KernelOptions,
+    ) -> Result<Self> {
         cfg.validate()?;
         ensure!(nmax > 0 && ndata > 0, "empty batch or data set");
         if cfg.width > MAX_WIDTH {
@@ -220,7 +233,7 @@ impl GpuNet {
         let store_len = if euler { n as u64 * slot } else { 1 };
         let chunks = nmax.div_ceil(CHUNK as usize) as u64;
         let max_rc = [w * w + w, c * w + c, w * d + w].into_iter().max().unwrap_or(1) as u64;
-        let plan = Plan::new(cfg, nmax as u32, lim, gpu.is_software(), kernels)?;
+        let plan = Plan::new(cfg, nmax as u32, lim, gpu.is_software(), opts.kernels, opts.tiled)?;
         let (fuse, tiled) = (plan.kernels == StepKernels::Fused, plan.kernels == StepKernels::Tiled);
         let block = plan.block;
         let partials = (chunks * max_rc).max(plan.partials);
@@ -489,7 +502,8 @@ impl GpuNet {
             build_ops: (euler || tiled).then(|| pipe(&pl_net, &net_mod, "build_ops", &net_consts)),
         };
         let tile_pipes = tiled.then(|| {
-            let src = shaders::tiled(cfg.integrator, cfg.width, plan.rq as usize).expect("the plan has tiled steps");
+            let src = shaders::tiled(cfg.integrator, cfg.width, plan.rq as usize, plan.db as usize)
+                .expect("the plan has tiled steps");
             let m = module("tiled steps", src);
             let consts = [
                 ("ACT", act),
@@ -649,6 +663,26 @@ impl GpuNet {
     /// Adjoint steps per dispatch.
     pub fn adjoint_block(&self) -> u32 {
         self.plan.block
+    }
+
+    /// The step kernels' sizes, for benchmark records: adjoint steps and forward steps per
+    /// dispatch, and for tiled steps the examples per tile, invocations per workgroup, tiles
+    /// per adjoint workgroup and the gradient block edge.
+    pub fn kernel_sizes(&self) -> String {
+        let p = &self.plan;
+        let mut s = format!("{} adjoint block {}, forward {} steps per dispatch", p.kernels.name(), p.block, p.spd);
+        if p.kernels == StepKernels::Tiled {
+            let wp = shaders::padded(self.cfg.width) as u32;
+            s += &format!(
+                "; tiles of {} examples, {} invocations, {} tiles per adjoint workgroup, {}x{} gradient blocks",
+                4 * p.rq,
+                wp / 4 * p.rq,
+                p.tpw,
+                p.db,
+                p.db
+            );
+        }
+        s
     }
 
     pub fn gpu(&self) -> &Gpu {

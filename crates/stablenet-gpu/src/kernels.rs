@@ -20,12 +20,44 @@ const MAX_ADJ_BLOCK: u32 = 32;
 /// Floats of partial sums the tiled adjoint may keep for a block of steps (64 MiB); at least
 /// one step's are kept whatever their size.
 const TILED_PARTIALS: u64 = 16 << 20;
-/// Largest tiled workgroup: 256 invocations of 4 x 4 blocks.
-const TILED_INVOCATIONS: u32 = 256;
-/// About how many workgroups the tiled adjoint launches; each takes as many consecutive tiles
-/// as that needs and keeps one partial for them all. Two per SM of a large GPU (an H100 has
-/// 132), so that the partials stay few (17 MB a step at the wide workload, not 67).
-const TILED_GROUPS: u32 = 256;
+/// How the tiled steps are sized. The defaults are reasoned, not measured on a GPU yet; the
+/// benchmark can set others (`STABLENET_GPU_TILED`), to time them side by side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TiledTuning {
+    /// Most invocations per workgroup (4 x 4 blocks each): 256.
+    pub invocations: u32,
+    /// About how many workgroups the adjoint launches; each takes as many consecutive tiles as
+    /// that needs and keeps one partial for them all. 256: two per SM of a large GPU (an H100
+    /// has 132), so that the partials stay few (17 MB a step at the wide workload, not 67).
+    pub groups: u32,
+    /// The edge of each invocation's blocks of dK_j (4, 2 or 1); None: the largest that gives
+    /// every invocation a block (`shaders::gradient_block`).
+    pub gradient_block: Option<u32>,
+}
+
+impl Default for TiledTuning {
+    fn default() -> Self {
+        TiledTuning { invocations: 256, groups: 256, gradient_block: None }
+    }
+}
+
+impl TiledTuning {
+    /// `invocations=N,groups=N,db=N`, any of them (unnamed ones keep their defaults).
+    pub fn parse(s: &str) -> Result<Self> {
+        let mut t = TiledTuning::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').unwrap_or((part, ""));
+            let v: u32 = value.parse().map_err(|_| anyhow::anyhow!("tiled tuning `{part}`: expected KEY=NUMBER"))?;
+            match key {
+                "invocations" if (1..=1024).contains(&v) => t.invocations = v,
+                "groups" if v >= 1 => t.groups = v,
+                "db" if matches!(v, 1 | 2 | 4) => t.gradient_block = Some(v),
+                _ => anyhow::bail!("tiled tuning `{part}`: expected invocations=1..1024, groups>=1 or db=1|2|4"),
+            }
+        }
+        Ok(t)
+    }
+}
 
 /// How the integrator's steps run on the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +97,14 @@ impl StepKernels {
     }
 }
 
+/// Which kernels step the integrator (None: the engine's choice) and how the tiled ones are
+/// sized ([`GpuNet::with_options`](crate::GpuNet::with_options)).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelOptions {
+    pub kernels: Option<StepKernels>,
+    pub tiled: TiledTuning,
+}
+
 /// The step kernels chosen and their sizes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
@@ -77,6 +117,8 @@ pub(crate) struct Plan {
     pub rq: u32,
     /// Tiled: tiles per adjoint workgroup (tiles.wgsl TPW); 0 otherwise.
     pub tpw: u32,
+    /// Tiled: the edge of the gradient blocks (tiles.wgsl DB); 0 otherwise.
+    pub db: u32,
     /// Examples per partial sum of the adjoint (0 for PerExample: its reductions chunk them).
     pub per_partial: u32,
     /// Floats of the adjoint's partial sums (0 for PerExample).
@@ -96,6 +138,7 @@ impl Plan {
         lim: &wgpu::Limits,
         software: bool,
         choice: Option<StepKernels>,
+        tuning: TiledTuning,
     ) -> Result<Plan> {
         let w = cfg.width as u32;
         let outs = (w * w + w) as u64;
@@ -114,7 +157,7 @@ impl Plan {
         let wp = shaders::padded(cfg.width) as u32;
         let cq = wp / 4;
         let invocations =
-            TILED_INVOCATIONS.min(lim.max_compute_invocations_per_workgroup).min(lim.max_compute_workgroup_size_x);
+            tuning.invocations.min(lim.max_compute_invocations_per_workgroup).min(lim.max_compute_workgroup_size_x);
         let rq = (invocations / cq).min(shared.saturating_sub(16) / (32 * wp)).min(64);
         let hamiltonian = cfg.integrator == Integrator::Hamiltonian;
         let reversible = cfg.integrator.is_reversible();
@@ -176,6 +219,7 @@ impl Plan {
             spd: (LOOP_BUDGET / (2 * w * w)).max(1),
             rq: 0,
             tpw: 0,
+            db: 0,
             per_partial: 0,
             partials: 0,
             tf_len: 0,
@@ -197,11 +241,11 @@ impl Plan {
             StepKernels::Tiled => {
                 // Loop iterations per step: the four products' WP / 4, the two rounds of
                 // partial sums (their blocks, rq examples and up to 16 stores each, and db).
-                let db = shaders::gradient_block(cfg.width, rq as usize) as u32;
+                let db = tuning.gradient_block.unwrap_or(shaders::gradient_block(cfg.width, rq as usize) as u32);
                 let blocks = (wp / db).pow(2).div_ceil(cq * rq);
                 let per_step = wp + 2 * (blocks * (rq + 16) + rq + 4);
                 let tiles = nmax.div_ceil(4 * rq);
-                let tpw = tiles.div_ceil(TILED_GROUPS);
+                let tpw = tiles.div_ceil(tuning.groups.max(1));
                 let groups = tiles.div_ceil(tpw) as u64;
                 let by_memory = (TILED_PARTIALS / (groups * outs)).clamp(1, MAX_ADJ_BLOCK as u64) as u32;
                 let block = by_memory.min(LOOP_BUDGET / (tpw * per_step)).max(1);
@@ -219,6 +263,7 @@ impl Plan {
                     spd: (LOOP_BUDGET / (wp / 2 + 1)).min(64),
                     rq,
                     tpw,
+                    db,
                     per_partial: 4 * rq * tpw,
                     partials: block as u64 * groups * outs,
                     ..plain
@@ -248,7 +293,7 @@ mod tests {
 
     /// wgpu's defaults (16 KiB of workgroup memory, 128 MiB bindings), like a small adapter.
     fn plan(cfg: &ModelConfig, nmax: u32, software: bool, choice: Option<StepKernels>) -> Result<Plan> {
-        Plan::new(cfg, nmax, &wgpu::Limits::default(), software, choice)
+        Plan::new(cfg, nmax, &wgpu::Limits::default(), software, choice, TiledTuning::default())
     }
 
     #[test]
@@ -286,7 +331,7 @@ mod tests {
         assert!(plan(&ham(128), huge, false, None).is_ok());
     }
 
-    /// The tiled adjoint's partials: one per workgroup of `tpw` tiles, about TILED_GROUPS of
+    /// The tiled adjoint's partials: one per workgroup of `tpw` tiles, about `groups` of
     /// them, and as many examples per partial as reduce_tiles is told (Meta.j0).
     #[test]
     fn tiled_partials_cover_the_batch() {
@@ -294,11 +339,26 @@ mod tests {
             let p = plan(&model(Integrator::Hamiltonian, w, 16), nmax, false, Some(StepKernels::Tiled)).unwrap();
             let tiles = nmax.div_ceil(4 * p.rq);
             let groups = tiles.div_ceil(p.tpw);
-            assert!(groups <= TILED_GROUPS && (p.tpw == 1 || groups > TILED_GROUPS / 2), "w {w}: {p:?}");
+            let target = TiledTuning::default().groups;
+            assert!(groups <= target && (p.tpw == 1 || groups > target / 2), "w {w}: {p:?}");
             assert_eq!(nmax.div_ceil(p.per_partial), groups, "w {w}");
             let outs = (w * w + w) as u64;
             assert_eq!(p.partials, p.block as u64 * groups as u64 * outs, "w {w}");
             assert!(p.block >= 1 && p.block <= MAX_ADJ_BLOCK);
         }
+    }
+
+    #[test]
+    fn tuning_parses_and_refuses_nonsense() {
+        let t = TiledTuning::parse("invocations=128, db=4").unwrap();
+        assert_eq!(t, TiledTuning { invocations: 128, groups: 256, gradient_block: Some(4) });
+        for bad in ["db=3", "groups=0", "threads=5", "invocations=x"] {
+            assert!(TiledTuning::parse(bad).is_err(), "{bad}");
+        }
+        let tuned = TiledTuning { invocations: 128, groups: 64, gradient_block: Some(4) };
+        let lim = wgpu::Limits { max_compute_workgroup_storage_size: 49152, ..wgpu::Limits::default() };
+        let p = Plan::new(&model(Integrator::Hamiltonian, 32, 8), 65536, &lim, false, None, tuned).unwrap();
+        assert_eq!((p.rq * 8, p.db), (128, 4));
+        assert!(65536u32.div_ceil(4 * p.rq).div_ceil(p.tpw) <= 64);
     }
 }

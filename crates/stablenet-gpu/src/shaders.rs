@@ -77,14 +77,16 @@ pub fn padded(width: usize) -> usize {
 
 /// The tiled steps of wider nets, a workgroup stepping a tile of `4 rq` examples together
 /// (tiles.wgsl with verlet_tiled.wgsl or leapfrog_tiled.wgsl); `rq` is a source constant
-/// because it sizes the workgroup's tiles. None for the integrators without them.
-pub fn tiled(integrator: Integrator, width: usize, rq: usize) -> Option<String> {
+/// because it sizes the workgroup's tiles, and so is `db`, the edge of each invocation's
+/// gradient blocks (4, 2 or 1; [`gradient_block`] is the default). None for the integrators
+/// without them.
+pub fn tiled(integrator: Integrator, width: usize, rq: usize, db: usize) -> Option<String> {
     let steps = match integrator {
         Integrator::Hamiltonian => VERLET_TILED,
         Integrator::Leapfrog => LEAPFROG_TILED,
         Integrator::Resnet | Integrator::Antisym => return None,
     };
-    let consts = format!("{}const RQ: u32 = {rq}u;\nconst DB: u32 = {}u;", widths(width), gradient_block(width, rq));
+    let consts = format!("{}const RQ: u32 = {rq}u;\nconst DB: u32 = {db}u;", widths(width));
     Some([consts.as_str(), COMMON, TILES, steps].join("\n"))
 }
 
@@ -185,7 +187,10 @@ pub fn all_modules() -> Vec<(String, String)> {
         .collect();
     for i in [Integrator::Hamiltonian, Integrator::Leapfrog] {
         for (w, rq) in [(32, 32), (13, 7), (128, 8)] {
-            out.push((format!("tiles+{} (w = {w})", i.name()), tiled(i, w, rq).expect("tiled steps")));
+            for db in [1, 2, 4] {
+                let src = tiled(i, w, rq, db).expect("tiled steps");
+                out.push((format!("tiles+{} (w = {w}, {db}x{db} blocks)", i.name()), src));
+            }
         }
     }
     out.push(("reduce".into(), reduce()));

@@ -6,7 +6,7 @@
 //! max |gpu - cpu| / max |cpu| per tensor.
 use crate::device::{DeviceRequest, Gpu};
 use crate::engine::GpuNet;
-use crate::kernels::{Plan, StepKernels};
+use crate::kernels::{KernelOptions, Plan, StepKernels, TiledTuning};
 use crate::trainer::GpuTrainer;
 use anyhow::Result;
 use stablenet_core::backend::Backend;
@@ -125,10 +125,10 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     let x: Vec<f32> = (0..case.n * case.d).map(|_| rng.normal() as f32).collect();
     let labels: Vec<u32> = (0..case.n).map(|_| rng.below(case.c) as u32).collect();
     let data = Dataset { x: x.clone(), labels: labels.clone(), d: case.d, classes: case.c };
-    // The network on the GPU with the given step kernels (None: the default).
+    // The network on the GPU with the given step kernels (default options: the default).
     let grid = case.n > 256; // a 2-D grid with idle workgroups in its last row
-    let build = |gpu: Gpu, kernels: Option<StepKernels>| -> Result<GpuNet> {
-        let mut net = GpuNet::with_kernels(gpu, &cfg, case.n, case.n, None, kernels)?;
+    let build = |gpu: Gpu, opts: KernelOptions| -> Result<GpuNet> {
+        let mut net = GpuNet::with_options(gpu, &cfg, case.n, case.n, None, opts)?;
         if grid {
             net.limit_grid(if net.kernels() == StepKernels::Tiled { 2 } else { 3 });
         }
@@ -136,7 +136,7 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         net.set_data(&data)?;
         Ok(net)
     };
-    let mut net = build(gpu, None)?;
+    let mut net = build(gpu, KernelOptions::default())?;
     let name = if grid { name + " (2-D grid)" } else { name };
 
     // CPU twin, f64.
@@ -172,18 +172,36 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     };
     row("classify, reduce: dW, dmu", cat(&g, ["classifier.weight", "classifier.bias"]), tol);
     row("open_adjoint, reduce: dK_in, db_in", cat(&g, ["opening.weight", "opening.bias"]), 3.0 * tol);
-    // The steps, with the default kernels and then each other set the case can run.
+    // The steps, with the default kernels, then each other set the case can run, then the
+    // tiled steps sized otherwise than by default (small workgroups, few of them, so several
+    // tiles each, and 4 x 4 gradient blocks), as benchmarks may time them.
     let default = net.kernels();
-    let runs = |k: &StepKernels| {
-        *k != default && Plan::new(&cfg, case.n as u32, &net.gpu().limits, net.gpu().is_software(), Some(*k)).is_ok()
+    let tuned = TiledTuning { invocations: 64, groups: 2, gradient_block: Some(4) };
+    let mut options: Vec<KernelOptions> = [StepKernels::PerExample, StepKernels::Fused, StepKernels::Tiled]
+        .into_iter()
+        .filter(|k| *k != default)
+        .map(|k| KernelOptions { kernels: Some(k), tiled: TiledTuning::default() })
+        .collect();
+    options.push(KernelOptions { kernels: Some(StepKernels::Tiled), tiled: tuned });
+    let limits = net.gpu().limits.clone();
+    let runs = |o: &KernelOptions| {
+        Plan::new(&cfg, case.n as u32, &limits, net.gpu().is_software(), o.kernels, o.tiled).is_ok()
     };
-    let others: Vec<_> =
-        [StepKernels::PerExample, StepKernels::Fused, StepKernels::Tiled].into_iter().filter(runs).collect();
-    for kernels in std::iter::once(None).chain(others.into_iter().map(Some)) {
-        if kernels.is_some() {
-            net = build(net.into_gpu(), kernels)?;
+    options.retain(runs);
+    for opts in std::iter::once(None).chain(options.into_iter().map(Some)) {
+        if let Some(opts) = opts {
+            net = build(net.into_gpu(), opts)?;
         }
-        let [forward, adjoint, rebuilt] = row_names(net.kernels(), case.integrator);
+        let tuned_run = opts.is_some_and(|o| o.tiled == tuned);
+        let [forward, adjoint, rebuilt] = if tuned_run {
+            [
+                "tile_forward (tuned): y_N",
+                "tile_adjoint (tuned), reduce_tiles: dK_j, db_j",
+                "tile_adjoint (tuned): y_0 rebuilt in reverse time",
+            ]
+        } else {
+            row_names(net.kernels(), case.integrator)
+        };
         row(forward, errors(&net.forward(0, case.n)?, &yn), tol);
         let (_, g) = net.loss_grad(0, case.n)?;
         // Gradients walk the whole network twice: a little more round-off.

@@ -674,7 +674,8 @@ impl GpuNet {
         if p.kernels == StepKernels::Tiled {
             let wp = shaders::padded(self.cfg.width) as u32;
             s += &format!(
-                "; tiles of {} examples, {} invocations, {} tiles per adjoint workgroup, {}x{} gradient blocks",
+                "; tiles of {} examples, {} invocations per workgroup, tiles per adjoint workgroup {}, \
+                 gradient blocks {}x{}",
                 4 * p.rq,
                 wp / 4 * p.rq,
                 p.tpw,

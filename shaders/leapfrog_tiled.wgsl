@@ -17,8 +17,8 @@ fn tile_forward(
     let s0 = g * BM + 4u * r;
     let j0 = read_cursor(li, 0u);
     let j1 = min(j0 + SPD, N);
-    var y = load(false, j0 % 2u, s0, c); // y_j
-    var yp = load(false, (j0 + 1u) % 2u, s0, c); // y_{j-1}
+    var y = load(ST, j0 % 2u, s0, c); // y_j
+    var yp = load(ST, (j0 + 1u) % 2u, s0, c); // y_{j-1}
     // Each barrier also keeps a tile from being overwritten while another invocation still
     // reads it for the step before.
     for (var j = j0; j < j1; j++) {
@@ -31,8 +31,8 @@ fn tile_forward(
         yp = y;
         y = next;
     }
-    store(false, j1 % 2u, s0, c, y);
-    store(false, (j1 + 1u) % 2u, s0, c, yp);
+    store(ST, j1 % 2u, s0, c, y);
+    store(ST, (j1 + 1u) % 2u, s0, c, yp);
 }
 
 // Adjoint steps j = cursor[job.cur], j - 1, .. (min(TBLOCK, j + 1) of them) of the examples
@@ -66,11 +66,11 @@ fn tile_adjoint(
         let s0 = tile * BM + 4u * r;
         // The registers hold step `at`'s y_at, y_{at+1}, a_{at+1}, a_at, a_{at-1}.
         var at = j;
-        var y = load(false, at % 2u, s0, c);
-        var yn = load(false, (at + 1u) % 2u, s0, c);
-        var an = load(true, (at + 1u) % 3u, s0, c);
-        var ac = load(true, at % 3u, s0, c);
-        var ap = load(true, (at + 2u) % 3u, s0, c);
+        var y = load(ST, at % 2u, s0, c);
+        var yn = load(ST, (at + 1u) % 2u, s0, c);
+        var an = load(ACC, (at + 1u) % 3u, s0, c);
+        var ac = load(ACC, at % 3u, s0, c);
+        var ap = load(ACC, (at + 2u) % 3u, s0, c);
         for (var k = 0u; k < count; k++) {
             let jj = j - k;
             let base = (k * groups + g) * OUTS;
@@ -107,10 +107,10 @@ fn tile_adjoint(
             }
             workgroupBarrier();
         }
-        store(false, at % 2u, s0, c, y);
-        store(false, (at + 1u) % 2u, s0, c, yn);
-        store(true, (at + 1u) % 3u, s0, c, an);
-        store(true, at % 3u, s0, c, ac);
-        store(true, (at + 2u) % 3u, s0, c, ap);
+        store(ST, at % 2u, s0, c, y);
+        store(ST, (at + 1u) % 2u, s0, c, yn);
+        store(ACC, (at + 1u) % 3u, s0, c, an);
+        store(ACC, at % 3u, s0, c, ac);
+        store(ACC, (at + 2u) % 3u, s0, c, ap);
     }
 }

@@ -349,12 +349,23 @@ fn open_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
 }
 
-// Hamiltonian nets stepped in tiles (verlet_tiled.wgsl): build_ops writes K_j, K_j^T and b_j
-// there, padded to the width WP (a multiple of 4) with zeros.
+// Nets stepped in tiles (tiles.wgsl): build_ops writes the operator and its transpose, and
+// b_j, there, padded to the width WP (a multiple of 4) with zeros.
 override TILED: bool = false;
 
-// M_j = K_j (resnet) or (K_j - K_j^T - gamma I) / 2 (antisym), one entry per invocation;
-// with TILED, the padded layout of verlet_tiled.wgsl's `ops`.
+// The operator of step j at (a, b): K_j, or for antisym (K_j - K_j^T - gamma I) / 2 (MODEL.md
+// section 2). From the parameters: k_at reads the block's cache when FUSE, which build_ops
+// does not fill.
+fn m_val(j: u32, a: u32, b: u32) -> f32 {
+    let k = params[OFF_K + j * W * W + a * W + b];
+    if INTEG == 1u {
+        return 0.5 * (k - params[OFF_K + j * W * W + b * W + a]) - select(0.0, 0.5 * GAMMA, a == b);
+    }
+    return k;
+}
+
+// M_j for resnet/antisym, one entry per invocation (resnet.wgsl m_at); with TILED, M_j, M_j^T
+// and b_j in the padded layout of tiles.wgsl's `ops`.
 @compute @workgroup_size(WG)
 fn build_ops(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = example(gid, nwg);
@@ -367,27 +378,17 @@ fn build_ops(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
             let i = e % WP;
             var v = 0.0;
             if k < W && i < W {
-                v = select(k_at(j, k, i), k_at(j, i, k), m == 1u);
+                v = select(m_val(j, k, i), m_val(j, i, k), m == 1u);
             }
             ops[e] = v;
         } else if e < mats + N * WP {
             let f = e - mats;
-            ops[e] = select(0.0, b_at(f / WP, f % WP), f % WP < W);
+            ops[e] = select(0.0, params[OFF_B + f / WP * W + f % WP], f % WP < W);
         }
         return;
     }
-    if e >= N * W * W {
-        return;
-    }
-    let j = e / (W * W);
-    let a = (e / W) % W;
-    let b = e % W;
-    let k = params[OFF_K + e];
-    if INTEG == 1u {
-        let kt = params[OFF_K + j * W * W + b * W + a];
-        ops[e] = 0.5 * (k - kt) - select(0.0, 0.5 * GAMMA, a == b);
-    } else {
-        ops[e] = k;
+    if e < N * W * W {
+        ops[e] = m_val(e / (W * W), (e / W) % W, e % W);
     }
 }
 

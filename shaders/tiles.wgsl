@@ -1,7 +1,8 @@
-// tiles.wgsl — what the tiled integrator steps share (verlet_tiled.wgsl, leapfrog_tiled.wgsl):
+// tiles.wgsl — what the tiled integrator steps share (verlet_tiled.wgsl, leapfrog_tiled.wgsl,
+// resnet_tiled.wgsl):
 // a workgroup steps a tile of BM examples together, so every matrix-vector product of a step
-// becomes a matrix product of the tile with K_j or K_j^T. The per-example kernels
-// (verlet.wgsl, leapfrog.wgsl) are best for narrow nets; at w = 32 and 128 their products
+// becomes a matrix product of the tile with K_j or K_j^T (resnet/antisym: M_j). The
+// per-example kernels (verlet.wgsl, leapfrog.wgsl, resnet.wgsl) are best for narrow nets; at w = 32 and 128 their products
 // read K_j one scalar at a time for each example and spilled their vectors (H100: 0.25x and
 // 0.03x of PyTorch's time for Verlet).
 //
@@ -15,13 +16,16 @@
 //
 // Binding table (group 0):
 //   0  ops     read  K_j, b_j padded (network.wgsl build_ops): in vec4 units, M_{j,m}[k][4c..]
-//                    at ((j * 2 + m) * WP + k) * CQ + c, with M_{j,0} = K_j and M_{j,1} = K_j^T;
+//                    at ((j * 2 + m) * WP + k) * CQ + c, with M_{j,0} = K_j and M_{j,1} = K_j^T
+//                    (resnet/antisym: their operator M_j, MODEL.md section 2);
 //                    then b_j[4c..] at OPS_B + j * CQ + c
 //   1  st      rw    states [2][NMAX][W] (network.wgsl: verlet y, z; leapfrog y_j in j % 2)
 //   2  acc     rw    adjoints [3][NMAX][W] (verlet ybar, zbar; leapfrog a_j in j % 3)
 //   3  tpart   rw    partial sums of dK_j, db_j: [step of the block][workgroup][W * W + W],
 //                    which reduce_tiles adds in a fixed order (reduce.wgsl)
 //   4  cursor  rw    [2] step cursors (network.wgsl)
+//   5  kept    rw    resnet/antisym: the state before every step, [N][NMAX][W] (network.wgsl
+//                    `store`; MODEL.md section 3)
 
 const CQ: u32 = WP / 4u;
 const BM: u32 = 4u * RQ;
@@ -45,6 +49,7 @@ override TPW: u32 = 1u;
 @group(0) @binding(2) var<storage, read_write> acc: array<f32>;
 @group(0) @binding(3) var<storage, read_write> tpart: array<f32>;
 @group(0) @binding(4) var<storage, read_write> cursor: array<u32>;
+@group(0) @binding(5) var<storage, read_write> kept: array<f32>;
 
 // Two operand tiles, [tile][k][r]: component k of examples 4r .. 4r + 3 as one vec4.
 var<workgroup> tiles: array<vec4<f32>, 2u * WP * RQ>;
@@ -115,52 +120,63 @@ fn dact_times(u: mat4x4<f32>, v: mat4x4<f32>) -> mat4x4<f32> {
     return mat4x4<f32>(dact4(u[0]) * v[0], dact4(u[1]) * v[1], dact4(u[2]) * v[2], dact4(u[3]) * v[3]);
 }
 
-// Entry (s, i) of a [NMAX][W] slot of st (acc with `adj`); 0 past the batch or the width.
-fn ld(adj: bool, slot: u32, s: u32, i: u32) -> f32 {
+// Where ld, load, put and store go: st, acc, or the states the forward pass keeps (kept).
+const ST: u32 = 0u;
+const ACC: u32 = 1u;
+const KEPT: u32 = 2u;
+
+// Entry (s, i) of a [NMAX][W] slot of buffer `buf`; 0 past the batch or the width.
+fn ld(buf: u32, slot: u32, s: u32, i: u32) -> f32 {
     if s >= batch.n || i >= W {
         return 0.0;
     }
-    if adj {
-        return acc[slot * SLOT + s * W + i];
+    let at = slot * SLOT + s * W + i;
+    if buf == ACC {
+        return acc[at];
     }
-    return st[slot * SLOT + s * W + i];
+    if buf == KEPT {
+        return kept[at];
+    }
+    return st[at];
 }
 
-fn ld_col(adj: bool, slot: u32, s0: u32, i: u32) -> vec4<f32> {
-    return vec4<f32>(ld(adj, slot, s0, i), ld(adj, slot, s0 + 1u, i), ld(adj, slot, s0 + 2u, i), ld(adj, slot, s0 + 3u, i));
+fn ld_col(buf: u32, slot: u32, s0: u32, i: u32) -> vec4<f32> {
+    return vec4<f32>(ld(buf, slot, s0, i), ld(buf, slot, s0 + 1u, i), ld(buf, slot, s0 + 2u, i), ld(buf, slot, s0 + 3u, i));
 }
 
-fn load(adj: bool, slot: u32, s0: u32, c: u32) -> mat4x4<f32> {
+fn load(buf: u32, slot: u32, s0: u32, c: u32) -> mat4x4<f32> {
     let i = 4u * c;
-    return mat4x4<f32>(ld_col(adj, slot, s0, i), ld_col(adj, slot, s0, i + 1u), ld_col(adj, slot, s0, i + 2u), ld_col(adj, slot, s0, i + 3u));
+    return mat4x4<f32>(ld_col(buf, slot, s0, i), ld_col(buf, slot, s0, i + 1u), ld_col(buf, slot, s0, i + 2u), ld_col(buf, slot, s0, i + 3u));
 }
 
-fn put(adj: bool, slot: u32, s: u32, i: u32, v: f32) {
+fn put(buf: u32, slot: u32, s: u32, i: u32, v: f32) {
     if s >= batch.n || i >= W {
         return;
     }
-    if adj {
-        acc[slot * SLOT + s * W + i] = v;
+    let at = slot * SLOT + s * W + i;
+    if buf == ACC {
+        acc[at] = v;
+    } else if buf == KEPT {
+        kept[at] = v;
     } else {
-        st[slot * SLOT + s * W + i] = v;
+        st[at] = v;
     }
 }
 
-fn put_col(adj: bool, slot: u32, s0: u32, i: u32, v: vec4<f32>) {
-    put(adj, slot, s0, i, v.x);
-    put(adj, slot, s0 + 1u, i, v.y);
-    put(adj, slot, s0 + 2u, i, v.z);
-    put(adj, slot, s0 + 3u, i, v.w);
+fn put_col(buf: u32, slot: u32, s0: u32, i: u32, v: vec4<f32>) {
+    put(buf, slot, s0, i, v.x);
+    put(buf, slot, s0 + 1u, i, v.y);
+    put(buf, slot, s0 + 2u, i, v.z);
+    put(buf, slot, s0 + 3u, i, v.w);
 }
 
-fn store(adj: bool, slot: u32, s0: u32, c: u32, m: mat4x4<f32>) {
+fn store(buf: u32, slot: u32, s0: u32, c: u32, m: mat4x4<f32>) {
     let i = 4u * c;
-    put_col(adj, slot, s0, i, m[0]);
-    put_col(adj, slot, s0, i + 1u, m[1]);
-    put_col(adj, slot, s0, i + 2u, m[2]);
-    put_col(adj, slot, s0, i + 3u, m[3]);
+    put_col(buf, slot, s0, i, m[0]);
+    put_col(buf, slot, s0, i + 1u, m[1]);
+    put_col(buf, slot, s0, i + 2u, m[2]);
+    put_col(buf, slot, s0, i + 3u, m[3]);
 }
-
 
 // Adds v[q] to partial row `row`, columns b0 + q < W for q < len (the first round writes).
 fn put_partial(row: u32, b0: u32, len: u32, v: vec4<f32>, first: bool) {

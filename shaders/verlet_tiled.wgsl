@@ -16,8 +16,8 @@ fn tile_forward(
     let s0 = g * BM + 4u * r;
     let j0 = read_cursor(li, 0u);
     let j1 = min(j0 + SPD, N);
-    var y = load(false, 0u, s0, c);
-    var z = load(false, 1u, s0, c);
+    var y = load(ST, 0u, s0, c);
+    var z = load(ST, 1u, s0, c);
     // Each barrier also keeps a tile from being overwritten while another invocation still
     // reads it for the step before.
     for (var j = j0; j < j1; j++) {
@@ -28,8 +28,8 @@ fn tile_forward(
         workgroupBarrier();
         y += H * act_m(add_bias(product(1u, 1u, j, r, c), j, c));
     }
-    store(false, 0u, s0, c, y);
-    store(false, 1u, s0, c, z);
+    store(ST, 0u, s0, c, y);
+    store(ST, 1u, s0, c, z);
 }
 
 // Adjoint steps j = cursor[job.cur], j - 1, .. (min(TBLOCK, j + 1) of them) of the examples
@@ -60,10 +60,10 @@ fn tile_adjoint(
             break;
         }
         let s0 = tile * BM + 4u * r;
-        var y = load(false, 0u, s0, c);
-        var z = load(false, 1u, s0, c);
-        var yb = load(true, 0u, s0, c);
-        var zb = load(true, 1u, s0, c);
+        var y = load(ST, 0u, s0, c);
+        var z = load(ST, 1u, s0, c);
+        var yb = load(ACC, 0u, s0, c);
+        var zb = load(ACC, 1u, s0, c);
         for (var k = 0u; k < count; k++) {
             let jj = j - k;
             let base = (k * groups + g) * OUTS;
@@ -91,9 +91,9 @@ fn tile_adjoint(
             bias_sums(1u, base, false, li);
             workgroupBarrier();
         }
-        store(false, 0u, s0, c, y);
-        store(false, 1u, s0, c, z);
-        store(true, 0u, s0, c, yb);
-        store(true, 1u, s0, c, zb);
+        store(ST, 0u, s0, c, y);
+        store(ST, 1u, s0, c, z);
+        store(ACC, 0u, s0, c, yb);
+        store(ACC, 1u, s0, c, zb);
     }
 }

@@ -220,8 +220,8 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
 
 /// `STABLENET_GPU_KERNELS=per-example|fused|tiled` (unset or `auto`: the engine's choice)
 /// forces the kernels that step the integrator (`GpuNet::with_kernels`), to time them side by
-/// side on a device; `fused` exists for narrow nets only (w^2 + w <= 128), `tiled` for the
-/// hamiltonian and leapfrog integrators, and a workload they cannot run fails with the reason.
+/// side on a device; `fused` exists for narrow nets only (w^2 + w <= 128), and a workload
+/// that cannot run the kernels asked for fails with the reason.
 /// `STABLENET_GPU_TILED=invocations=N,groups=N,db=N` sizes the tiled steps otherwise than by
 /// default (`TiledTuning`), for the same purpose.
 fn gpu_options() -> Result<KernelOptions> {

@@ -244,8 +244,8 @@ impl GpuNet {
         let fac_len = if fuse || tiled { slot } else { 5 * slot };
         let tmp_len = if cfg.integrator == Integrator::Hamiltonian { 1 } else { slot };
         let ops_len = match (euler, tiled) {
-            (true, _) => n * w * w,
             (_, true) => n * (2 * wp * wp + wp),
+            (true, false) => n * w * w,
             _ => 1,
         };
         // Each buffer with what makes it smaller.
@@ -419,7 +419,7 @@ impl GpuNet {
         let bgl_net = bgl("network", &net_entries);
         let red_entries: Vec<_> = (0..7).map(|b| storage(b, b < 4)).collect();
         let bgl_red = bgl("reduce", &red_entries);
-        let tile_entries: Vec<_> = (0..5).map(|b| storage(b, b < 1)).collect();
+        let tile_entries: Vec<_> = (0..6).map(|b| storage(b, b < 1)).collect();
         let bgl_tile = bgl("tiled steps", &tile_entries);
         let opt_entries: Vec<_> = (0..4).map(|b| storage(b, false)).collect();
         let bgl_opt = bgl("optim", &opt_entries);
@@ -502,9 +502,8 @@ impl GpuNet {
             build_ops: (euler || tiled).then(|| pipe(&pl_net, &net_mod, "build_ops", &net_consts)),
         };
         let tile_pipes = tiled.then(|| {
-            let src = shaders::tiled(cfg.integrator, cfg.width, plan.rq as usize, plan.db as usize)
-                .expect("the plan has tiled steps");
-            let m = module("tiled steps", src);
+            let m =
+                module("tiled steps", shaders::tiled(cfg.integrator, cfg.width, plan.rq as usize, plan.db as usize));
             let consts = [
                 ("ACT", act),
                 ("N", n as f64),
@@ -570,7 +569,7 @@ impl GpuNet {
                 &cursor, &partial,
             ],
         );
-        let tiled = tile_pipes.map(|(f, a)| (f, a, bind(&bgl_tile, &[&ops, &st, &acc, &partial, &cursor])));
+        let tiled = tile_pipes.map(|(f, a)| (f, a, bind(&bgl_tile, &[&ops, &st, &acc, &partial, &cursor, &store])));
         let bg_red = vec![
             bind(&bgl_red, &[&fac, &fac, &fac, &fac, &partial, &grads, &cursor]),
             bind(&bgl_red, &[&dlog, &st, &dlog, &dlog, &partial, &grads, &cursor]),

@@ -70,9 +70,9 @@ pub enum StepKernels {
     /// pass summed in workgroup memory (network.wgsl tile_partials). The latency of dependent
     /// dispatches and loads bounds a narrow step.
     Fused,
-    /// Hamiltonian and leapfrog nets, the default when not narrow: a workgroup steps a tile
-    /// of examples as matrix products (tiles.wgsl), blocks of adjoint steps per dispatch with
-    /// each workgroup's partial gradient sums.
+    /// The default when not narrow, every integrator: a workgroup steps a tile of examples
+    /// as matrix products (tiles.wgsl), blocks of adjoint steps per dispatch with each
+    /// workgroup's partial gradient sums.
     Tiled,
 }
 
@@ -160,13 +160,12 @@ impl Plan {
             tuning.invocations.min(lim.max_compute_invocations_per_workgroup).min(lim.max_compute_workgroup_size_x);
         let rq = (invocations / cq).min(shared.saturating_sub(16) / (32 * wp)).min(64);
         let hamiltonian = cfg.integrator == Integrator::Hamiltonian;
-        let reversible = cfg.integrator.is_reversible();
         // The tiled steps read K_j, K_j^T and b_j padded, N (2 WP^2 + WP) floats in one binding.
         let ops_bytes = 4 * cfg.steps as u64 * (2 * wp * wp + wp) as u64;
         let binding = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
         let kernels = match choice {
             None if narrow && fused_block >= 1 => StepKernels::Fused,
-            None if reversible && rq >= 1 && ops_bytes <= binding => StepKernels::Tiled,
+            None if rq >= 1 && ops_bytes <= binding => StepKernels::Tiled,
             None => StepKernels::PerExample,
             Some(StepKernels::Fused) => {
                 ensure!(narrow, "the fused adjoint reduction needs w^2 + w <= {}, the model has w = {w}", 2 * WG);
@@ -179,11 +178,6 @@ impl Plan {
                 StepKernels::Fused
             }
             Some(StepKernels::Tiled) => {
-                ensure!(
-                    reversible,
-                    "tiled steps exist for the hamiltonian and leapfrog integrators only, not {}",
-                    cfg.integrator
-                );
                 ensure!(
                     ops_bytes <= binding,
                     "tiled steps at w = {w}, N = {} read {ops_bytes} bytes of padded K_j, K_j^T, b_j in one \
@@ -302,7 +296,8 @@ mod tests {
         assert_eq!(kernels(Integrator::Hamiltonian, 8), StepKernels::Fused);
         assert_eq!(kernels(Integrator::Hamiltonian, 32), StepKernels::Tiled);
         assert_eq!(kernels(Integrator::Leapfrog, 128), StepKernels::Tiled);
-        assert_eq!(kernels(Integrator::Antisym, 32), StepKernels::PerExample);
+        assert_eq!(kernels(Integrator::Antisym, 32), StepKernels::Tiled);
+        assert_eq!(kernels(Integrator::Resnet, 10), StepKernels::Fused);
     }
 
     /// Where the padded K_j of the tiled steps do not fit one binding, the default falls back

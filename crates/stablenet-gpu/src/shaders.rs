@@ -10,6 +10,7 @@ pub const VERLET: &str = include_str!("../../../shaders/verlet.wgsl");
 pub const TILES: &str = include_str!("../../../shaders/tiles.wgsl");
 pub const VERLET_TILED: &str = include_str!("../../../shaders/verlet_tiled.wgsl");
 pub const LEAPFROG_TILED: &str = include_str!("../../../shaders/leapfrog_tiled.wgsl");
+pub const RESNET_TILED: &str = include_str!("../../../shaders/resnet_tiled.wgsl");
 pub const LEAPFROG: &str = include_str!("../../../shaders/leapfrog.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 pub const OPTIM: &str = include_str!("../../../shaders/optim.wgsl");
@@ -76,18 +77,17 @@ pub fn padded(width: usize) -> usize {
 }
 
 /// The tiled steps of wider nets, a workgroup stepping a tile of `4 rq` examples together
-/// (tiles.wgsl with verlet_tiled.wgsl or leapfrog_tiled.wgsl); `rq` is a source constant
-/// because it sizes the workgroup's tiles, and so is `db`, the edge of each invocation's
-/// gradient blocks (4, 2 or 1; [`gradient_block`] is the default). None for the integrators
-/// without them.
-pub fn tiled(integrator: Integrator, width: usize, rq: usize, db: usize) -> Option<String> {
+/// (tiles.wgsl with verlet_tiled.wgsl, leapfrog_tiled.wgsl or resnet_tiled.wgsl); `rq` is a
+/// source constant because it sizes the workgroup's tiles, and so is `db`, the edge of each
+/// invocation's gradient blocks (4, 2 or 1; [`gradient_block`] is the default).
+pub fn tiled(integrator: Integrator, width: usize, rq: usize, db: usize) -> String {
     let steps = match integrator {
         Integrator::Hamiltonian => VERLET_TILED,
         Integrator::Leapfrog => LEAPFROG_TILED,
-        Integrator::Resnet | Integrator::Antisym => return None,
+        Integrator::Resnet | Integrator::Antisym => RESNET_TILED,
     };
     let consts = format!("{}const RQ: u32 = {rq}u;\nconst DB: u32 = {db}u;", widths(width));
-    Some([consts.as_str(), COMMON, TILES, steps].join("\n"))
+    [consts.as_str(), COMMON, TILES, steps].join("\n")
 }
 
 /// The edge of the blocks of dK_j that tiles.wgsl gives each invocation: 4, 2 or 1,
@@ -185,10 +185,10 @@ pub fn all_modules() -> Vec<(String, String)> {
             (format!("network+{}", i.name()), network(*i, 8, tf, kc))
         })
         .collect();
-    for i in [Integrator::Hamiltonian, Integrator::Leapfrog] {
+    for i in [Integrator::Hamiltonian, Integrator::Leapfrog, Integrator::Resnet] {
         for (w, rq) in [(32, 32), (13, 7), (128, 8)] {
             for db in [1, 2, 4] {
-                let src = tiled(i, w, rq, db).expect("tiled steps");
+                let src = tiled(i, w, rq, db);
                 out.push((format!("tiles+{} (w = {w}, {db}x{db} blocks)", i.name()), src));
             }
         }

@@ -103,10 +103,8 @@ fn step_kernels_by_default_and_forced() {
     assert_eq!(kernels(&widest, None).unwrap(), StepKernels::Tiled);
     let leap = ModelConfig { integrator: Integrator::Leapfrog, ..wide.clone() };
     assert_eq!(kernels(&leap, None).unwrap(), StepKernels::Tiled);
-    let resnet = ModelConfig { integrator: Integrator::Resnet, ..wide };
-    assert_eq!(kernels(&resnet, None).unwrap(), StepKernels::PerExample);
-    let err = kernels(&resnet, Some(StepKernels::Tiled)).expect_err("resnet has no tiled steps");
-    assert!(err.to_string().contains("hamiltonian and leapfrog integrators only"), "{err}");
+    let antisym = ModelConfig { integrator: Integrator::Antisym, ..wide };
+    assert_eq!(kernels(&antisym, None).unwrap(), StepKernels::Tiled);
 }
 
 /// A profiled step is the same training step, its phases in separate passes: the parameters

@@ -1,0 +1,75 @@
+// resnet_tiled.wgsl — forward Euler for resnet and antisym, y_{j+1} = y_j + h sigma(M_j y_j
+// + b_j), and its adjoint for wider nets (MODEL.md sections 2-4), a tile of examples per
+// workgroup (tiles.wgsl). Not invertible: the forward pass keeps the state before every step
+// (`kept`), and the adjoint reads it back.
+// CPU twin: stablenet_core::integrators::resnet (the same arithmetic as resnet.wgsl).
+
+// Steps cursor[0] .. cursor[0] + SPD - 1 (at most N) for the tile's examples. The steps use
+// the two tiles in turn: a tile is staged again two steps later, after the barrier of the
+// step between, which every invocation passes only once it has read the tile.
+@compute @workgroup_size(TWG)
+fn tile_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let g = wid.x + wid.y * nwg.x;
+    let r = li % RQ;
+    let c = li / RQ;
+    let s0 = g * BM + 4u * r;
+    let j0 = read_cursor(li, 0u);
+    let j1 = min(j0 + SPD, N);
+    var y = load(ST, 0u, s0, c);
+    for (var j = j0; j < j1; j++) {
+        store(KEPT, j, s0, c, y);
+        stage(j % 2u, r, c, y);
+        workgroupBarrier();
+        y += H * act_m(add_bias(product(j % 2u, 1u, j, r, c), j, c));
+    }
+    store(ST, 0u, s0, c, y);
+}
+
+// Adjoint steps j = cursor[job.cur], j - 1, .. (min(TBLOCK, j + 1) of them) of the examples
+// of TPW consecutive tiles, each step's sums of dM_j, db_j in the workgroup's partial of slot
+// k of the block (reduce.wgsl antisymmetrises them for antisym). Step j backwards, with y_j
+// from `kept`: P = sigma'(M_j y_j + b_j) h ybar, Q = y_j, B = P; ybar += M_j^T P.
+@compute @workgroup_size(TWG)
+fn tile_adjoint(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let g = wid.x + wid.y * nwg.x;
+    let groups = adjoint_groups();
+    // The idle workgroups of a 2-D grid's last row (uniform: no barrier is skipped by part of
+    // a workgroup).
+    if g >= groups {
+        return;
+    }
+    let r = li % RQ;
+    let c = li / RQ;
+    let j = read_cursor(li, job.cur);
+    let count = min(TBLOCK, j + 1u);
+    for (var tt = 0u; tt < TPW; tt++) {
+        let tile = g * TPW + tt;
+        if tile >= batch_tiles() {
+            break;
+        }
+        let s0 = tile * BM + 4u * r;
+        var yb = load(ACC, 0u, s0, c);
+        for (var k = 0u; k < count; k++) {
+            let jj = j - k;
+            let base = (k * groups + g) * OUTS;
+            stage(0u, r, c, load(KEPT, jj, s0, c));
+            workgroupBarrier();
+            let u = add_bias(product(0u, 1u, jj, r, c), jj, c);
+            stage(1u, r, c, H * dact_times(u, yb));
+            workgroupBarrier();
+            yb += product(1u, 0u, jj, r, c);
+            partials(1u, 0u, base, tt == 0u, li);
+            bias_sums(1u, base, tt == 0u, li);
+            workgroupBarrier();
+        }
+        store(ACC, 0u, s0, c, yb);
+    }
+}

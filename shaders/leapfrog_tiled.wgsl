@@ -47,33 +47,29 @@ fn tile_adjoint(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let g = wid.x + wid.y * nwg.x;
-    let groups = adjoint_groups();
-    // The idle workgroups of a 2-D grid's last row (uniform: no barrier is skipped by part of
-    // a workgroup).
-    if g >= groups {
+    let a = adjoint_job(wid, nwg, li);
+    // Uniform: no barrier is skipped by part of a workgroup.
+    if a.g >= a.groups {
         return;
     }
     let r = li % RQ;
     let c = li / RQ;
-    let j = read_cursor(li, job.cur);
-    let count = min(TBLOCK, j + 1u);
     for (var tt = 0u; tt < TPW; tt++) {
-        let tile = g * TPW + tt;
+        let tile = a.g * TPW + tt;
         if tile >= batch_tiles() {
             break;
         }
         let s0 = tile * BM + 4u * r;
         // The registers hold step `at`'s y_at, y_{at+1}, a_{at+1}, a_at, a_{at-1}.
-        var at = j;
+        var at = a.j;
         var y = load(ST, at % 2u, s0, c);
         var yn = load(ST, (at + 1u) % 2u, s0, c);
         var an = load(ACC, (at + 1u) % 3u, s0, c);
         var ac = load(ACC, at % 3u, s0, c);
         var ap = load(ACC, (at + 2u) % 3u, s0, c);
-        for (var k = 0u; k < count; k++) {
-            let jj = j - k;
-            let base = (k * groups + g) * OUTS;
+        for (var k = 0u; k < a.count; k++) {
+            let jj = a.j - k;
+            let base = (k * a.groups + a.g) * OUTS;
             // u = K y_j + b and K v.
             stage(0u, r, c, y);
             stage(1u, r, c, (H * H) * an);

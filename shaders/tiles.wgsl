@@ -64,6 +64,21 @@ fn adjoint_groups() -> u32 {
     return (batch_tiles() + TPW - 1u) / TPW;
 }
 
+// What an adjoint workgroup does: steps j, j - 1, .. (count of them) for the tiles
+// g * TPW .. of the batch, with `groups` workgroups in all (workgroups past them idle, as a
+// 2-D grid's last row has). Every invocation calls it (it reads the cursor).
+struct AdjointJob {
+    g: u32,
+    groups: u32,
+    j: u32,
+    count: u32,
+}
+
+fn adjoint_job(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> AdjointJob {
+    let j = read_cursor(li, job.cur);
+    return AdjointJob(wid.x + wid.y * nwg.x, adjoint_groups(), j, min(TBLOCK, j + 1u));
+}
+
 // Step cursor `cur` as a workgroup-uniform value (the step loops hold barriers); every
 // invocation of the workgroup calls it.
 fn read_cursor(li: u32, cur: u32) -> u32 {

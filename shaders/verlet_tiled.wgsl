@@ -43,19 +43,15 @@ fn tile_adjoint(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let g = wid.x + wid.y * nwg.x;
-    let groups = adjoint_groups();
-    // The idle workgroups of a 2-D grid's last row (uniform: no barrier is skipped by part of
-    // a workgroup).
-    if g >= groups {
+    let a = adjoint_job(wid, nwg, li);
+    // Uniform: no barrier is skipped by part of a workgroup.
+    if a.g >= a.groups {
         return;
     }
     let r = li % RQ;
     let c = li / RQ;
-    let j = read_cursor(li, job.cur);
-    let count = min(TBLOCK, j + 1u);
     for (var tt = 0u; tt < TPW; tt++) {
-        let tile = g * TPW + tt;
+        let tile = a.g * TPW + tt;
         if tile >= batch_tiles() {
             break;
         }
@@ -64,9 +60,9 @@ fn tile_adjoint(
         var z = load(ST, 1u, s0, c);
         var yb = load(ACC, 0u, s0, c);
         var zb = load(ACC, 1u, s0, c);
-        for (var k = 0u; k < count; k++) {
-            let jj = j - k;
-            let base = (k * groups + g) * OUTS;
+        for (var k = 0u; k < a.count; k++) {
+            let jj = a.j - k;
+            let base = (k * a.groups + a.g) * OUTS;
             // u = K z_{j+1} + b; s = sigma'(u) h ybar; zbar += K^T s; y_j = y_{j+1} - h sigma(u)
             // (updated at once, which ends u's life before the products).
             stage(0u, r, c, z);

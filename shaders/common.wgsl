@@ -68,7 +68,7 @@ fn dact(x: f32) -> f32 {
     return select(0.0, 1.0, x > 0.0);
 }
 
-// act and dact on four values at once (verlet_tiled.wgsl).
+// act and dact on four values at once (tiles.wgsl).
 fn act4(x: vec4<f32>) -> vec4<f32> {
     if ACT == 0u {
         return tanh(clamp(x, vec4<f32>(-15.0), vec4<f32>(15.0)));

@@ -78,9 +78,9 @@ fn device_memory_is_flat_in_depth_for_reversible_integrators() {
     assert!(euler(256) > 8 * euler(16), "resnet stores its states: memory must grow with depth");
 }
 
-/// The default step kernels: fused blocks for narrow nets, tiles for wider hamiltonian ones,
-/// one example per invocation otherwise; forcing kernels a model cannot run says why instead
-/// of building kernels whose workgroup memory would not hold their arrays.
+/// The default step kernels: fused blocks for narrow nets, tiles for wider ones; forcing
+/// kernels a model cannot run says why instead of building kernels whose workgroup memory
+/// would not hold their arrays.
 #[test]
 fn step_kernels_by_default_and_forced() {
     let kernels = |cfg: &ModelConfig, k| GpuNet::with_kernels(gpu(), cfg, 256, 256, None, k).map(|n| n.kernels());

@@ -6,6 +6,26 @@
 //! storage bindings at 128 MiB), so large batches fit where the hardware allows.
 use anyhow::{Context, Result, bail};
 
+/// The largest storage buffer a kernel can bind on an adapter with these limits, in bytes.
+pub fn binding_limit(lim: &wgpu::Limits) -> u64 {
+    lim.max_storage_buffer_binding_size.min(lim.max_buffer_size)
+}
+
+/// The first `bytes` of `buffer` (MAP_READ, its copies submitted) as values of `T`: maps it,
+/// waits for the device, copies and unmaps.
+pub fn read_mapped<T: bytemuck::Pod>(device: &wgpu::Device, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<T>> {
+    let slice = buffer.slice(..bytes);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    device.poll(wgpu::PollType::wait_indefinitely())?;
+    rx.recv()??;
+    let out = bytemuck::cast_slice::<u8, T>(&slice.get_mapped_range()?).to_vec();
+    buffer.unmap();
+    Ok(out)
+}
+
 /// Which adapter to use.
 #[derive(Clone, Debug, Default)]
 pub struct DeviceRequest {

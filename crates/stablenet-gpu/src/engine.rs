@@ -1,7 +1,7 @@
 //! The device-resident network: buffers, pipelines and bind groups built once per model shape
 //! and batch capacity, and a training step recorded into one command encoder and submitted
 //! once (no readback inside a step; losses are logged on the device and read per epoch).
-use crate::device::Gpu;
+use crate::device::{Gpu, binding_limit, read_mapped};
 use crate::kernels::{KernelOptions, Plan, StepKernels, WG};
 use crate::shaders;
 use crate::shaders::BatchInfo;
@@ -94,8 +94,6 @@ struct Red {
     from_step: bool,
     /// Steps the job reduces (an adjoint block when fused; else 1).
     block: u32,
-    /// The partials come from the tiled steps: reduce_tiles finishes them.
-    tiled: bool,
 }
 
 pub struct GpuNet {
@@ -268,7 +266,7 @@ impl GpuNet {
         ];
         for (what, len, smaller) in sizes {
             let bytes = 4 * len;
-            let cap = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
+            let cap = binding_limit(lim);
             if bytes > cap {
                 bail!(
                     "the {what} buffer needs {bytes} bytes, above this adapter's storage binding \
@@ -353,7 +351,6 @@ impl GpuNet {
             bias: if m.flags & WITH_BIAS != 0 { m.rows } else { 0 },
             from_step: m.flags & TILE_PARTIALS != 0,
             block: m.block.max(1),
-            tiled: tiled && m.flags & TILE_PARTIALS != 0,
         };
         let rs = if euler { 0 } else { HAS_RS };
         let anti = if cfg.integrator == Integrator::Antisym { ANTISYM } else { 0 };
@@ -659,11 +656,6 @@ impl GpuNet {
         self.plan.kernels
     }
 
-    /// Adjoint steps per dispatch.
-    pub fn adjoint_block(&self) -> u32 {
-        self.plan.block
-    }
-
     /// The step kernels' sizes, for benchmark records: adjoint steps and forward steps per
     /// dispatch, and for tiled steps the examples per tile, invocations per workgroup, tiles
     /// per adjoint workgroup and the gradient block edge.
@@ -770,9 +762,9 @@ impl GpuNet {
         if !r.from_step {
             self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc) + groups(r.bias), n.div_ceil(CHUNK));
         }
-        // reduce_finish: one workgroup per output (and step of the block).
         let outputs = (r.rc + r.bias) * r.block;
-        if let Some(p) = self.reduce_tiles.as_ref().filter(|_| r.tiled) {
+        // The tiled steps' partials (reduce_tiles exists only for them).
+        if let Some(p) = self.reduce_tiles.as_ref().filter(|_| r.from_step) {
             // reduce_tiles: 64 outputs per workgroup.
             let (x, y) = self.grid_of(outputs.div_ceil(64));
             self.dispatch(pass, p, r.meta, x, y);
@@ -938,14 +930,7 @@ impl GpuNet {
         enc.resolve_query_set(&query_set, 0..count, &resolved, 0);
         enc.copy_buffer_to_buffer(&resolved, 0, &host, 0, bytes);
         self.gpu.queue.submit([enc.finish()]);
-        let slice = host.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        dev.poll(wgpu::PollType::wait_indefinitely())?;
-        rx.recv()??;
-        let ticks = bytemuck::cast_slice::<u8, u64>(&slice.get_mapped_range()?).to_vec();
+        let ticks: Vec<u64> = read_mapped(dev, &host, bytes)?;
         let tick = f64::from(self.gpu.queue.get_timestamp_period()) * 1e-9;
         Ok(Some(
             PHASES
@@ -1057,15 +1042,6 @@ impl GpuNet {
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(src, 0, &self.readback, 0, bytes);
         self.gpu.queue.submit([enc.finish()]);
-        let slice = self.readback.slice(..bytes);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.gpu.device.poll(wgpu::PollType::wait_indefinitely())?;
-        rx.recv()??;
-        let out = bytemuck::cast_slice::<u8, f32>(&slice.get_mapped_range()?).to_vec();
-        self.readback.unmap();
-        Ok(out)
+        read_mapped(&self.gpu.device, &self.readback, bytes)
     }
 }

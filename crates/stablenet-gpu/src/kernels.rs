@@ -1,5 +1,6 @@
 //! Which kernels step the integrator, and their block sizes for a model, a batch capacity and
 //! an adapter's limits: the choice [`GpuNet::with_kernels`](crate::GpuNet::with_kernels) makes.
+use crate::device::binding_limit;
 use crate::shaders;
 use anyhow::{Result, ensure};
 use stablenet_core::{Integrator, ModelConfig};
@@ -156,13 +157,13 @@ impl Plan {
         // Tiled: two tiles of WP x 4 rq floats (and the cursor), TWG = WP / 4 * rq invocations.
         let wp = shaders::padded(cfg.width) as u32;
         let cq = wp / 4;
-        let invocations =
-            tuning.invocations.min(lim.max_compute_invocations_per_workgroup).min(lim.max_compute_workgroup_size_x);
+        let adapter_invocations = lim.max_compute_invocations_per_workgroup.min(lim.max_compute_workgroup_size_x);
+        let invocations = tuning.invocations.min(adapter_invocations);
         let rq = (invocations / cq).min(shared.saturating_sub(16) / (32 * wp)).min(64);
         let hamiltonian = cfg.integrator == Integrator::Hamiltonian;
         // The tiled steps read K_j, K_j^T and b_j padded, N (2 WP^2 + WP) floats in one binding.
         let ops_bytes = 4 * cfg.steps as u64 * (2 * wp * wp + wp) as u64;
-        let binding = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
+        let binding = binding_limit(lim);
         let kernels = match choice {
             None if narrow && fused_block >= 1 => StepKernels::Fused,
             None if rq >= 1 && ops_bytes <= binding => StepKernels::Tiled,
@@ -191,7 +192,7 @@ impl Plan {
                      workgroup; this adapter allows {shared} and {} (max_compute_workgroup_storage_size, \
                      max_compute_invocations_per_workgroup)",
                     32 * wp + 16,
-                    lim.max_compute_invocations_per_workgroup.min(lim.max_compute_workgroup_size_x)
+                    adapter_invocations
                 );
                 StepKernels::Tiled
             }

@@ -131,7 +131,7 @@ impl ImageStage {
         }
         let lim = &gpu.limits;
         let max_groups = lim.max_compute_workgroups_per_dimension;
-        let cap = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
+        let cap = crate::device::binding_limit(lim);
         let rpc = chunk_rows.map_or(CHUNK_ITERS / w as u32, |r| r as u32).max(1);
         let plan = Plan::new(spec, rpc);
         let len = spec.shape.len() as u64;
@@ -467,19 +467,7 @@ impl ImageStage {
             at += bytes;
         }
         self.queue.submit([enc.finish()]);
-        let slice = self.readback.slice(..at);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.device.poll(wgpu::PollType::wait_indefinitely())?;
-        rx.recv()??;
-        let out = {
-            let view = slice.get_mapped_range()?;
-            let all: &[f32] = bytemuck::cast_slice(&view);
-            parts.iter().map(|&(a, b)| all[(a / 4) as usize..((a + b) / 4) as usize].to_vec()).collect()
-        };
-        self.readback.unmap();
-        Ok(out)
+        let all: Vec<f32> = crate::device::read_mapped(&self.device, &self.readback, at)?;
+        Ok(parts.iter().map(|&(a, b)| all[(a / 4) as usize..((a + b) / 4) as usize].to_vec()).collect())
     }
 }

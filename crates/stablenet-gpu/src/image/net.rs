@@ -178,7 +178,7 @@ impl GpuImageNet {
         }
         shapes.push((last.c, cfg.classes, last.h, last.w, 1, off("classifier.weight"), off("classifier.bias")));
 
-        let cap = lim.max_storage_buffer_binding_size.min(lim.max_buffer_size);
+        let cap = crate::device::binding_limit(lim);
         let max_groups = lim.max_compute_workgroups_per_dimension;
         let mut scratch_len = 0u64;
         let mut partial_len = 0u64;
@@ -412,22 +412,11 @@ impl GpuImageNet {
         enc.copy_buffer_to_buffer(&self.grad, 0, &self.readback, 0, count);
         enc.copy_buffer_to_buffer(&self.head, 4 * self.head_totals, &self.readback, count, 8);
         self.queue.submit([enc.finish()]);
-        let slice = self.readback.slice(..count + 8);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.device.poll(wgpu::PollType::wait_indefinitely())?;
-        rx.recv()??;
+        let all: Vec<f32> = crate::device::read_mapped(&self.device, &self.readback, count + 8)?;
         let mut grad = self.template.clone();
-        let (loss, hits) = {
-            let view = slice.get_mapped_range()?;
-            let all: &[f32] = bytemuck::cast_slice(&view);
-            let k = grad.data.len();
-            grad.data.copy_from_slice(&all[..k]);
-            (all[k], all[k + 1])
-        };
-        self.readback.unmap();
+        let k = grad.data.len();
+        grad.data.copy_from_slice(&all[..k]);
+        let (loss, hits) = (all[k], all[k + 1]);
         Ok(GpuLossGrad { loss: f64::from(loss), correct: hits as usize, grad })
     }
 

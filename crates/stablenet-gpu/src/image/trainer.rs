@@ -502,20 +502,9 @@ impl GpuImageTrainer {
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(src, 4 * at as u64, &staging, 0, bytes);
         self.queue.submit([enc.finish()]);
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        let fail = |e: String| Error::Device(format!("reading back from {}: {e}", self.adapter));
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| fail(e.to_string()))?;
-        rx.recv().map_err(|e| fail(e.to_string()))?.map_err(|e| fail(e.to_string()))?;
-        let out = {
-            let view = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?;
-            let all: &[f32] = bytemuck::cast_slice(&view);
-            all[..len].to_vec()
-        };
-        staging.unmap();
+        let mut out: Vec<f32> = crate::device::read_mapped(&self.device, &staging, bytes)
+            .map_err(|e| Error::Device(format!("reading back from {}: {e:#}", self.adapter)))?;
+        out.truncate(len);
         Ok(out)
     }
 }

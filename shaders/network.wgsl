@@ -17,7 +17,7 @@
 //                                  only P (the opening's) when FUSE or tiled steps sum them
 //   9  store   rw     [N][NMAX][W] resnet/antisym: the state before every step
 //  10  ops     rw     [N][W][W]    resnet/antisym: the operator M_j that acts (MODEL.md section 2);
-//                                  tiled hamiltonian: K_j, K_j^T, b_j padded (build_ops)
+//                                  tiled steps: M_j (K_j), M_j^T, b_j padded (build_ops)
 //  11  dlog    rw     [NMAX][C]    dLoss/dlogits
 //  12  loss_s  rw     [NMAX]       per-example loss / n
 //  13  hits    rw     [NMAX]       1 where the arg-max logit is the label
@@ -31,8 +31,9 @@
 //                                  see tile_partials)
 
 // W, the width, WP, the width padded to a multiple of 4, and the workgroup array sizes TF_LEN
-// and KC_LEN are constants the host puts before these sources (shaders::network): the integrators keep per-example vectors in
-// registers, which needs a constant size, and wide nets, which use neither array, get 1.
+// and KC_LEN are constants the host puts before these sources (shaders::network): the
+// integrators keep per-example vectors in registers, which needs a constant size, and wide
+// nets, which use neither array, get 1.
 override D: u32;
 override C: u32;
 override N: u32;

@@ -29,6 +29,11 @@
 //   6  cursor   rw    [2] the step the reduction belongs to (network.wgsl)
 
 const CHUNK: u32 = 256u;
+
+// The job's outputs: G's rows * cols entries, then with flags & 32 the bias row's rows.
+fn job_outputs() -> u32 {
+    return job.rows * job.cols + select(0u, job.rows, (job.flags & 32u) != 0u);
+}
 // Floats of each staging tile: SUB = TILE / max(rows, cols) examples' rows of P, Q, R, S at a
 // time (4 x 4 KiB, inside the 16 KiB of workgroup memory every adapter has).
 const TILE: u32 = 1024u;
@@ -59,7 +64,7 @@ fn reduce_partial(
     @builtin(local_invocation_index) li: u32,
 ) {
     let rc = job.rows * job.cols;
-    let outputs = rc + select(0u, job.rows, (job.flags & 32u) != 0u);
+    let outputs = job_outputs();
     // Workgroups past G's are the bias row's: (rows, cols = 1, Q = 1, P = B).
     let kgroups = (rc + WG - 1u) / WG;
     let bias = wid.x >= kgroups;
@@ -155,8 +160,7 @@ fn reduce_finish(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let rc = job.rows * job.cols;
-    let outputs = rc + select(0u, job.rows, (job.flags & 32u) != 0u);
+    let outputs = job_outputs();
     let block = max(job.block, 1u);
     let x = wid.x + wid.y * nwg.x;
     if x >= outputs * block {
@@ -248,8 +252,7 @@ fn reduce_tiles(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let rc = job.rows * job.cols;
-    let outputs = rc + select(0u, job.rows, (job.flags & 32u) != 0u);
+    let outputs = job_outputs();
     let x = (wid.x + wid.y * nwg.x) * TOUT + li % TOUT;
     let lane = li / TOUT;
     if li == 0u {

@@ -97,6 +97,12 @@ fn stage(t: u32, r: u32, c: u32, m: mat4x4<f32>) {
     tiles[at + 3u * RQ] = m[3];
 }
 
+// Four consecutive components k .. k + 3 of example quad e of a tile, at `at` = its row k:
+// column q holds component k + q of the four examples (stage's inverse).
+fn tile_rows(at: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(tiles[at], tiles[at + RQ], tiles[at + 2u * RQ], tiles[at + 3u * RQ]);
+}
+
 // X M_{j,m} for the invocation's block, X the tile t: sum over k of X[e][k] M[k][4c + q].
 // Four k at a time, as a 4x4 matrix product the driver turns into 64 FMAs.
 fn product(t: u32, m: u32, j: u32, r: u32, c: u32) -> mat4x4<f32> {
@@ -104,12 +110,7 @@ fn product(t: u32, m: u32, j: u32, r: u32, c: u32) -> mat4x4<f32> {
     let x0 = t * WP * RQ + r;
     let m0 = (j * 2u + m) * WP * CQ + c;
     for (var k = 0u; k < WP; k += 4u) {
-        let x = mat4x4<f32>(
-            tiles[x0 + k * RQ],
-            tiles[x0 + (k + 1u) * RQ],
-            tiles[x0 + (k + 2u) * RQ],
-            tiles[x0 + (k + 3u) * RQ],
-        );
+        let x = tile_rows(x0 + k * RQ);
         let rows = mat4x4<f32>(
             ops[m0 + k * CQ],
             ops[m0 + (k + 1u) * CQ],
@@ -223,9 +224,7 @@ fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
             var m = mat4x4<f32>();
             for (var i = 0u; i < RQ; i++) {
                 let e = skewed(i, skew);
-                let a = mat4x4<f32>(tiles[pa + e], tiles[pa + RQ + e], tiles[pa + 2u * RQ + e], tiles[pa + 3u * RQ + e]);
-                let b = mat4x4<f32>(tiles[pb + e], tiles[pb + RQ + e], tiles[pb + 2u * RQ + e], tiles[pb + 3u * RQ + e]);
-                m += transpose(a) * b;
+                m += transpose(tile_rows(pa + e)) * tile_rows(pb + e);
             }
             // m[bb][aa] = dK[a0 + aa][b0 + bb]: rows of dK are the columns of m^T.
             let mt = transpose(m);
@@ -263,9 +262,8 @@ fn bias_sums(t: u32, base: u32, first: bool, li: u32) {
         let skew = li % RQ;
         var v = vec4<f32>();
         for (var i = 0u; i < RQ; i++) {
-            let e = skewed(i, skew);
-            let ones = vec4<f32>(1.0);
-            v += vec4<f32>(dot(tiles[p + e], ones), dot(tiles[p + RQ + e], ones), dot(tiles[p + 2u * RQ + e], ones), dot(tiles[p + 3u * RQ + e], ones));
+            // Each component's sum over the four examples.
+            v += vec4<f32>(1.0) * tile_rows(p + skewed(i, skew));
         }
         put_partial(base + W * W, 4u * li, 4u, v, first);
     }

@@ -4,7 +4,7 @@
 // and a_j in acc slot j % 3 between dispatches, as leapfrog.wgsl keeps them.
 // CPU twin: stablenet_core::integrators::leapfrog (the same arithmetic as leapfrog.wgsl).
 
-// Steps cursor[0] .. cursor[0] + SPD - 1 (at most N) for the tile's examples.
+// Steps cursor[0] .. cursor[0] + SPD - 1 (those below N) for the tile's examples.
 @compute @workgroup_size(TWG)
 fn tile_forward(
     @builtin(workgroup_id) wid: vec3<u32>,

@@ -2,9 +2,10 @@
 // + b_j), and its adjoint for wider nets (MODEL.md sections 2-4), a tile of examples per
 // workgroup (tiles.wgsl). Not invertible: the forward pass keeps the state before every step
 // (`kept`), and the adjoint reads it back.
-// CPU twin: stablenet_core::integrators::resnet (the same arithmetic as resnet.wgsl).
+// CPU twin: stablenet_core::integrators::resnet (the arithmetic of resnet.wgsl, rounded in
+// another order: h (sigma' ybar) here).
 
-// Steps cursor[0] .. cursor[0] + SPD - 1 (at most N) for the tile's examples. The steps use
+// Steps cursor[0] .. cursor[0] + SPD - 1 (those below N) for the tile's examples. The steps use
 // the two tiles in turn: a tile is staged again two steps later, after the barrier of the
 // step between, which every invocation passes only once it has read the tile.
 @compute @workgroup_size(TWG)

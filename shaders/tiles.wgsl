@@ -10,8 +10,9 @@
 // 4c .. 4c + 3 (c = li / RQ) of the padded width WP (a multiple of 4): a mat4x4 per quantity,
 // column q for component 4c + q, row e for example 4r + e. The padding is exact: K, b are 0
 // there, so the padded components stay 0 (sigma(0) = 0). Examples past the batch load 0 and
-// are never stored; each product of factors in the gradient sums pairs one that is 0 for
-// them (Verlet: all of P, R S^T's S; leapfrog: Q and R), so they add nothing.
+// are never stored (a step can make them nonzero: h sigma(b_j)); each product of factors in
+// the gradient sums pairs one that is 0 for them (Verlet: all of P, R S^T's S; leapfrog: Q
+// and R; resnet/antisym: P), so they add nothing.
 // W, WP, RQ and DB are constants the host puts before these sources (shaders::tiled).
 //
 // Binding table (group 0):

@@ -2,7 +2,7 @@
 // nets (MODEL.md sections 2-4), a tile of examples per workgroup (tiles.wgsl).
 // CPU twin: stablenet_core::integrators::verlet (the same arithmetic as verlet.wgsl).
 
-// Steps cursor[0] .. cursor[0] + SPD - 1 (at most N) for the tile's examples:
+// Steps cursor[0] .. cursor[0] + SPD - 1 (those below N) for the tile's examples:
 // z -= h sigma(K^T y + b); y += h sigma(K z + b).
 @compute @workgroup_size(TWG)
 fn tile_forward(

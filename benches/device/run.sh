@@ -32,13 +32,25 @@ bench() {
 # kernels_ab: the engine alone with other step kernels than its default (GpuNet::with_options),
 # beside the main run (whose torch lines are the comparison): mid one example per invocation
 # (the kernels before the tiled ones), the w = 8 rows tiled instead of fused, and mid and wide
-# with the tiled steps sized otherwise (STABLENET_GPU_TILED; the defaults are not tuned yet).
+# with the tiled steps sized or built otherwise (STABLENET_GPU_TILED; the defaults are not
+# measured yet). All in one file, each line with its setting in "ab": the device tool brings
+# back at most 8 files.
 kernels_ab() {
-    engine() { timeout -s INT "$1" $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} --only "$2" --out "$3"; }
-    STABLENET_GPU_KERNELS=per-example engine 30 mid "$OUT/bench-per-example.jsonl"
-    STABLENET_GPU_KERNELS=tiled engine 30 peaks-small,deep-256,deep-1024 "$OUT/bench-tiled.jsonl"
-    for t in invocations=128 groups=512 groups=132 db=4; do
-        STABLENET_GPU_TILED=$t engine 25 mid,wide "$OUT/bench-tuned-${t//=/-}.jsonl"
+    : > "$OUT/bench-ab.jsonl"
+    ab() { # ab NAME WORKLOADS VAR=VALUE
+        env "$3" timeout -s INT 20 $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} --only "$2" \
+            --out /tmp/ab.jsonl
+        python3 -c 'import json, sys
+for line in open(sys.argv[2]):
+    if line.strip():
+        print(json.dumps(dict(json.loads(line), ab=sys.argv[1])))' "$1" /tmp/ab.jsonl >> "$OUT/bench-ab.jsonl"
+        rm -f /tmp/ab.jsonl
+    }
+    ab per-example mid STABLENET_GPU_KERNELS=per-example
+    ab tiled peaks-small,deep-256,deep-1024 STABLENET_GPU_KERNELS=tiled
+    for t in checks=none checks=bounds invocations=128 invocations=64 groups=512 groups=132 db=4 db=1 \
+        checks=none,db=4; do
+        ab "$t" mid,wide "STABLENET_GPU_TILED=$t"
     done
 }
 

@@ -2,7 +2,7 @@
 //! and batch capacity, and a training step recorded into one command encoder and submitted
 //! once (no readback inside a step; losses are logged on the device and read per epoch).
 use crate::device::{Gpu, binding_limit, read_mapped};
-use crate::kernels::{KernelOptions, Plan, StepKernels, WG};
+use crate::kernels::{KernelOptions, Plan, RuntimeChecks, StepKernels, WG};
 use crate::shaders;
 use crate::shaders::BatchInfo;
 use anyhow::{Result, bail, ensure};
@@ -136,6 +136,8 @@ pub struct GpuNet {
     /// Device bytes by buffer, parameter-shaped buffers marked (for the memory reports).
     memory: Vec<(&'static str, u64, bool)>,
     plan: Plan,
+    /// The wgpu runtime checks the tiled module was built with.
+    checks: RuntimeChecks,
     /// Tiled steps: their pipelines and bind group (tiles.wgsl).
     tiled: Option<(wgpu::ComputePipeline, wgpu::ComputePipeline, wgpu::BindGroup)>,
     /// Floats build_ops writes (resnet/antisym operators, tiled K_j, K_j^T, b_j).
@@ -242,8 +244,8 @@ impl GpuNet {
         let fac_len = if fuse || tiled { slot } else { 5 * slot };
         let tmp_len = if cfg.integrator == Integrator::Hamiltonian { 1 } else { slot };
         let ops_len = match (euler, tiled) {
-            (_, true) => n * (2 * wp * wp + wp),
-            (true, false) => n * w * w,
+            (_, true) => n as u64 * (2 * wp as u64 * wp as u64 + wp as u64),
+            (true, false) => n as u64 * w as u64 * w as u64,
             _ => 1,
         };
         // Each buffer with what makes it smaller.
@@ -256,7 +258,7 @@ impl GpuNet {
             ("adjoints", 3 * slot, batch),
             ("gradient factors", fac_len, batch),
             ("stored states (resnet/antisym keep every state)", store_len, stored),
-            ("operators", ops_len as u64, "fewer steps or a narrower net"),
+            ("operators", ops_len, "fewer steps or a narrower net"),
             ("logits", nm * c as u64, batch),
             ("batch inputs", nm * d as u64, batch),
             ("reduction partials", partials, batch),
@@ -266,11 +268,12 @@ impl GpuNet {
         ];
         for (what, len, smaller) in sizes {
             let bytes = 4 * len;
-            let cap = binding_limit(lim);
+            // The kernels index in u32 (floats; the tiled operators in vec4).
+            let cap = binding_limit(lim).min(4 * u32::MAX as u64);
             if bytes > cap {
                 bail!(
                     "the {what} buffer needs {bytes} bytes, above this adapter's storage binding \
-                     limit of {cap} bytes (max_storage_buffer_binding_size / max_buffer_size); use {smaller}"
+                     limit of {cap} bytes (max_storage_buffer_binding_size / max_buffer_size, and u32 indices); use {smaller}"
                 );
             }
         }
@@ -299,7 +302,9 @@ impl GpuNet {
         let tmp = buf("scratch", tmp_len);
         let fac = buf("factors", fac_len);
         let store = buf("stored states", store_len);
-        let ops = buf("operators", ops_len as u64);
+        let ops = buf("operators", ops_len);
+        // Below u32::MAX floats, by the check above.
+        let ops_len = ops_len as u32;
         let dlog = buf("dlogits", nm * c as u64);
         let loss_s = buf("loss per example", nm);
         let hits = buf("hits per example", nm);
@@ -499,8 +504,31 @@ impl GpuNet {
             build_ops: (euler || tiled).then(|| pipe(&pl_net, &net_mod, "build_ops", &net_consts)),
         };
         let tile_pipes = tiled.then(|| {
-            let m =
-                module("tiled steps", shaders::tiled(cfg.integrator, cfg.width, plan.rq as usize, plan.db as usize));
+            let src = shaders::tiled(cfg.integrator, cfg.width, plan.rq as usize, plan.db as usize);
+            let checks = match opts.tiled.checks {
+                RuntimeChecks::All => None,
+                RuntimeChecks::Bounds => Some(wgpu::ShaderRuntimeChecks {
+                    force_loop_bounding: false,
+                    ..wgpu::ShaderRuntimeChecks::checked()
+                }),
+                RuntimeChecks::None => Some(wgpu::ShaderRuntimeChecks::unchecked()),
+            };
+            let m = match checks {
+                None => module("tiled steps", src),
+                Some(checks) => {
+                    let desc = wgpu::ShaderModuleDescriptor {
+                        label: Some("tiled steps (trusted)"),
+                        source: wgpu::ShaderSource::Wgsl(src.into()),
+                    };
+                    // SAFETY: every index in tiles.wgsl and the steps' files stays inside its
+                    // array or binding: workgroup-array indices from the invocation's (r, c) and
+                    // the constants WP, RQ; buffer indices guarded by the batch and width (ld,
+                    // put) or bounded by the step count and the partials' size, which come from
+                    // the `Plan` that sized the bindings. Every loop has a constant or uniform
+                    // bound. `xtask validate` runs this module against the CPU twin.
+                    unsafe { dev.create_shader_module_trusted(desc, checks) }
+                }
+            };
             let consts = [
                 ("ACT", act),
                 ("N", n as f64),
@@ -629,6 +657,7 @@ impl GpuNet {
                 m
             },
             plan,
+            checks: opts.tiled.checks,
             tiled,
             ops_len,
             m_plain,
@@ -673,6 +702,9 @@ impl GpuNet {
                 p.db,
                 p.db
             );
+            if self.checks != RuntimeChecks::All {
+                s += &format!(", wgpu runtime checks: {}", self.checks.name());
+            }
         }
         s
     }

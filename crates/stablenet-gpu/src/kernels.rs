@@ -34,26 +34,62 @@ pub struct TiledTuning {
     /// The edge of each invocation's blocks of dK_j (4, 2 or 1); None: the largest that gives
     /// every invocation a block (`shaders::gradient_block`).
     pub gradient_block: Option<u32>,
+    /// wgpu's runtime checks in the tiled module: all of them by default.
+    pub checks: RuntimeChecks,
+}
+
+/// Which of wgpu's runtime checks the tiled module is built with. Its indices stay in bounds
+/// by construction (the bindings' lengths come from the same `Plan`) and its loops have
+/// constant or uniform bounds, so both may go; `xtask validate` runs it without them. Which
+/// is faster is for a device to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeChecks {
+    /// A clamp on every indexed access, and a counter in every loop, whose extra exit may keep
+    /// the driver from unrolling it (`wgpu::Device::create_shader_module`).
+    All,
+    /// The clamps, without the loop counters (`create_shader_module_trusted`).
+    Bounds,
+    /// Neither.
+    None,
+}
+
+impl RuntimeChecks {
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeChecks::All => "all",
+            RuntimeChecks::Bounds => "bounds",
+            RuntimeChecks::None => "none",
+        }
+    }
 }
 
 impl Default for TiledTuning {
     fn default() -> Self {
-        TiledTuning { invocations: 256, groups: 256, gradient_block: None }
+        TiledTuning { invocations: 256, groups: 256, gradient_block: None, checks: RuntimeChecks::All }
     }
 }
 
 impl TiledTuning {
-    /// `invocations=N,groups=N,db=N`, any of them (unnamed ones keep their defaults).
+    /// `invocations=N,groups=N,db=N,checks=all|bounds|none`, any of them (unnamed ones keep
+    /// their defaults).
     pub fn parse(s: &str) -> Result<Self> {
         let mut t = TiledTuning::default();
+        let expected = "expected invocations=1..1024, groups>=1, db=1|2|4 or checks=all|bounds|none";
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part.split_once('=').unwrap_or((part, ""));
-            let v: u32 = value.parse().map_err(|_| anyhow::anyhow!("tiled tuning `{part}`: expected KEY=NUMBER"))?;
+            if key == "checks" {
+                t.checks = [RuntimeChecks::All, RuntimeChecks::Bounds, RuntimeChecks::None]
+                    .into_iter()
+                    .find(|c| c.name() == value)
+                    .ok_or_else(|| anyhow::anyhow!("tiled tuning `{part}`: {expected}"))?;
+                continue;
+            }
+            let v: u32 = value.parse().map_err(|_| anyhow::anyhow!("tiled tuning `{part}`: {expected}"))?;
             match key {
                 "invocations" if (1..=1024).contains(&v) => t.invocations = v,
                 "groups" if v >= 1 => t.groups = v,
                 "db" if matches!(v, 1 | 2 | 4) => t.gradient_block = Some(v),
-                _ => anyhow::bail!("tiled tuning `{part}`: expected invocations=1..1024, groups>=1 or db=1|2|4"),
+                _ => anyhow::bail!("tiled tuning `{part}`: {expected}"),
             }
         }
         Ok(t)
@@ -347,11 +383,16 @@ mod tests {
     #[test]
     fn tuning_parses_and_refuses_nonsense() {
         let t = TiledTuning::parse("invocations=128, db=4").unwrap();
-        assert_eq!(t, TiledTuning { invocations: 128, groups: 256, gradient_block: Some(4) });
-        for bad in ["db=3", "groups=0", "threads=5", "invocations=x"] {
+        assert_eq!(
+            t,
+            TiledTuning { invocations: 128, groups: 256, gradient_block: Some(4), checks: RuntimeChecks::All }
+        );
+        assert_eq!(TiledTuning::parse("checks=bounds").unwrap().checks, RuntimeChecks::Bounds);
+        assert_eq!(TiledTuning::parse("checks=none").unwrap().checks, RuntimeChecks::None);
+        for bad in ["db=3", "groups=0", "threads=5", "invocations=x", "checks=0", "checks"] {
             assert!(TiledTuning::parse(bad).is_err(), "{bad}");
         }
-        let tuned = TiledTuning { invocations: 128, groups: 64, gradient_block: Some(4) };
+        let tuned = TiledTuning { invocations: 128, groups: 64, gradient_block: Some(4), ..TiledTuning::default() };
         let lim = wgpu::Limits { max_compute_workgroup_storage_size: 49152, ..wgpu::Limits::default() };
         let p = Plan::new(&model(Integrator::Hamiltonian, 32, 8), 65536, &lim, false, None, tuned).unwrap();
         assert_eq!((p.rq * 8, p.db), (128, 4));

@@ -13,5 +13,5 @@ pub mod validate;
 pub use device::{DeviceRequest, Gpu};
 pub use engine::{GpuNet, Hyper};
 pub use image::{GpuImageTrainer, ImageStage, StageSpec};
-pub use kernels::{KernelOptions, StepKernels, TiledTuning};
+pub use kernels::{KernelOptions, RuntimeChecks, StepKernels, TiledTuning};
 pub use trainer::GpuTrainer;

@@ -6,7 +6,7 @@
 //! max |gpu - cpu| / max |cpu| per tensor.
 use crate::device::{DeviceRequest, Gpu};
 use crate::engine::GpuNet;
-use crate::kernels::{KernelOptions, Plan, StepKernels, TiledTuning};
+use crate::kernels::{KernelOptions, Plan, RuntimeChecks, StepKernels, TiledTuning};
 use crate::trainer::GpuTrainer;
 use anyhow::Result;
 use stablenet_core::backend::Backend;
@@ -174,9 +174,10 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     row("open_adjoint, reduce: dK_in, db_in", cat(&g, ["opening.weight", "opening.bias"]), 3.0 * tol);
     // The steps, with the default kernels, then each other set the case can run, then the
     // tiled steps sized otherwise than by default (small workgroups, few of them, so several
-    // tiles each, and 4 x 4 gradient blocks), as benchmarks may time them.
+    // tiles each, and 4 x 4 gradient blocks) and built without wgpu's runtime checks, as
+    // benchmarks may time them.
     let default = net.kernels();
-    let tuned = TiledTuning { invocations: 64, groups: 2, gradient_block: Some(4) };
+    let tuned = TiledTuning { invocations: 64, groups: 2, gradient_block: Some(4), checks: RuntimeChecks::None };
     let mut options: Vec<KernelOptions> = [StepKernels::PerExample, StepKernels::Fused, StepKernels::Tiled]
         .into_iter()
         .filter(|k| *k != default)

@@ -52,6 +52,14 @@ for line in open(sys.argv[2]):
         checks=none,db=4; do
         ab "$t" mid,wide "STABLENET_GPU_TILED=$t"
     done
+    python3 -c 'import json, sys
+print("| ab | config | s/step | forward | adjoint | kernels |")
+print("|---|---|---|---|---|---|")
+for r in map(json.loads, open(sys.argv[1])):
+    ph = r.get("gpu_phases_s") or {}
+    f = lambda v: "-" if v is None else "%.3e" % v
+    print("| %s | %s | %s | %s | %s | %s |" % (r["ab"], r["config"], f(r.get("s_per_step")), f(ph.get("forward")),
+          f(ph.get("adjoint")), r.get("gpu_kernel_sizes")))' "$OUT/bench-ab.jsonl"
 }
 
 main() {

@@ -11,17 +11,15 @@ fn tile_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let g = wid.x + wid.y * nwg.x;
+    let f = forward_job(wid, nwg, li);
     let r = li % RQ;
     let c = li / RQ;
-    let s0 = g * BM + 4u * r;
-    let j0 = read_cursor(li, 0u);
-    let j1 = min(j0 + SPD, N);
-    var y = load(ST, j0 % 2u, s0, c); // y_j
-    var yp = load(ST, (j0 + 1u) % 2u, s0, c); // y_{j-1}
+    let s0 = f.g * BM + 4u * r;
+    var y = load(ST, f.j0 % 2u, s0, c); // y_j
+    var yp = load(ST, (f.j0 + 1u) % 2u, s0, c); // y_{j-1}
     // Each barrier also keeps a tile from being overwritten while another invocation still
     // reads it for the step before.
-    for (var j = j0; j < j1; j++) {
+    for (var j = f.j0; j < f.j1; j++) {
         stage(0u, r, c, y);
         workgroupBarrier();
         stage(1u, r, c, act_m(add_bias(product(0u, 1u, j, r, c), j, c)));
@@ -31,8 +29,8 @@ fn tile_forward(
         yp = y;
         y = next;
     }
-    store(ST, j1 % 2u, s0, c, y);
-    store(ST, (j1 + 1u) % 2u, s0, c, yp);
+    store(ST, f.j1 % 2u, s0, c, y);
+    store(ST, (f.j1 + 1u) % 2u, s0, c, yp);
 }
 
 // Adjoint steps j = cursor[job.cur], j - 1, .. (min(TBLOCK, j + 1) of them) of the examples
@@ -48,18 +46,10 @@ fn tile_adjoint(
     @builtin(local_invocation_index) li: u32,
 ) {
     let a = adjoint_job(wid, nwg, li);
-    // Uniform: no barrier is skipped by part of a workgroup.
-    if a.g >= a.groups {
-        return;
-    }
     let r = li % RQ;
     let c = li / RQ;
-    for (var tt = 0u; tt < TPW; tt++) {
-        let tile = a.g * TPW + tt;
-        if tile >= batch_tiles() {
-            break;
-        }
-        let s0 = tile * BM + 4u * r;
+    for (var tt = 0u; tt < job_tiles(a); tt++) {
+        let s0 = job_example(a, tt, r);
         // The registers hold step `at`'s y_at, y_{at+1}, a_{at+1}, a_at, a_{at-1}.
         var at = a.j;
         var y = load(ST, at % 2u, s0, c);
@@ -69,7 +59,7 @@ fn tile_adjoint(
         var ap = load(ACC, (at + 2u) % 3u, s0, c);
         for (var k = 0u; k < a.count; k++) {
             let jj = a.j - k;
-            let base = (k * a.groups + a.g) * OUTS;
+            let base = partial_base(a, k);
             // u = K y_j + b and K v.
             stage(0u, r, c, y);
             stage(1u, r, c, (H * H) * an);

@@ -14,14 +14,12 @@ fn tile_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let g = wid.x + wid.y * nwg.x;
+    let f = forward_job(wid, nwg, li);
     let r = li % RQ;
     let c = li / RQ;
-    let s0 = g * BM + 4u * r;
-    let j0 = read_cursor(li, 0u);
-    let j1 = min(j0 + SPD, N);
+    let s0 = f.g * BM + 4u * r;
     var y = load(ST, 0u, s0, c);
-    for (var j = j0; j < j1; j++) {
+    for (var j = f.j0; j < f.j1; j++) {
         store(KEPT, j, s0, c, y);
         stage(j % 2u, r, c, y);
         workgroupBarrier();
@@ -41,22 +39,14 @@ fn tile_adjoint(
     @builtin(local_invocation_index) li: u32,
 ) {
     let a = adjoint_job(wid, nwg, li);
-    // Uniform: no barrier is skipped by part of a workgroup.
-    if a.g >= a.groups {
-        return;
-    }
     let r = li % RQ;
     let c = li / RQ;
-    for (var tt = 0u; tt < TPW; tt++) {
-        let tile = a.g * TPW + tt;
-        if tile >= batch_tiles() {
-            break;
-        }
-        let s0 = tile * BM + 4u * r;
+    for (var tt = 0u; tt < job_tiles(a); tt++) {
+        let s0 = job_example(a, tt, r);
         var yb = load(ACC, 0u, s0, c);
         for (var k = 0u; k < a.count; k++) {
             let jj = a.j - k;
-            let base = (k * a.groups + a.g) * OUTS;
+            let base = partial_base(a, k);
             stage(0u, r, c, load(KEPT, jj, s0, c));
             workgroupBarrier();
             let u = add_bias(product(0u, 1u, jj, r, c), jj, c);

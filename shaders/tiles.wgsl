@@ -65,6 +65,24 @@ fn adjoint_groups() -> u32 {
     return (batch_tiles() + TPW - 1u) / TPW;
 }
 
+// A workgroup's index in its grid (grids past 65535 workgroups are 2-D).
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+// What a forward workgroup does: steps j0 .. j1 - 1 (SPD of them, those below N) for the
+// examples of tile g. Every invocation calls it (it reads the cursor).
+struct ForwardJob {
+    g: u32,
+    j0: u32,
+    j1: u32,
+}
+
+fn forward_job(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> ForwardJob {
+    let j0 = read_cursor(li, 0u);
+    return ForwardJob(group_index(wid, nwg), j0, min(j0 + SPD, N));
+}
+
 // What an adjoint workgroup does: steps j, j - 1, .. (count of them) for the tiles
 // g * TPW .. of the batch, with `groups` workgroups in all (workgroups past them idle, as a
 // 2-D grid's last row has). Every invocation calls it (it reads the cursor).
@@ -77,7 +95,25 @@ struct AdjointJob {
 
 fn adjoint_job(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> AdjointJob {
     let j = read_cursor(li, job.cur);
-    return AdjointJob(wid.x + wid.y * nwg.x, adjoint_groups(), j, min(TBLOCK, j + 1u));
+    return AdjointJob(group_index(wid, nwg), adjoint_groups(), j, min(TBLOCK, j + 1u));
+}
+
+// The job's tiles: TPW, fewer in the batch's last workgroup, none in an idle one. Uniform, so
+// the barriers in a loop over them are reached by the whole workgroup.
+fn job_tiles(a: AdjointJob) -> u32 {
+    let first = a.g * TPW;
+    return select(0u, min(TPW, batch_tiles() - first), first < batch_tiles());
+}
+
+// The first example of tile tt of the job, for example quad r.
+fn job_example(a: AdjointJob, tt: u32, r: u32) -> u32 {
+    return (a.g * TPW + tt) * BM + 4u * r;
+}
+
+// Where the workgroup's partial of step a.j - k starts in tpart: [k][group][W * W + W], the
+// layout reduce_tiles reads.
+fn partial_base(a: AdjointJob, k: u32) -> u32 {
+    return (k * a.groups + a.g) * OUTS;
 }
 
 // Step cursor `cur` as a workgroup-uniform value (the step loops hold barriers); every

@@ -10,17 +10,15 @@ fn tile_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let g = wid.x + wid.y * nwg.x;
+    let f = forward_job(wid, nwg, li);
     let r = li % RQ;
     let c = li / RQ;
-    let s0 = g * BM + 4u * r;
-    let j0 = read_cursor(li, 0u);
-    let j1 = min(j0 + SPD, N);
+    let s0 = f.g * BM + 4u * r;
     var y = load(ST, 0u, s0, c);
     var z = load(ST, 1u, s0, c);
     // Each barrier also keeps a tile from being overwritten while another invocation still
     // reads it for the step before.
-    for (var j = j0; j < j1; j++) {
+    for (var j = f.j0; j < f.j1; j++) {
         stage(0u, r, c, y);
         workgroupBarrier();
         z -= H * act_m(add_bias(product(0u, 0u, j, r, c), j, c));
@@ -44,25 +42,17 @@ fn tile_adjoint(
     @builtin(local_invocation_index) li: u32,
 ) {
     let a = adjoint_job(wid, nwg, li);
-    // Uniform: no barrier is skipped by part of a workgroup.
-    if a.g >= a.groups {
-        return;
-    }
     let r = li % RQ;
     let c = li / RQ;
-    for (var tt = 0u; tt < TPW; tt++) {
-        let tile = a.g * TPW + tt;
-        if tile >= batch_tiles() {
-            break;
-        }
-        let s0 = tile * BM + 4u * r;
+    for (var tt = 0u; tt < job_tiles(a); tt++) {
+        let s0 = job_example(a, tt, r);
         var y = load(ST, 0u, s0, c);
         var z = load(ST, 1u, s0, c);
         var yb = load(ACC, 0u, s0, c);
         var zb = load(ACC, 1u, s0, c);
         for (var k = 0u; k < a.count; k++) {
             let jj = a.j - k;
-            let base = (k * a.groups + a.g) * OUTS;
+            let base = partial_base(a, k);
             // u = K z_{j+1} + b; s = sigma'(u) h ybar; zbar += K^T s; y_j = y_{j+1} - h sigma(u)
             // (updated at once, which ends u's life before the products).
             stage(0u, r, c, z);

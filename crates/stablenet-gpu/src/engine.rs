@@ -237,14 +237,13 @@ impl GpuNet {
         let (fuse, tiled) = (plan.kernels == StepKernels::Fused, plan.kernels == StepKernels::Tiled);
         let block = plan.block;
         let partials = (chunks * max_rc).max(plan.partials);
-        let wp = shaders::padded(cfg.width) as u32;
         // The factors P, Q, R, S, B of every example: per-example steps only; fused and tiled
         // ones sum them in workgroup memory, and only the opening's P is left (open_adjoint).
         // The scratch slot: leapfrog, resnet and antisym.
         let fac_len = if fuse || tiled { slot } else { 5 * slot };
         let tmp_len = if cfg.integrator == Integrator::Hamiltonian { 1 } else { slot };
         let ops_len = match (euler, tiled) {
-            (_, true) => n as u64 * (2 * wp as u64 * wp as u64 + wp as u64),
+            (_, true) => shaders::tiled_operators(cfg.steps, cfg.width),
             (true, false) => n as u64 * w as u64 * w as u64,
             _ => 1,
         };
@@ -505,29 +504,20 @@ impl GpuNet {
         };
         let tile_pipes = tiled.then(|| {
             let src = shaders::tiled(cfg.integrator, cfg.width, plan.rq as usize, plan.db as usize);
-            let checks = match opts.tiled.checks {
-                RuntimeChecks::All => None,
-                RuntimeChecks::Bounds => Some(wgpu::ShaderRuntimeChecks {
-                    force_loop_bounding: false,
-                    ..wgpu::ShaderRuntimeChecks::checked()
-                }),
-                RuntimeChecks::None => Some(wgpu::ShaderRuntimeChecks::unchecked()),
-            };
-            let m = match checks {
-                None => module("tiled steps", src),
-                Some(checks) => {
-                    let desc = wgpu::ShaderModuleDescriptor {
-                        label: Some("tiled steps (trusted)"),
-                        source: wgpu::ShaderSource::Wgsl(src.into()),
-                    };
-                    // SAFETY: every index in tiles.wgsl and the steps' files stays inside its
-                    // array or binding: workgroup-array indices from the invocation's (r, c) and
-                    // the constants WP, RQ; buffer indices guarded by the batch and width (ld,
-                    // put) or bounded by the step count and the partials' size, which come from
-                    // the `Plan` that sized the bindings. Every loop has a constant or uniform
-                    // bound. `xtask validate` runs this module against the CPU twin.
-                    unsafe { dev.create_shader_module_trusted(desc, checks) }
-                }
+            let m = if opts.tiled.checks == RuntimeChecks::All {
+                module("tiled steps", src)
+            } else {
+                let desc = wgpu::ShaderModuleDescriptor {
+                    label: Some("tiled steps (trusted)"),
+                    source: wgpu::ShaderSource::Wgsl(src.into()),
+                };
+                // SAFETY: every index in tiles.wgsl and the steps' files stays inside its array
+                // or binding: workgroup-array indices from the invocation's (r, c) and the
+                // constants WP, RQ; buffer indices guarded by the batch and width (ld, put) or
+                // bounded by the step count and the partials' size, which come from the `Plan`
+                // that sized the bindings. Every loop has a constant or uniform bound. `xtask
+                // validate` runs this module against the CPU twin.
+                unsafe { dev.create_shader_module_trusted(desc, opts.tiled.checks.wgpu()) }
             };
             let consts = [
                 ("ACT", act),

@@ -61,6 +61,17 @@ impl RuntimeChecks {
             RuntimeChecks::None => "none",
         }
     }
+
+    /// What `create_shader_module_trusted` is given.
+    pub(crate) fn wgpu(self) -> wgpu::ShaderRuntimeChecks {
+        match self {
+            RuntimeChecks::All => wgpu::ShaderRuntimeChecks::checked(),
+            RuntimeChecks::Bounds => {
+                wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() }
+            }
+            RuntimeChecks::None => wgpu::ShaderRuntimeChecks::unchecked(),
+        }
+    }
 }
 
 impl Default for TiledTuning {
@@ -197,8 +208,7 @@ impl Plan {
         let invocations = tuning.invocations.min(adapter_invocations);
         let rq = (invocations / cq).min(shared.saturating_sub(16) / (32 * wp)).min(64);
         let hamiltonian = cfg.integrator == Integrator::Hamiltonian;
-        // The tiled steps read K_j, K_j^T and b_j padded, N (2 WP^2 + WP) floats in one binding.
-        let ops_bytes = 4 * cfg.steps as u64 * (2 * wp * wp + wp) as u64;
+        let ops_bytes = 4 * shaders::tiled_operators(cfg.steps, cfg.width);
         let binding = binding_limit(lim);
         let kernels = match choice {
             None if narrow && fused_block >= 1 => StepKernels::Fused,

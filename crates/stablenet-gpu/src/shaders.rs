@@ -76,6 +76,13 @@ pub fn padded(width: usize) -> usize {
     width.div_ceil(4) * 4
 }
 
+/// Floats of the padded K_j, K_j^T and b_j of `steps` steps that the tiled steps read in one
+/// binding (tiles.wgsl `ops`, written by network.wgsl build_ops).
+pub fn tiled_operators(steps: usize, width: usize) -> u64 {
+    let wp = padded(width) as u64;
+    steps as u64 * (2 * wp * wp + wp)
+}
+
 /// The tiled steps of wider nets, a workgroup stepping a tile of `4 rq` examples together
 /// (tiles.wgsl with verlet_tiled.wgsl, leapfrog_tiled.wgsl or resnet_tiled.wgsl); `rq` is a
 /// source constant because it sizes the workgroup's tiles, and so is `db`, the edge of each

@@ -309,16 +309,19 @@ fn classify(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             arg = c;
         }
     }
+    let label = data_y[order[batch.offset + s]];
+    // -log softmax[label] = ln(sum) + mx - z_label (MODEL.md section 5), taken from the logit:
+    // the label's exponential underflows to 0 once it is ~88 below the largest.
+    let shifted = mx - dlog[s * C + label];
     var sum = 0.0;
     for (var c = 0u; c < C; c++) {
         let e = exp(dlog[s * C + c] - mx);
         dlog[s * C + c] = e;
         sum += e;
     }
-    let label = data_y[order[batch.offset + s]];
     hits[s] = select(0.0, 1.0, arg == label);
     let inv_n = 1.0 / f32(batch.n);
-    loss_s[s] = (log(sum) - log(dlog[s * C + label])) * inv_n;
+    loss_s[s] = (log(sum) + shifted) * inv_n;
     for (var c = 0u; c < C; c++) {
         let p = dlog[s * C + c] / sum;
         dlog[s * C + c] = (p - select(0.0, 1.0, c == label)) * inv_n;

@@ -362,7 +362,9 @@ fn classify<T: Real>(p: &Params<T>, y: &[T], out: &mut [T]) {
 }
 
 /// Turns logits into softmax - onehot(label) in place; returns (-log softmax[label], whether
-/// the arg-max is the label). Uses the max-shift so large logits cannot overflow.
+/// the arg-max is the label). Uses the max-shift so large logits cannot overflow, and takes the
+/// loss as ln(sum) + max - z[label], not from the exponential, which underflows to 0 (a loss
+/// of inf) once the label's logit is ~88 (f32) below the largest.
 fn softmax_xent<T: Real>(z: &mut [T], label: usize) -> (T, bool) {
     let (mut arg, mut max) = (0, z[0]);
     for (i, &v) in z.iter().enumerate() {
@@ -370,13 +372,13 @@ fn softmax_xent<T: Real>(z: &mut [T], label: usize) -> (T, bool) {
             (arg, max) = (i, v);
         }
     }
+    let shifted = max - z[label];
     let mut sum = T::zero();
     for v in z.iter_mut() {
         *v = (*v - max).exp();
         sum += *v;
     }
-    let loss = sum.ln() - z[label].ln();
-    let loss = if loss.is_finite() { loss } else { sum.ln() - (z[label] / sum).ln() - sum.ln() };
+    let loss = sum.ln() + shifted;
     z.iter_mut().for_each(|v| *v /= sum);
     z[label] -= T::one();
     (loss, arg == label)
@@ -456,4 +458,40 @@ pub fn evaluate<T: Real>(cfg: &ModelConfig, p: &Params<T>, x: &[f32], labels: &[
     }
     let n = labels.len();
     Ok(Evaluation { loss: loss / n as f64, accuracy: correct as f64 / n as f64, n })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Activation, Integrator};
+
+    /// A confidently wrong prediction: the label's logit 200 below the other, where its
+    /// exponential underflows (f32 and f64 alike at 800). The loss is still the logit gap, and
+    /// the gradient softmax - onehot.
+    #[test]
+    fn confidently_wrong_predictions_have_a_finite_loss() {
+        let cfg = ModelConfig {
+            d: 2,
+            width: 3,
+            steps: 2,
+            final_time: 1.0,
+            integrator: Integrator::Hamiltonian,
+            activation: Activation::Tanh,
+            gamma: 0.0,
+            classes: 2,
+        };
+        for gap in [200.0, 800.0] {
+            let mut p = Params::<f64>::init(&cfg, 1);
+            p.wc.iter_mut().for_each(|v| *v = 0.0);
+            p.mu = vec![0.0, gap];
+            let (x, labels) = ([0.3, -0.2, 1.0, 0.5], [0, 0]);
+            let lg = loss_grad(&cfg, &p, &x, &labels, GradMethod::Reverse).unwrap();
+            assert!((lg.loss - gap).abs() < 1e-9 * gap, "f64, gap {gap}: loss {}", lg.loss);
+            assert_eq!(lg.grad.mu, vec![-1.0, 1.0], "f64, gap {gap}");
+            let lg = loss_grad(&cfg, &p.cast::<f32>(), &x, &labels, GradMethod::Reverse).unwrap();
+            assert!((lg.loss as f64 - gap).abs() < 1e-5 * gap, "f32, gap {gap}: loss {}", lg.loss);
+            let ev = evaluate(&cfg, &p, &x, &labels).unwrap();
+            assert!((ev.loss - gap).abs() < 1e-9 * gap && ev.accuracy == 0.0, "{ev:?}");
+        }
+    }
 }

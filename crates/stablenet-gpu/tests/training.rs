@@ -134,3 +134,21 @@ fn profiled_step_is_the_same_step() {
         assert!(phases.iter().all(|(_, s)| s.is_finite() && *s > 0.0), "{phases:?}");
     }
 }
+
+/// A confidently wrong prediction (the label's logit 200 below the other, its exponential 0
+/// in f32) has a finite loss, the logit gap, as on the CPU; it once gave inf and stopped
+/// training as "diverged".
+#[test]
+fn confidently_wrong_predictions_have_a_finite_loss() {
+    let model = cfg(Integrator::Hamiltonian, 4, 2, 2);
+    let mut p = Params::<f32>::init(&model, 1);
+    p.wc.iter_mut().for_each(|v| *v = 0.0);
+    p.mu = vec![0.0, 200.0];
+    let data = stablenet_core::data::Dataset { x: vec![0.3, -0.2, 1.0, 0.5], labels: vec![0, 0], d: 2, classes: 2 };
+    let net = GpuNet::new(gpu(), &model, 2, 2, None).unwrap();
+    net.set_params(&p).unwrap();
+    net.set_data(&data).unwrap();
+    let (loss, grad) = net.loss_grad(0, 2).unwrap();
+    assert!((loss - 200.0).abs() < 1e-3, "loss {loss}");
+    assert_eq!(grad.mu, vec![-1.0, 1.0]);
+}

@@ -127,18 +127,23 @@ fn conv_kt(j: u32, ss: u32, a: At) -> f32 {
     return acc;
 }
 
-// Partial sums of step cj.j's gradients over chunk wid.y of the (example, row) pairs, one
+// Partial sums of step cj.j's gradients over chunk wid.z of the (example, row) pairs, one
 // output per invocation (no atomics; reduce_finish adds the chunks in order). Outputs
 // e < KLEN are dK[o][ci][di][dj] = alpha sum P[o][r][q] Q[ci][r+di-1][q+dj-1] (+ beta with R,
 // S when flags & 1); the others db[o] = g1 sum B1[o] (+ g2 sum B2[o] when flags & 2).
-// Slots: s0 P, s1 Q, s2 R, s3 S, s4 B1, s5 B2.
+// Slots: s0 P, s1 Q, s2 R, s3 S, s4 B1, s5 B2. The outputs fold into a 2-D grid as examples
+// do (example()): from 683 channels they need more than one dimension's 65535 workgroups.
 @compute @workgroup_size(WG)
-fn reduce_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let e = gid.x;
+fn reduce_partial(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let e = example(gid, nwg);
     if e >= NOUT {
         return;
     }
-    let first = wid.y * RPC;
+    let first = wid.z * RPC;
     let last = min(cj.n * ROWS, first + RPC);
     var pq = 0.0;
     var rs = 0.0;
@@ -167,7 +172,7 @@ fn reduce_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgr
                 }
             }
         }
-        partial[wid.y * NOUT + e] = cj.alpha * pq + select(0.0, cj.beta * rs, two);
+        partial[wid.z * NOUT + e] = cj.alpha * pq + select(0.0, cj.beta * rs, two);
     } else {
         let o = e - KLEN;
         let two = (cj.flags & 2u) != 0u;
@@ -180,14 +185,15 @@ fn reduce_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgr
                 }
             }
         }
-        partial[wid.y * NOUT + e] = cj.g1 * pq + select(0.0, cj.g2 * rs, two);
+        partial[wid.z * NOUT + e] = cj.g1 * pq + select(0.0, cj.g2 * rs, two);
     }
 }
 
-// Sums the chunks in order into dK_j, db_j (overwritten: one reduction per step).
+// Sums the chunks in order into dK_j, db_j (overwritten: one reduction per step); outputs on
+// reduce_partial's 2-D grid.
 @compute @workgroup_size(WG)
-fn reduce_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = gid.x;
+fn reduce_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = example(gid, nwg);
     if e >= NOUT {
         return;
     }

@@ -105,14 +105,19 @@ fn open_ubar(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 }
 
 // dK_in[o][ci][di][dj] = sum scratch[o][r][q] x[ci][r+di-1][q+dj-1], db_in[o] = sum
-// scratch[o], over chunk wid.y of the (example, row) pairs.
+// scratch[o], over chunk wid.z of the (example, row) pairs. The outputs fold into a 2-D grid
+// as examples do (example()): many channels need more than one dimension's 65535 workgroups.
 @compute @workgroup_size(WG)
-fn open_wgrad_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let e = gid.x;
+fn open_wgrad_partial(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let e = example(gid, nwg);
     if e >= NOUT {
         return;
     }
-    let first = wid.y * RPC;
+    let first = wid.z * RPC;
     let last = min(nj.n * ROWS, first + RPC);
     var sum = 0.0;
     if e < KL {
@@ -143,13 +148,14 @@ fn open_wgrad_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
             }
         }
     }
-    partial[wid.y * NOUT + e] = sum;
+    partial[wid.z * NOUT + e] = sum;
 }
 
-// Sums the chunks in order into the junction's weight and bias gradients.
+// Sums the chunks in order into the junction's weight and bias gradients (outputs on the
+// partial sums' 2-D grid).
 @compute @workgroup_size(WG)
-fn wgrad_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = gid.x;
+fn wgrad_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = example(gid, nwg);
     if e >= NOUT {
         return;
     }
@@ -219,14 +225,19 @@ fn widen_ybar(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     src[nj.src2 * SRC_SLOT + i] = g;
 }
 
-// dW[o][ci] = sum scratch[o] y[ci], db[o] = sum scratch[o] over chunk wid.y (y in src slot).
+// dW[o][ci] = sum scratch[o] y[ci], db[o] = sum scratch[o] over chunk wid.z (y in src slot);
+// outputs on a 2-D grid, as open_wgrad_partial.
 @compute @workgroup_size(WG)
-fn widen_wgrad_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let e = gid.x;
+fn widen_wgrad_partial(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let e = example(gid, nwg);
     if e >= NOUT {
         return;
     }
-    let first = wid.y * RPC;
+    let first = wid.z * RPC;
     let last = min(nj.n * ROWS, first + RPC);
     let o = select(e - KL, e / CIN, e < KL);
     var sum = 0.0;
@@ -238,7 +249,7 @@ fn widen_wgrad_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(w
             sum += scratch[go + q] * select(1.0, src[gi + q], e < KL);
         }
     }
-    partial[wid.y * NOUT + e] = sum;
+    partial[wid.z * NOUT + e] = sum;
 }
 
 // Head, 1 of 4: pooled[e][c] = mean over the pixels of the last stage's y_N (src slot).
@@ -292,10 +303,11 @@ fn classify(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 }
 
 // Head, 3 of 4, one invocation per result, examples summed in order: dW[k][c] = sum dlog[k]
-// pooled[c], dmu[k] = sum dlog[k], then the mean loss and the hits (totals).
+// pooled[c], dmu[k] = sum dlog[k], then the mean loss and the hits (totals); on a 2-D grid
+// as the other reductions.
 @compute @workgroup_size(WG)
-fn head_reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = gid.x;
+fn head_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = example(gid, nwg);
     if e >= NOUT + 2u {
         return;
     }

@@ -45,3 +45,26 @@ fn image_stage_refuses_what_it_cannot_run() {
     st.forward(&y).unwrap();
     assert!(st.adjoint(&y[..small.shape.len()]).is_err(), "adjoint of another batch size");
 }
+
+/// 683 channels give 4.2 million gradient outputs, more workgroups than one grid dimension
+/// holds (65535): the reductions fold them into a 2-D grid (they once failed to dispatch).
+#[test]
+fn image_stage_reductions_beyond_one_grid_row() {
+    use stablenet_core::image::Shape;
+    use stablenet_core::{Activation, Integrator};
+    use stablenet_gpu::Gpu;
+    use stablenet_gpu::image::validate::{ImageCase, check_case};
+    let gpu = Gpu::new(&DeviceRequest::default().with_env()).expect("a GPU adapter (lavapipe in CI)");
+    let case = ImageCase {
+        integrator: Integrator::Resnet,
+        act: Activation::Tanh,
+        n: 1,
+        shape: Shape::new(683, 1, 1),
+        steps: 1,
+        grid: None,
+        chunk_rows: None,
+    };
+    let rows = check_case(&gpu, case).unwrap();
+    println!("{}", table(&rows));
+    assert!(rows.iter().all(|r| r.ok()), "{rows:#?}");
+}

@@ -30,6 +30,14 @@ const CHUNK_ITERS: u32 = 4096;
 /// Largest channel count: a convolution runs 9c iterations per invocation.
 pub const MAX_CHANNELS: usize = 1024;
 
+/// `g` workgroups as a 2-D grid whose rows hold at most `row` (and at most `max`, the
+/// adapter's max_compute_workgroups_per_dimension): the kernels fold y back into one index
+/// (`example()` in common.wgsl).
+pub(crate) fn fold(g: u32, row: u32, max: u32) -> (u32, u32) {
+    let x = g.min(row).max(g.div_ceil(max.max(1))).max(1);
+    (x, g.div_ceil(x))
+}
+
 /// What one dispatch does; mirrors `struct ConvJob` in conv.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -431,20 +439,22 @@ impl ImageStage {
     fn record(&self, pass: &mut wgpu::ComputePass, list: &[Dispatch], first: u32, n: u32) {
         let len = self.spec.shape.len() as u32;
         let c = self.spec.shape.c as u32;
-        let nout = (c * c * 9 + c).div_ceil(WG);
+        let grid = |g: u32| fold(g, self.grid_x, self.max_groups);
+        // The gradient outputs on a 2-D grid too (from 683 channels one row cannot hold them),
+        // the reduction chunks on z.
+        let (ox, oy) = grid((c * c * 9 + c).div_ceil(WG));
         for (i, d) in list.iter().enumerate() {
             pass.set_bind_group(0, &self.bind, &[(first + i as u32) * self.job_stride]);
-            let (x, y) = match d.kernel.grid() {
+            let (x, y, z) = match d.kernel.grid() {
                 Grid::Pixels => {
-                    let g = (n * len).div_ceil(WG);
-                    let x = g.min(self.grid_x);
-                    (x, g.div_ceil(x))
+                    let (x, y) = grid((n * len).div_ceil(WG));
+                    (x, y, 1)
                 }
-                Grid::Partial => (nout, self.plan.chunks(n)),
-                Grid::Finish => (nout, 1),
+                Grid::Partial => (ox, oy, self.plan.chunks(n)),
+                Grid::Finish => (ox, oy, 1),
             };
             pass.set_pipeline(self.pipe(d.kernel));
-            pass.dispatch_workgroups(x, y, 1);
+            pass.dispatch_workgroups(x, y, z);
         }
     }
 

@@ -5,7 +5,7 @@
 //!
 //! Each junction (opening, widening s, head) has its own pipelines (its shapes are override
 //! constants) and bind group (the fields of the stages on either side of it).
-use super::{CHUNK_ITERS, ImageStage, LOOP_BUDGET, StageSpec, WG};
+use super::{CHUNK_ITERS, ImageStage, LOOP_BUDGET, StageSpec, WG, fold};
 use crate::device::{Gpu, describe};
 use crate::shaders;
 use anyhow::{Result, bail, ensure};
@@ -517,24 +517,24 @@ impl GpuImageNet {
     fn dispatch(&self, pass: &mut wgpu::ComputePass, ji: usize, k: NetKernel, entry: u32, n: u32) {
         let j = &self.junctions[ji];
         let pix = j.rows * j.cols;
-        let pixels = |count: u32| {
-            let g = count.div_ceil(WG);
-            let x = g.min(self.grid_x);
-            (x, g.div_ceil(x))
+        // Invocations (pixels or gradient outputs) on a 2-D grid; the reduction chunks on z.
+        let grid = |count: u32, z: u32| {
+            let (x, y) = fold(count.div_ceil(WG), self.grid_x, self.max_groups);
+            (x, y, z)
         };
-        let (x, y) = match k {
-            NetKernel::OpenForward | NetKernel::OpenUbar | NetKernel::WidenUbar => pixels(n * j.cout * pix),
-            NetKernel::WidenForward => pixels(n * j.cout * pix / 4),
-            NetKernel::WidenYbar | NetKernel::ClassifyYbar => pixels(n * j.cin * pix),
-            NetKernel::Pool => pixels(n * j.cin),
-            NetKernel::Classify => pixels(n),
-            NetKernel::OpenPartial | NetKernel::WidenPartial => (j.nout().div_ceil(WG), j.chunks(n)),
-            NetKernel::Finish => (j.nout().div_ceil(WG), 1),
-            NetKernel::HeadReduce => ((j.nout() + 2).div_ceil(WG), 1),
+        let (x, y, z) = match k {
+            NetKernel::OpenForward | NetKernel::OpenUbar | NetKernel::WidenUbar => grid(n * j.cout * pix, 1),
+            NetKernel::WidenForward => grid(n * j.cout * pix / 4, 1),
+            NetKernel::WidenYbar | NetKernel::ClassifyYbar => grid(n * j.cin * pix, 1),
+            NetKernel::Pool => grid(n * j.cin, 1),
+            NetKernel::Classify => grid(n, 1),
+            NetKernel::OpenPartial | NetKernel::WidenPartial => grid(j.nout(), j.chunks(n)),
+            NetKernel::Finish => grid(j.nout(), 1),
+            NetKernel::HeadReduce => grid(j.nout() + 2, 1),
         };
         let pipe = &j.pipes.iter().find(|(p, _)| *p == k).expect("junction kernel built").1;
         pass.set_pipeline(pipe);
         pass.set_bind_group(0, &j.bind, &[entry * self.job_stride]);
-        pass.dispatch_workgroups(x, y, 1);
+        pass.dispatch_workgroups(x, y, z);
     }
 }

@@ -29,9 +29,9 @@ pub(crate) enum Kernel {
 pub(crate) enum Grid {
     /// One per (example, channel, pixel), on a 2-D grid of workgroups when needed.
     Pixels,
-    /// One per gradient entry (x) and reduction chunk (y).
+    /// One per gradient entry (x, y: a 2-D grid) and reduction chunk (z).
     Partial,
-    /// One per gradient entry.
+    /// One per gradient entry (x, y).
     Finish,
 }
 

@@ -176,7 +176,8 @@ impl ImageStage {
         }
         if lim.max_storage_buffers_per_shader_stage < 4 {
             bail!(
-                "the image kernels bind 4 storage buffers; this adapter allows {}",
+                "the image kernels bind 4 storage buffers; this adapter allows {} \
+                 (max_storage_buffers_per_shader_stage)",
                 lim.max_storage_buffers_per_shader_stage
             );
         }

@@ -12,6 +12,39 @@ use anyhow::{Result, bail, ensure};
 use stablenet_core::Activation;
 use stablenet_core::image::{ImageConfig, ImageParams};
 
+/// Storage buffers every junction kernel binds (image_net.wgsl bindings 0..8; 9 is the
+/// uniform): the layout and the adapter check both use it, so they cannot disagree.
+const STORAGE_BINDINGS: u32 = 9;
+
+/// What the network asks of the adapter beyond its stages (each [`ImageStage::new`] checks
+/// its own), before anything is allocated.
+fn check_limits(cfg: &ImageConfig, nmax: usize, lim: &wgpu::Limits) -> Result<()> {
+    let (ns, classes) = (cfg.stages(), cfg.classes as u32);
+    let last = cfg.stage_shape(ns - 1);
+    if nmax as u32 > LOOP_BUDGET
+        || last.pixels() as u32 > LOOP_BUDGET
+        || classes * last.c as u32 > LOOP_BUDGET
+        || cfg.input.c * 9 > LOOP_BUDGET as usize
+    {
+        bail!(
+            "the GPU image network sums up to {LOOP_BUDGET} terms per loop (batch {nmax}, last stage \
+             {} pixels, {} classes x {} channels, {} input channels x 9)",
+            last.pixels(),
+            classes,
+            last.c,
+            cfg.input.c
+        );
+    }
+    if lim.max_storage_buffers_per_shader_stage < STORAGE_BINDINGS {
+        bail!(
+            "the image network kernels bind {STORAGE_BINDINGS} storage buffers; this adapter allows {} \
+             (max_storage_buffers_per_shader_stage)",
+            lim.max_storage_buffers_per_shader_stage
+        );
+    }
+    Ok(())
+}
+
 /// Mirrors `struct NetJob` in image_net.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -122,29 +155,10 @@ impl GpuImageNet {
     /// Buffers, pipelines and bind groups for a network and a batch capacity `nmax`.
     pub fn new(gpu: &Gpu, cfg: &ImageConfig, nmax: usize) -> Result<Self> {
         cfg.validate()?;
+        let lim = &gpu.limits;
+        check_limits(cfg, nmax, lim)?;
         let (ns, classes) = (cfg.stages(), cfg.classes as u32);
         let last = cfg.stage_shape(ns - 1);
-        if nmax as u32 > LOOP_BUDGET
-            || last.pixels() as u32 > LOOP_BUDGET
-            || classes * last.c as u32 > LOOP_BUDGET
-            || cfg.input.c * 9 > LOOP_BUDGET as usize
-        {
-            bail!(
-                "the GPU image network sums up to {LOOP_BUDGET} terms per loop (batch {nmax}, last stage \
-                 {} pixels, {} classes x {} channels, {} input channels x 9)",
-                last.pixels(),
-                classes,
-                last.c,
-                cfg.input.c
-            );
-        }
-        let lim = &gpu.limits;
-        if lim.max_storage_buffers_per_shader_stage < 8 {
-            bail!(
-                "the image network kernels bind 8 storage buffers; this adapter allows {}",
-                lim.max_storage_buffers_per_shader_stage
-            );
-        }
         let stages = (0..ns)
             .map(|s| {
                 let spec = StageSpec {
@@ -240,8 +254,8 @@ impl GpuImageNet {
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty,
-                has_dynamic_offset: binding == 9,
-                min_binding_size: if binding == 9 {
+                has_dynamic_offset: binding == STORAGE_BINDINGS,
+                min_binding_size: if binding == STORAGE_BINDINGS {
                     wgpu::BufferSize::new(std::mem::size_of::<NetJob>() as u64)
                 } else {
                     None
@@ -250,8 +264,8 @@ impl GpuImageNet {
             count: None,
         };
         let mut layout_entries: Vec<_> =
-            (0..9).map(|b| entry(b, wgpu::BufferBindingType::Storage { read_only: b < 3 })).collect();
-        layout_entries.push(entry(9, wgpu::BufferBindingType::Uniform));
+            (0..STORAGE_BINDINGS).map(|b| entry(b, wgpu::BufferBindingType::Storage { read_only: b < 3 })).collect();
+        layout_entries.push(entry(STORAGE_BINDINGS, wgpu::BufferBindingType::Uniform));
         let bgl = dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("net"),
             entries: &layout_entries,
@@ -310,7 +324,7 @@ impl GpuImageNet {
                 .map(|(b, buf)| wgpu::BindGroupEntry { binding: b as u32, resource: buf.as_entire_binding() })
                 .collect();
             bg.push(wgpu::BindGroupEntry {
-                binding: 9,
+                binding: STORAGE_BINDINGS,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: &jobs,
                     offset: 0,
@@ -536,5 +550,36 @@ impl GpuImageNet {
         pass.set_pipeline(pipe);
         pass.set_bind_group(0, &j.bind, &[entry * self.job_stride]);
         pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stablenet_core::Integrator;
+    use stablenet_core::image::Shape;
+
+    fn cfg(channels: &[usize], steps: usize) -> ImageConfig {
+        ImageConfig {
+            integrator: Integrator::Hamiltonian,
+            activation: Activation::Tanh,
+            input: Shape::new(1, 8, 8),
+            channels: channels.to_vec(),
+            steps,
+            final_time: 1.0,
+            gamma: 0.0,
+            classes: 10,
+        }
+    }
+
+    /// The junction layout binds 9 storage buffers; an adapter with 8 is refused by name (the
+    /// check once asked for 8).
+    #[test]
+    fn adapters_need_nine_storage_buffers() {
+        let small = wgpu::Limits { max_storage_buffers_per_shader_stage: 8, ..wgpu::Limits::default() };
+        let err = check_limits(&cfg(&[4, 8], 2), 16, &small).unwrap_err().to_string();
+        assert!(err.contains("9 storage buffers") && err.contains("max_storage_buffers_per_shader_stage"), "{err}");
+        let nine = wgpu::Limits { max_storage_buffers_per_shader_stage: 9, ..wgpu::Limits::default() };
+        check_limits(&cfg(&[4, 8], 2), 16, &nine).unwrap();
     }
 }

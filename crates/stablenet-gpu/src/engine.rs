@@ -64,14 +64,24 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(cfg: &ModelConfig) -> Self {
-        let (d, w, n, c) = (cfg.d as u32, cfg.width as u32, cfg.steps as u32, cfg.classes as u32);
+    /// The kernels index the parameters in u32 (the offsets are u32 override constants too):
+    /// counted wider first, so that a deep model is refused instead of its offsets wrapping.
+    fn new(cfg: &ModelConfig) -> Result<Self> {
+        let (d, w, n, c) = (cfg.d as u128, cfg.width as u128, cfg.steps as u128, cfg.classes as u128);
         let bin = w * d;
         let k = bin + w;
         let b = k + n * w * w;
         let wc = b + n * w;
         let mu = wc + c * w;
-        Layout { bin, k, b, wc, mu, count: mu + c }
+        let count = mu + c;
+        ensure!(
+            count <= u32::MAX as u128,
+            "the model has {count} parameters; the GPU kernels index at most {} (u32): fewer steps, a \
+             narrower net or a smaller input",
+            u32::MAX
+        );
+        let at = |v: u128| v as u32; // each at most count
+        Ok(Layout { bin: at(bin), k: at(k), b: at(b), wc: at(wc), mu: at(mu), count: at(count) })
     }
 }
 
@@ -205,6 +215,12 @@ impl GpuNet {
     ) -> Result<Self> {
         cfg.validate()?;
         ensure!(nmax > 0 && ndata > 0, "empty batch or data set");
+        // Examples are indexed in u32 on the device (the buffer checks below bound them further).
+        ensure!(
+            nmax <= u32::MAX as usize && ndata <= u32::MAX as usize,
+            "batch of {nmax} or data set of {ndata} examples: the GPU kernels index at most {} (u32)",
+            u32::MAX
+        );
         if cfg.width > MAX_WIDTH {
             bail!("the GPU backend supports width up to {MAX_WIDTH}, the model has {}", cfg.width);
         }
@@ -227,7 +243,7 @@ impl GpuNet {
         }
         let (d, w, n, c) = (cfg.d as u32, cfg.width as u32, cfg.steps as u32, cfg.classes as u32);
         let euler = matches!(cfg.integrator, Integrator::Resnet | Integrator::Antisym);
-        let layout = Layout::new(cfg);
+        let layout = Layout::new(cfg)?;
         let nm = nmax as u64;
         let slot = nm * w as u64;
         let store_len = if euler { n as u64 * slot } else { 1 };
@@ -1065,5 +1081,30 @@ impl GpuNet {
         enc.copy_buffer_to_buffer(src, 0, &self.readback, 0, bytes);
         self.gpu.queue.submit([enc.finish()]);
         read_mapped(&self.gpu.device, &self.readback, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 262144 steps at w = 128 give 2^32 entries of K_j: counted in u32 they wrapped to 0 and
+    /// every later offset was wrong; the count is refused instead, naming the u32 limit.
+    #[test]
+    fn parameter_offsets_do_not_wrap() {
+        let cfg = |steps| ModelConfig {
+            d: 2,
+            width: 128,
+            steps,
+            final_time: 1.0,
+            integrator: Integrator::Hamiltonian,
+            activation: Activation::Tanh,
+            gamma: 0.0,
+            classes: 3,
+        };
+        let err = Layout::new(&cfg(262_144)).err().expect("2^32 entries of K_j").to_string();
+        assert!(err.contains("u32") && err.contains("fewer steps"), "{err}");
+        let l = Layout::new(&cfg(1000)).unwrap();
+        assert_eq!((l.k, l.b, l.count), (384, 384 + 1000 * 128 * 128, 384 + 1000 * (128 * 128 + 128) + 3 * 128 + 3));
     }
 }

@@ -68,3 +68,27 @@ fn image_stage_reductions_beyond_one_grid_row() {
     println!("{}", table(&rows));
     assert!(rows.iter().all(|r| r.ok()), "{rows:#?}");
 }
+
+/// A stage whose kernels K_j alone pass the adapter's binding limit is refused with the limit
+/// and what helps (it once failed wgpu's validation when its bind group was made).
+#[test]
+fn image_stage_kernels_must_fit_one_binding() {
+    use stablenet_core::image::Shape;
+    use stablenet_core::{Activation, Integrator};
+    use stablenet_gpu::{Gpu, ImageStage, StageSpec};
+    let gpu = Gpu::new(&DeviceRequest::default().with_env()).expect("a GPU adapter (lavapipe in CI)");
+    let cap = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+    let c = 1024;
+    let steps = (cap / (4 * 9 * c * c) as u64 + 1) as usize;
+    let spec = StageSpec {
+        integrator: Integrator::Hamiltonian,
+        act: Activation::Tanh,
+        shape: Shape::new(c, 1, 1),
+        steps,
+        h: 0.1,
+        gamma: 0.0,
+    };
+    let err = ImageStage::new(&gpu, spec, 1).err().expect("kernels beyond the binding limit").to_string();
+    println!("{err}");
+    assert!(err.contains("max_storage_buffer_binding_size") && err.contains("fewer channels or steps"), "{err}");
+}

@@ -139,7 +139,19 @@ impl ImageStage {
         }
         let lim = &gpu.limits;
         let max_groups = lim.max_compute_workgroups_per_dimension;
-        let cap = crate::device::binding_limit(lim);
+        // Every binding is indexed in u32 (floats), whatever larger bindings the adapter allows.
+        let cap = crate::device::binding_limit(lim).min(4 * u32::MAX as u64);
+        // K_j, b_j of every step, and their gradient: one binding each, whatever the batch.
+        let grad_len = (spec.k_len() + spec.b_len()) as u64;
+        if 4 * grad_len > cap {
+            bail!(
+                "a stage of {} steps with {c} channels has {grad_len} kernel and bias values, {} bytes in one \
+                 binding, above this adapter's storage binding limit of {cap} bytes \
+                 (max_storage_buffer_binding_size / max_buffer_size, and u32 indices); use fewer channels or steps",
+                spec.steps,
+                4 * grad_len
+            );
+        }
         let rpc = chunk_rows.map_or(CHUNK_ITERS / w as u32, |r| r as u32).max(1);
         let plan = Plan::new(spec, rpc);
         let len = spec.shape.len() as u64;
@@ -149,17 +161,25 @@ impl ImageStage {
             anyhow::anyhow!(
                 "a batch of {nmax} images of {c} x {h} x {w} needs {bytes} bytes for {what}, above this \
                  adapter's storage binding limit of {cap} bytes (max_storage_buffer_binding_size / \
-                 max_buffer_size); use a smaller batch{}",
+                 max_buffer_size, and u32 indices); use a smaller batch{}",
                 if plan.slots > 7 { ", fewer steps, or a reversible integrator" } else { "" }
             )
         };
         let field_bytes = 4 * plan.slots as u64 * nmax as u64 * len;
-        // The kernels index the fields with u32 (adapters with bindings beyond 16 GiB).
-        if field_bytes > cap || field_bytes / 4 > u32::MAX as u64 {
+        if field_bytes > cap {
             return Err(too_big(&format!("{} state, adjoint and factor fields", plan.slots), field_bytes));
         }
         if 4 * chunks * nout > cap {
             return Err(too_big("reduction partial sums", 4 * chunks * nout));
+        }
+        // The readback holds two fields of the batch and the gradient at once (one map).
+        let readback_bytes = 4 * (2 * nmax as u64 * len + grad_len);
+        if readback_bytes > lim.max_buffer_size {
+            bail!(
+                "a batch of {nmax} images of {c} x {h} x {w} needs a readback buffer of {readback_bytes} bytes, \
+                 above this adapter's max_buffer_size of {}; use a smaller batch",
+                lim.max_buffer_size
+            );
         }
         let pixel_groups = (nmax as u64 * len).div_ceil(WG as u64);
         if nmax as u64 * len > u32::MAX as u64 || pixel_groups > max_groups as u64 * max_groups as u64 {
@@ -192,7 +212,6 @@ impl ImageStage {
             })
         };
         let rw = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-        let grad_len = (spec.k_len() + spec.b_len()) as u64;
         let params = buf("image params", 4 * grad_len, rw);
         let fields = buf("image fields", field_bytes, rw);
         let partial = buf("image partials", 4 * chunks * nout, rw);
@@ -204,11 +223,8 @@ impl ImageStage {
             plan.entries() as u64 * job_stride as u64,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         );
-        let readback = buf(
-            "image readback",
-            4 * (2 * nmax as u64 * len + grad_len),
-            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        );
+        let readback =
+            buf("image readback", readback_bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
 
         let entry = |binding: u32, ty: wgpu::BufferBindingType, dynamic: bool| wgpu::BindGroupLayoutEntry {
             binding,

@@ -6,7 +6,7 @@
 //! Each junction (opening, widening s, head) has its own pipelines (its shapes are override
 //! constants) and bind group (the fields of the stages on either side of it).
 use super::{CHUNK_ITERS, ImageStage, LOOP_BUDGET, StageSpec, WG, fold};
-use crate::device::{Gpu, describe};
+use crate::device::{Gpu, binding_limit, describe};
 use crate::shaders;
 use anyhow::{Result, bail, ensure};
 use stablenet_core::Activation;
@@ -33,6 +33,18 @@ fn check_limits(cfg: &ImageConfig, nmax: usize, lim: &wgpu::Limits) -> Result<()
             classes,
             last.c,
             cfg.input.c
+        );
+    }
+    // The whole network's parameters, their gradient (and in GpuImageTrainer the optimiser's
+    // moments) are one binding each, indexed in u32; the readback holds them and 2 totals.
+    let count: u64 = cfg.tensors().iter().map(|(_, shape)| shape.iter().product::<usize>() as u64).sum();
+    let cap = binding_limit(lim).min(4 * u32::MAX as u64);
+    if 4 * (count + 2) > cap {
+        bail!(
+            "the image network has {count} parameters, {} bytes in one binding, above this adapter's \
+             storage binding limit of {cap} bytes (max_storage_buffer_binding_size / max_buffer_size, and \
+             u32 indices); use fewer channels or steps",
+            4 * count
         );
     }
     if lim.max_storage_buffers_per_shader_stage < STORAGE_BINDINGS {
@@ -192,7 +204,7 @@ impl GpuImageNet {
         }
         shapes.push((last.c, cfg.classes, last.h, last.w, 1, off("classifier.weight"), off("classifier.bias")));
 
-        let cap = crate::device::binding_limit(lim);
+        let cap = binding_limit(lim).min(4 * u32::MAX as u64);
         let max_groups = lim.max_compute_workgroups_per_dimension;
         let mut scratch_len = 0u64;
         let mut partial_len = 0u64;
@@ -214,7 +226,8 @@ impl GpuImageNet {
             if 4 * len > cap {
                 bail!(
                     "a batch of {nmax} needs {} bytes for the {what}, above this adapter's storage binding \
-                     limit of {cap} bytes; use a smaller batch",
+                     limit of {cap} bytes (max_storage_buffer_binding_size / max_buffer_size, and u32 \
+                     indices); use a smaller batch",
                     4 * len
                 );
             }
@@ -581,5 +594,16 @@ mod tests {
         assert!(err.contains("9 storage buffers") && err.contains("max_storage_buffers_per_shader_stage"), "{err}");
         let nine = wgpu::Limits { max_storage_buffers_per_shader_stage: 9, ..wgpu::Limits::default() };
         check_limits(&cfg(&[4, 8], 2), 16, &nine).unwrap();
+    }
+
+    /// Two stages of 1024 channels, 3 steps: each stage's K, b fit wgpu's default 128 MiB
+    /// binding, the whole network's parameters (226 MB) do not; refused before any buffer
+    /// exists, not by a validation error when the bind group is made.
+    #[test]
+    fn parameters_must_fit_one_binding() {
+        let lim = wgpu::Limits { max_storage_buffers_per_shader_stage: 9, ..wgpu::Limits::default() };
+        let err = check_limits(&cfg(&[1024, 1024], 3), 16, &lim).unwrap_err().to_string();
+        assert!(err.contains("parameters") && err.contains("max_storage_buffer_binding_size"), "{err}");
+        check_limits(&cfg(&[1024, 1024], 1), 16, &lim).unwrap();
     }
 }

@@ -83,7 +83,8 @@ impl GpuImageTrainer {
                 mapped_at_creation: false,
             })
         };
-        // Zeroed at creation (wgpu guarantees it): a fresh optimiser.
+        // Zeroed at creation (wgpu guarantees it): a fresh optimiser. As large as the
+        // parameters, which GpuImageNet::new checked against the binding limit.
         let m = buf("image optimizer m", 4 * count as u64, rw);
         let v = buf("image optimizer v", 4 * count as u64, rw);
         let batch_info = buf(

@@ -916,16 +916,17 @@ impl GpuNet {
         }
     }
 
-    fn write_batch(&self, n: usize, offset: usize, step: u32) -> Result<u32> {
+    /// Checks the batch and queues its uniforms; `t` is the optimiser step it runs as.
+    fn write_batch(&self, n: usize, offset: usize, step: u32, t: u32) -> Result<u32> {
         ensure!(n > 0 && n as u32 <= self.nmax, "batch of {n} examples (capacity {})", self.nmax);
-        ensure!((offset + n) as u32 <= self.ndata, "batch runs past the data set");
+        ensure!(offset + n <= self.ndata as usize, "batch runs past the data set");
         ensure!(step < self.loss_slots, "loss log full");
-        let optimizer = self.hyper.map(|hp| BatchInfo::optimizer(hp.optimizer, self.t));
+        let optimizer = self.hyper.map(|hp| BatchInfo::optimizer(hp.optimizer, t));
         let info = BatchInfo {
             n: n as u32,
             offset: offset as u32,
             step,
-            ..optimizer.unwrap_or(BatchInfo { t: self.t, ..BatchInfo::default() })
+            ..optimizer.unwrap_or(BatchInfo { t, ..BatchInfo::default() })
         };
         self.gpu.queue.write_buffer(&self.batch, 0, bytemuck::bytes_of(&info));
         Ok(n as u32)
@@ -935,8 +936,9 @@ impl GpuNet {
     /// goes to slot `step` of the loss log. One encoder, one submit, no readback.
     pub fn train_step(&mut self, offset: usize, n: usize, step: u32) -> Result<()> {
         ensure!(self.hyper.is_some(), "this network was built without training kernels");
+        // The step counts (Adam's bias correction) only once the batch is accepted.
+        let n = self.write_batch(n, offset, step, self.t + 1)?;
         self.t += 1;
-        let n = self.write_batch(n, offset, step)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         self.record(&mut enc, n, true, None);
         self.gpu.queue.submit([enc.finish()]);
@@ -951,8 +953,8 @@ impl GpuNet {
         if !self.gpu.timestamps {
             return Ok(None);
         }
+        let n = self.write_batch(n, offset, step, self.t + 1)?;
         self.t += 1;
-        let n = self.write_batch(n, offset, step)?;
         let dev = &self.gpu.device;
         let count = 2 * PHASES.len() as u32;
         let query_set =
@@ -982,7 +984,7 @@ impl GpuNet {
     /// Runs only the opening layer and the forward steps and reads back the final state y_N
     /// (n x w), for checking the forward kernels.
     pub fn forward(&self, offset: usize, n: usize) -> Result<Vec<f32>> {
-        let n = self.write_batch(n, offset, 0)?;
+        let n = self.write_batch(n, offset, 0, self.t)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
@@ -1008,7 +1010,7 @@ impl GpuNet {
 
     /// Loss and gradient of the batch `offset..offset + n` (no update); reads back.
     pub fn loss_grad(&self, offset: usize, n: usize) -> Result<(f32, Params<f32>)> {
-        let n = self.write_batch(n, offset, 0)?;
+        let n = self.write_batch(n, offset, 0, self.t)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         self.record(&mut enc, n, false, None);
         self.gpu.queue.submit([enc.finish()]);

@@ -152,3 +152,29 @@ fn confidently_wrong_predictions_have_a_finite_loss() {
     assert!((loss - 200.0).abs() < 1e-3, "loss {loss}");
     assert_eq!(grad.mu, vec![-1.0, 1.0]);
 }
+
+/// A batch the network refuses is no optimiser step: Adam's step count (its bias correction)
+/// stays, and the next accepted step matches a network that never saw the rejected batch. The
+/// count once went up before the batch was checked.
+#[test]
+fn rejected_batches_leave_the_step_count() {
+    let hyper = Hyper { optimizer: OptimizerKind::adam(0.01).unwrap(), regularizer: Regularizer::default() };
+    let model = cfg(Integrator::Hamiltonian, 4, 2, 2);
+    let data = Synthetic::Ellipses.generate(1).train.subset(&(0..8).collect::<Vec<_>>());
+    let p0 = Params::<f32>::init(&model, 4);
+    let net = || {
+        let net = GpuNet::new(gpu(), &model, 8, 8, Some(hyper)).unwrap();
+        net.set_params(&p0).unwrap();
+        net.set_data(&data).unwrap();
+        net
+    };
+    let (mut clean, mut rejected) = (net(), net());
+    assert!(rejected.train_step(0, 9, 0).is_err(), "above the batch capacity");
+    assert!(rejected.train_step(4, 8, 0).is_err(), "past the data set");
+    assert!(rejected.profile_step(0, 9, 0).is_err() || !rejected.gpu().timestamps);
+    assert_eq!(rejected.steps_taken(), 0);
+    clean.train_step(0, 8, 0).unwrap();
+    rejected.train_step(0, 8, 0).unwrap();
+    assert_eq!(rejected.steps_taken(), 1);
+    assert_eq!(clean.params().unwrap().k, rejected.params().unwrap().k);
+}

@@ -13,8 +13,10 @@ pub enum Error {
     Device(String),
     #[error("{path}: {msg}")]
     File { path: PathBuf, msg: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// The I/O error is part of the message, not a `source`: a chain printer (anyhow's `{:#}`)
+    /// would print it twice.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -24,6 +26,6 @@ impl Error {
         Error::File { path: path.into(), msg: msg.into() }
     }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), error: source }
     }
 }

@@ -103,8 +103,12 @@ impl Experiment {
         toml::to_string(self).expect("an experiment serialises")
     }
 
-    /// `self` with every field that `over` sets replaced.
-    pub fn over(self, over: &Experiment) -> Experiment {
+    /// `self` with every field that `over` sets replaced. steps and levels replace each other
+    /// (a single-level `--steps` over a multi-level file, and the other way round).
+    pub fn over(mut self, over: &Experiment) -> Experiment {
+        if over.steps.is_some() || over.levels.is_some() {
+            (self.steps, self.levels) = (None, None);
+        }
         macro_rules! pick {
             ($($f:ident),*) => { Experiment { $($f: over.$f.clone().or(self.$f)),* } };
         }
@@ -149,9 +153,25 @@ impl Experiment {
             Err(_) if data_name.ends_with(".safetensors") => {
                 DataSource::File { train: PathBuf::from(&data_name), val: self.val_data.as_ref().map(PathBuf::from) }
             }
-            Err(e) => return Err(Error::Config(format!("{e}, mnist, fashion-mnist (or a .safetensors data file)"))),
+            Err(_) => {
+                let names: Vec<_> = Synthetic::ALL.iter().map(|d| d.name()).collect();
+                return Err(Error::Config(format!(
+                    "unknown data set '{data_name}'; expected one of: {}, mnist, fashion-mnist (or a .safetensors \
+                     data file)",
+                    names.join(", ")
+                )));
+            }
         };
         let images = matches!(data, DataSource::Images { .. });
+        // Settings that would change nothing are errors, not silently ignored.
+        if self.val_data.is_some() && !matches!(data, DataSource::File { .. }) {
+            return Err(Error::Config(format!(
+                "val_data is for a training data file; {data_name} brings its own validation set"
+            )));
+        }
+        if images && self.width.is_some() {
+            return Err(Error::Config("width is for the 2-D data sets; image networks take channels".into()));
+        }
         if !images {
             let image_only = [("channels", self.channels.is_some()), ("data_dir", self.data_dir.is_some())];
             let limits = [("train_limit", self.train_limit.is_some()), ("val_limit", self.val_limit.is_some())];
@@ -183,8 +203,16 @@ impl Experiment {
         let lr = self.lr.unwrap_or(0.01);
         let optimizer = match self.optimizer.as_deref().unwrap_or("adam") {
             "sgd" => OptimizerKind::sgd(lr, self.momentum.unwrap_or(0.0))?,
+            name if self.momentum.is_some() => {
+                return Err(Error::Config(format!("momentum is for optimizer = \"sgd\", not {name}")));
+            }
             name => OptimizerKind::from_name(name, lr)?,
         };
+        if self.gamma.is_some() && integrator != Integrator::Antisym {
+            return Err(Error::Config(format!(
+                "gamma damps the antisym operator (MODEL.md section 2); the {integrator} integrator has none"
+            )));
+        }
         if let Some(f) = self.lr_final.filter(|f| !(f.is_finite() && *f > 0.0 && *f <= lr)) {
             return Err(Error::Config(format!("lr_final must be in (0, lr = {lr}], got {f}")));
         }
@@ -273,6 +301,12 @@ mod tests {
         assert_eq!(plan.epochs, default_schedule(Synthetic::Ellipses).0);
         let round = Experiment::parse(&file.to_toml()).unwrap();
         assert_eq!(round, file);
+        // A flag's steps replace the file's levels, and its levels the file's steps.
+        let steps = Experiment { steps: Some(8), ..Default::default() };
+        assert_eq!(file.clone().over(&steps).plan().unwrap().levels, vec![8]);
+        let single = Experiment::parse("steps = 8").unwrap();
+        let levels = Experiment { levels: Some(vec![4, 8]), ..Default::default() };
+        assert_eq!(single.over(&levels).plan().unwrap().levels, vec![4, 8]);
     }
 
     #[test]
@@ -290,6 +324,10 @@ mod tests {
             ("data = \"mnist\"\nchannels = [4, 8, 8, 8]", "divisible by 8"),
             ("data = \"mnist\"\nalpha_w = 0.1", "not implemented for image"),
             ("data = \"mnist\"\ntrain_limit = 0", "at least 1"),
+            ("data = \"mnist\"\nwidth = 5", "channels"),
+            ("val_data = \"v.safetensors\"", "its own validation"),
+            ("optimizer = \"adam\"\nmomentum = 0.9", "momentum"),
+            ("integrator = \"hamiltonian\"\ngamma = 5", "gamma"),
         ] {
             let err = Experiment::parse(text).and_then(|e| e.plan()).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?}: {err}");

@@ -103,8 +103,19 @@ pub fn argmax(row: &[f32]) -> usize {
 }
 
 /// Loads a model; the library's message already names the file and the cause.
+/// A dense model; an image model is named as such, not as a file missing the dense tensors.
 pub fn read_model(path: &Path) -> Result<ModelFile> {
-    load_model(path).map_err(|e| anyhow!("cannot read the model: {e}"))
+    load_model(path).map_err(|e| {
+        if crate::image::is_image_file(path).unwrap_or(false) {
+            anyhow!(
+                "{} holds an image network; this command takes the dense networks of the 2-D data and data \
+                 files (image models: stablenet eval, stablenet plot misclassified)",
+                path.display()
+            )
+        } else {
+            anyhow!("cannot read the model: {e}")
+        }
+    })
 }
 
 pub fn describe_model(cfg: &ModelConfig) -> String {

@@ -3,7 +3,7 @@
 use crate::{BackendArg, Chosen};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use stablenet_core::io::{Tensor, load_data, load_model, save_tensors};
+use stablenet_core::io::{Tensor, load_data, save_tensors};
 use stablenet_core::{GradMethod, Params, Real, loss_grad};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +37,15 @@ pub struct GradArgs {
     backend: BackendArg,
 }
 
+/// The inverse of [`parse_method`] (checkpoints record the method this way).
+pub fn method_name(m: GradMethod) -> String {
+    match m {
+        GradMethod::Stored => "stored".into(),
+        GradMethod::Reverse => "reverse".into(),
+        GradMethod::Checkpoint(k) => format!("checkpoint:{k}"),
+    }
+}
+
 pub fn parse_method(s: &str) -> Result<GradMethod, String> {
     match s {
         "stored" => Ok(GradMethod::Stored),
@@ -51,8 +60,9 @@ pub fn parse_method(s: &str) -> Result<GradMethod, String> {
 }
 
 pub fn run(a: GradArgs) -> Result<()> {
+    crate::check_outputs(&[&a.out], &[&a.model, &a.data])?;
     let backend = a.backend.resolve()?;
-    let model = load_model(&a.model)?;
+    let model = crate::eval::read_model(&a.model)?;
     let data = load_data(&a.data, Some(model.config.classes))?;
     if data.d != model.config.d {
         anyhow::bail!(

@@ -124,7 +124,7 @@ impl Trainer {
 }
 
 fn save(
-    path: &Path,
+    files: &RunFiles,
     cfg: &ImageConfig,
     t: &Trainer,
     exp: &Experiment,
@@ -132,7 +132,8 @@ fn save(
     optim: bool,
 ) -> Result<()> {
     let extras: Vec<Tensor> = if optim { t.optimizer_state()? } else { Vec::new() };
-    save_image_model(path, cfg, &t.params()?, &extras, &checkpoint_meta(exp, pos))
+    let path = &files.checkpoint;
+    save_image_model(path, cfg, &t.params()?, &extras, &checkpoint_meta(exp, files, None, pos))
         .with_context(|| format!("writing checkpoint {}", path.display()))
 }
 
@@ -141,7 +142,7 @@ struct ImageLevel<'a> {
     t: &'a mut Trainer,
     cfg: &'a ImageConfig,
     exp: &'a Experiment,
-    ckpt: &'a Path,
+    files: &'a RunFiles,
     train: &'a Dataset,
     test: &'a Dataset,
 }
@@ -157,7 +158,7 @@ impl Level for ImageLevel<'_> {
         self.t.run_epoch(self.train, Some(self.test), on_batch)
     }
     fn checkpoint(&self, pos: (usize, usize, usize)) -> Result<()> {
-        save(self.ckpt, self.cfg, self.t, self.exp, pos, true)
+        save(self.files, self.cfg, self.t, self.exp, pos, true)
     }
 }
 
@@ -220,7 +221,7 @@ pub fn execute(
         device = t.device();
         eprintln!("level {}: N = {} per stage, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());
         let batches = train.len().div_ceil(plan.batch_size);
-        let mut lvl = ImageLevel { t, cfg: &cfg, exp, ckpt, train: &train, test: &test };
+        let mut lvl = ImageLevel { t, cfg: &cfg, exp, files, train: &train, test: &test };
         run_level(&mut lvl, &plan, level, cfg.steps, batches, "test", &mut metrics, ckpt)?;
         params = t.params()?;
         final_opt = t.optimizer_state()?;
@@ -229,7 +230,7 @@ pub fn execute(
             eprintln!("prolongating N = {} -> {} per stage (h/2, T fixed)", cfg.steps, next.steps);
             params = p;
             // The next level's checkpoint starts at its epoch 0 with a fresh optimiser.
-            save_image_model(ckpt, &next, &params, &[], &checkpoint_meta(exp, (level + 1, 0, 0)))
+            save_image_model(ckpt, &next, &params, &[], &checkpoint_meta(exp, files, None, (level + 1, 0, 0)))
                 .with_context(|| format!("writing checkpoint {}", ckpt.display()))?;
         }
     }

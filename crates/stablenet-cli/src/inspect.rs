@@ -3,7 +3,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use stablenet_core::data::{Dataset, Synthetic};
 use stablenet_core::diagnostics::{Inspection, Linearisation, inspect, mean_states};
-use stablenet_core::io::{load_data, load_model};
+use stablenet_core::io::load_data;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -38,7 +38,7 @@ pub fn load_inputs(spec: &str, seed: u64, classes: usize) -> Result<Dataset> {
 }
 
 pub fn run(a: InspectArgs) -> Result<()> {
-    let model = load_model(&a.model)?;
+    let model = crate::eval::read_model(&a.model)?;
     let (cfg, p) = (&model.config, model.params.cast::<f64>());
     let states = match &a.data {
         Some(spec) => {

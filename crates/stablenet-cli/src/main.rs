@@ -25,6 +25,8 @@ pub(crate) enum Command {
     /// (the same tensor names as the model, plus `loss`).
     Grad(grad::GradArgs),
     /// Train a network (a 2-D set, a data file, MNIST or Fashion-MNIST) and write the model.
+    // Negative numbers as values (`--final-time -1`), so that their error names the option.
+    #[command(allow_negative_numbers = true)]
     Train(Box<train::TrainArgs>),
     /// Loss and accuracy of a model on a data set.
     Eval(eval::EvalArgs),
@@ -90,6 +92,29 @@ impl BackendArg {
 pub fn ensure_parent(path: &std::path::Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Checks, before any work, the files a command will write: none is a folder, none is one of
+/// its inputs (writing it would destroy the input) and no two are the same file.
+pub fn check_outputs(outputs: &[&std::path::Path], inputs: &[&std::path::Path]) -> Result<()> {
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        // Not written yet: compare where they would go.
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    };
+    for (k, out) in outputs.iter().enumerate() {
+        anyhow::ensure!(!out.is_dir(), "{} is a folder; give the name of a file to write", out.display());
+        if let Some(i) = inputs.iter().find(|i| same(out, i)) {
+            anyhow::bail!(
+                "{} is both an input and an output of this command: writing it would destroy the input",
+                i.display()
+            );
+        }
+        if let Some(o) = outputs[..k].iter().find(|o| same(out, o)) {
+            anyhow::bail!("{} would be written twice, as two different outputs; give each its own file", o.display());
+        }
     }
     Ok(())
 }

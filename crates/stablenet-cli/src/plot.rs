@@ -119,6 +119,14 @@ struct CurvesArgs {
 }
 
 pub fn run(a: PlotArgs) -> Result<()> {
+    // The picture must not overwrite the file it is drawn from.
+    let (out, input) = match &a.kind {
+        PlotKind::Regions(a) => (&a.image.out, &a.model),
+        PlotKind::Flow(a) => (&a.image.out, &a.model),
+        PlotKind::Curves(a) => (&a.image.out, &a.metrics),
+        PlotKind::Misclassified(a) => (&a.image.out, &a.model),
+    };
+    crate::check_outputs(&[out], &[input])?;
     match a.kind {
         PlotKind::Regions(a) => regions(a),
         PlotKind::Flow(a) => flow(a),

@@ -23,6 +23,9 @@ pub struct PredictArgs {
 }
 
 pub fn run(a: PredictArgs) -> Result<()> {
+    if let Some(out) = &a.out {
+        crate::check_outputs(&[out], &[&a.model, &a.input])?;
+    }
     let model = crate::eval::read_model(&a.model)?;
     let cfg = &model.config;
     let bytes = std::fs::read(&a.input).with_context(|| format!("cannot read input {}", a.input.display()))?;
@@ -101,6 +104,8 @@ pub fn parse_csv(text: &str, d: usize) -> Result<(Vec<f32>, Option<String>), Str
     let mut x = Vec::new();
     let mut header = None;
     let mut first = true;
+    // A byte-order mark (spreadsheet exports) is not part of the first value.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
@@ -108,7 +113,8 @@ pub fn parse_csv(text: &str, d: usize) -> Result<(Vec<f32>, Option<String>), Str
         }
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         let parsed: Vec<Option<f32>> = fields.iter().map(|f| f.parse::<f32>().ok()).collect();
-        if std::mem::take(&mut first) && parsed.iter().any(Option::is_none) {
+        // A header has no number in it; a first row with a bad value is an error like any other.
+        if std::mem::take(&mut first) && parsed.iter().all(Option::is_none) {
             header = Some(line.to_string());
             continue;
         }
@@ -128,8 +134,11 @@ pub fn parse_csv(text: &str, d: usize) -> Result<(Vec<f32>, Option<String>), Str
             }
         }
     }
+    if let (true, Some(h)) = (x.is_empty(), &header) {
+        return Err(format!("no examples: its one line, {h:?}, is not {d} comma-separated numbers"));
+    }
     if x.is_empty() {
-        return Err("no examples (the file is empty or holds only a header)".into());
+        return Err("no examples (the file is empty)".into());
     }
     Ok((x, header))
 }

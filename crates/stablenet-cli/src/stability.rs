@@ -91,6 +91,7 @@ pub struct StabilityArgs {
     /// Final time T (fixed: h = T / N).
     #[arg(long, default_value_t = 5.0)]
     final_time: f64,
+    /// Width w of every network.
     #[arg(long, default_value_t = 8)]
     width: usize,
     /// Network families to measure.
@@ -117,8 +118,10 @@ pub struct StabilityArgs {
     /// Peaks training examples used (a subsample keeps the command short).
     #[arg(long, default_value_t = 1000)]
     train_examples: usize,
+    /// Examples per Adam step of the training.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Adam's learning rate.
     #[arg(long, default_value_t = 0.01)]
     lr: f64,
     /// Peaks validation examples in the batch whose gradient is measured.
@@ -130,6 +133,7 @@ pub struct StabilityArgs {
     /// Draw K_j afresh at every depth instead of carrying one K(t) across depths.
     #[arg(long)]
     fresh_init: bool,
+    /// Seeds the data, the weights and the batch order.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Worker threads (cases run in parallel); default: the machine's cores.
@@ -292,6 +296,16 @@ fn check_args(a: &StabilityArgs) -> Result<()> {
     }
     if a.examples == 0 || a.sens_examples == 0 || a.train_examples == 0 {
         bail!("--examples, --sens-examples and --train-examples must be at least 1");
+    }
+    if a.width == 0 {
+        bail!("--width must be at least 1");
+    }
+    if !(a.final_time.is_finite() && a.final_time > 0.0) {
+        bail!("--final-time must be finite and > 0");
+    }
+    // Checked here, not when training starts after the untrained half has run.
+    if a.train_epochs > 0 && (a.batch_size == 0 || !(a.lr.is_finite() && a.lr > 0.0)) {
+        bail!("training needs --batch-size >= 1 and a finite --lr > 0 (or --train-epochs 0)");
     }
     Ok(())
 }
@@ -724,6 +738,11 @@ mod tests {
         let (_, back) = at_depth(&c64, &p64, 16);
         assert_eq!(back, p, "prolongation then injection is the identity");
         assert!(check_args(&args(&["--depths", "4,12"])).unwrap_err().to_string().contains("12"));
+        for (bad, needle) in [("--width=0", "--width"), ("--batch-size=0", "--batch-size"), ("--lr=0", "--lr")] {
+            let err = check_args(&args(&[bad])).unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+        assert!(check_args(&args(&["--lr=0", "--train-epochs=0"])).is_ok(), "no training, no lr");
         // K+ is the paper's [[2, -2], [0, 2]] in the leading 2 x 2 block.
         let kp = init_params(&a, Case::ResnetKplus, &config(&a, Case::ResnetKplus, 2));
         assert_eq!(&kp.k_step(1)[..5], &[2.0, -2.0, 0.0, 0.0, 2.0]);

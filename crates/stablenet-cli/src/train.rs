@@ -1,7 +1,7 @@
 //! `stablenet train`: an experiment (TOML file and/or flags) trained level by level
 //! (MODEL.md section 6), with per-epoch metrics, atomic checkpoints, `--resume`, and a clean
 //! stop on Ctrl-C.
-use crate::grad::parse_method;
+use crate::grad::{method_name, parse_method};
 use crate::{BackendArg, Chosen};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -38,6 +38,7 @@ pub struct TrainArgs {
     /// resnet, antisym, hamiltonian or leapfrog.
     #[arg(long)]
     integrator: Option<Integrator>,
+    /// Width w of the network (features per example in every step).
     #[arg(long)]
     width: Option<usize>,
     /// Number of steps N (h = T / N) of a single-level run.
@@ -64,6 +65,7 @@ pub struct TrainArgs {
     /// adam or sgd.
     #[arg(long)]
     optimizer: Option<String>,
+    /// Learning rate (default 0.01).
     #[arg(long)]
     lr: Option<f64>,
     /// Cosine decay of the learning rate to this value within each level.
@@ -93,16 +95,19 @@ pub struct TrainArgs {
     /// Image data: evaluate on the first this many test images.
     #[arg(long)]
     val_limit: Option<usize>,
-    /// CPU gradient method: stored, reverse, checkpoint:K (default: the integrator's own).
+    /// CPU gradient method: stored, reverse, checkpoint:K (default: the integrator's own;
+    /// with --resume, the interrupted run's).
     #[arg(long, value_parser = parse_method)]
     method: Option<GradMethod>,
-    /// Where to write the trained model.
-    #[arg(long, default_value = "out/model.safetensors")]
-    out: PathBuf,
-    /// One JSON line per epoch (appended to when resuming).
+    /// Where to write the trained model [default: out/model.safetensors; with --resume, the
+    /// interrupted run's].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// One JSON line per epoch (with --resume: the interrupted run's file, appended to).
     #[arg(long)]
     metrics: Option<PathBuf>,
-    /// Checkpoint written atomically after every epoch (default: OUT with .ckpt.safetensors).
+    /// Checkpoint written atomically after every epoch (default: OUT with .ckpt.safetensors;
+    /// with --resume, the file resumed from).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     #[command(flatten)]
@@ -139,13 +144,17 @@ impl TrainArgs {
     }
 }
 
-/// Where a run stands: level, epochs done in it, next batch; the parameters and optimiser state.
+/// Where a run stands: level, epochs done in it, next batch; the parameters and optimiser
+/// state; where the run wrote and how it took its gradients.
 pub struct Resume {
     pub(crate) level: usize,
     pub(crate) epoch: usize,
     pub(crate) batch: usize,
     pub(crate) params: Saved,
     pub(crate) optim: Vec<Tensor>,
+    pub(crate) out: Option<PathBuf>,
+    pub(crate) metrics: Option<PathBuf>,
+    pub(crate) method: Option<GradMethod>,
 }
 
 /// The parameters a checkpoint holds: a dense network or an image network.
@@ -172,32 +181,40 @@ fn load_split(plan: &Plan) -> Result<Split> {
     })
 }
 
-fn checkpoint_path(a: &TrainArgs) -> PathBuf {
-    a.checkpoint.clone().unwrap_or_else(|| {
-        let stem = a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-        a.out.with_file_name(format!("{stem}.ckpt.safetensors"))
-    })
+/// OUT with .ckpt.safetensors.
+fn checkpoint_beside(out: &Path) -> PathBuf {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    out.with_file_name(format!("{stem}.ckpt.safetensors"))
 }
 
-fn save(
-    path: &Path,
-    cfg: &ModelConfig,
-    trainer: &dyn Backend,
-    exp: &Experiment,
-    pos: (usize, usize, usize),
-) -> Result<()> {
+fn save(path: &Path, cfg: &ModelConfig, trainer: &dyn Backend, meta: &BTreeMap<String, String>) -> Result<()> {
     let params = trainer.params()?;
-    save_model(path, cfg, &params, &trainer.optimizer_state()?, &checkpoint_meta(exp, pos))
+    save_model(path, cfg, &params, &trainer.optimizer_state()?, meta)
         .with_context(|| format!("writing checkpoint {}", path.display()))
 }
 
-/// What a checkpoint records beside the tensors: the experiment and (level, epoch, next batch).
-pub(crate) fn checkpoint_meta(exp: &Experiment, pos: (usize, usize, usize)) -> BTreeMap<String, String> {
+/// What a checkpoint records beside the tensors: the experiment, (level, epoch, next batch),
+/// and where the run writes and how it takes CPU gradients (absolute paths), so that
+/// `--resume CHECKPOINT` alone continues the same run, from any folder.
+pub(crate) fn checkpoint_meta(
+    exp: &Experiment,
+    files: &RunFiles,
+    method: Option<GradMethod>,
+    pos: (usize, usize, usize),
+) -> BTreeMap<String, String> {
     let mut meta = BTreeMap::new();
     meta.insert("experiment".to_string(), exp.to_toml());
     meta.insert("checkpoint_level".into(), pos.0.to_string());
     meta.insert("checkpoint_epoch".into(), pos.1.to_string());
     meta.insert("checkpoint_batch".into(), pos.2.to_string());
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    meta.insert("run_out".into(), absolute(&files.out));
+    if let Some(m) = &files.metrics {
+        meta.insert("run_metrics".into(), absolute(m));
+    }
+    if let Some(m) = method {
+        meta.insert("run_method".into(), method_name(m));
+    }
     meta
 }
 
@@ -217,12 +234,20 @@ pub fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
     let num = |k: &str| -> Result<usize> {
         get(k)?.parse().with_context(|| format!("{}: {k} is not a number", path.display()))
     };
+    let method = match metadata.get("run_method") {
+        Some(m) => Some(parse_method(m).map_err(|e| anyhow::anyhow!("{}: run_method: {e}", path.display()))?),
+        None => None,
+    };
     let r = Resume {
         level: num("checkpoint_level")?,
         epoch: num("checkpoint_epoch")?,
         batch: num("checkpoint_batch")?,
         params,
         optim: extras,
+        // Checkpoints from before these were recorded have none: the flags' defaults then.
+        out: metadata.get("run_out").map(PathBuf::from),
+        metrics: metadata.get("run_metrics").map(PathBuf::from),
+        method,
     };
     Ok((exp, r))
 }
@@ -315,18 +340,19 @@ pub(crate) fn run_level(
             std::process::exit(130);
         }
         let global = level * plan.epochs + e;
+        let val = match (r.val_loss, r.val_acc) {
+            (Some(l), Some(a)) => format!("  {val_word} loss {l:.4}  {val_word} acc {:6.2}%", 100.0 * a),
+            _ => String::new(),
+        };
         eprintln!(
-            "epoch {:>4}  N {:>4}  loss {:.4}  train acc {:6.2}%  {val_word} loss {:.4}  {val_word} acc {:6.2}%  lr {:.2e}  {:.2}s",
+            "epoch {:>4}  N {:>4}  loss {:.4}  train acc {:6.2}%{val}  lr {:.2e}  {:.2}s",
             global,
             depth,
             r.train_loss,
             100.0 * r.train_acc,
-            r.val_loss.unwrap_or(f64::NAN),
-            100.0 * r.val_acc.unwrap_or(f64::NAN),
             r.lr,
             r.seconds
         );
-        crate::ensure_parent(ckpt)?;
         t.checkpoint((level, e, 0))?;
         metrics.write(level, depth, global, &r)?;
         if stop.load(Ordering::SeqCst) {
@@ -342,7 +368,8 @@ struct DenseLevel<'a> {
     t: &'a mut dyn Backend,
     cfg: &'a ModelConfig,
     exp: &'a Experiment,
-    ckpt: &'a Path,
+    files: &'a RunFiles,
+    method: Option<GradMethod>,
     train: &'a Dataset,
     val: Option<&'a Dataset>,
 }
@@ -359,7 +386,7 @@ impl Level for DenseLevel<'_> {
         Ok(self.t.run_epoch(self.train, self.val, &mut |done, total| on_batch(done, total, f64::NAN))?)
     }
     fn checkpoint(&self, pos: (usize, usize, usize)) -> Result<()> {
-        save(self.ckpt, self.cfg, &*self.t, self.exp, pos)
+        save(&self.files.checkpoint, self.cfg, &*self.t, &checkpoint_meta(self.exp, self.files, self.method, pos))
     }
 }
 
@@ -381,6 +408,17 @@ pub struct RunFiles {
     pub checkpoint: PathBuf,
 }
 
+impl RunFiles {
+    /// Before any training: the folders exist (a Ctrl-C in the first epoch writes a
+    /// checkpoint), and no output is a folder, an input of the run or another output.
+    fn prepare(&self, inputs: &[&Path]) -> Result<()> {
+        let mut outputs = vec![self.out.as_path(), self.checkpoint.as_path()];
+        outputs.extend(self.metrics.as_deref());
+        crate::check_outputs(&outputs, inputs)?;
+        outputs.iter().try_for_each(|p| crate::ensure_parent(p))
+    }
+}
+
 /// Ctrl-C sets this; training stops after the current batch.
 pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
@@ -394,7 +432,7 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    let (exp, resume) = match &a.resume {
+    let (exp, mut resume) = match &a.resume {
         Some(path) => {
             let (exp, r) = read_resume(path)?;
             if a.flags() != Experiment::default() {
@@ -410,8 +448,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
             (base.over(&a.flags()), None)
         }
     };
-    let files = RunFiles { out: a.out.clone(), metrics: a.metrics.clone(), checkpoint: checkpoint_path(&a) };
-    execute(&exp, resume, &files, a.backend.resolve()?, a.method)?;
+    // A resumed run writes where it wrote, with the same gradient method, unless told otherwise.
+    let stored = resume.as_mut().map(|r| (r.out.take(), r.metrics.take(), r.method)).unwrap_or_default();
+    let out = a.out.clone().or(stored.0).unwrap_or_else(|| PathBuf::from("out/model.safetensors"));
+    let files = RunFiles {
+        metrics: a.metrics.clone().or(stored.1),
+        checkpoint: a.checkpoint.clone().or_else(|| a.resume.clone()).unwrap_or_else(|| checkpoint_beside(&out)),
+        out,
+    };
+    if let Some(config) = &a.config {
+        crate::check_outputs(&[&files.out, &files.checkpoint], &[config])?;
+    }
+    execute(&exp, resume, &files, a.backend.resolve()?, a.method.or(stored.2))?;
     Ok(())
 }
 
@@ -425,6 +473,12 @@ pub fn execute(
     method: Option<GradMethod>,
 ) -> Result<Outcome> {
     let plan = exp.plan()?;
+    match &plan.data {
+        DataSource::File { train, val } => {
+            files.prepare(&[train.as_path()].into_iter().chain(val.as_deref()).collect::<Vec<_>>())?
+        }
+        _ => files.prepare(&[])?,
+    }
     if let DataSource::Images { .. } = plan.data {
         return crate::image::execute(exp, plan, resume, files, chosen);
     }
@@ -494,7 +548,7 @@ pub fn execute(
         device = trainer.device();
         eprintln!("level {}: N = {}, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());
         let batches = split.train.len().div_ceil(plan.batch_size);
-        let mut lvl = DenseLevel { t: &mut *trainer, cfg: &cfg, exp, ckpt, train: &split.train, val };
+        let mut lvl = DenseLevel { t: &mut *trainer, cfg: &cfg, exp, files, method, train: &split.train, val };
         run_level(&mut lvl, &plan, level, cfg.steps, batches, "val", &mut metrics, ckpt)?;
         params = trainer.params()?;
         final_opt = trainer.optimizer_state()?;
@@ -506,7 +560,7 @@ pub fn execute(
             eprintln!("prolongating N = {} -> {} (h/2, T fixed)", cfg.steps, next.steps);
             params = p;
             // The next level's checkpoint starts at its epoch 0 with a fresh optimiser.
-            save_fresh(ckpt, &next, &params, exp, level + 1)?;
+            save_fresh(&next, &params, &checkpoint_meta(exp, files, method, (level + 1, 0, 0)), ckpt)?;
         }
     }
     let cfg = plan.model(plan.levels.len() - 1, d, classes);
@@ -517,11 +571,11 @@ pub fn execute(
         Some(v) => Some(stablenet_core::evaluate(&cfg, &params, &v.x, &v.labels)?.accuracy),
         None => None,
     };
+    let val = val_acc.map(|a| format!("  validation acc {:.2}%", 100.0 * a)).unwrap_or_default();
     println!(
-        "{} final: train acc {:.2}%  validation acc {:.2}%  ({:.1}s)",
+        "{} final: train acc {:.2}%{val}  ({:.1}s)",
         plan.name,
         100.0 * train_eval.accuracy,
-        100.0 * val_acc.unwrap_or(f64::NAN),
         start.elapsed().as_secs_f64()
     );
     crate::ensure_parent(&files.out)?;
@@ -541,7 +595,6 @@ pub fn execute(
 }
 
 /// A checkpoint at the start of a level (after prolongation): parameters, no optimiser state.
-fn save_fresh(path: &Path, cfg: &ModelConfig, params: &Params<f32>, exp: &Experiment, level: usize) -> Result<()> {
-    save_model(path, cfg, params, &[], &checkpoint_meta(exp, (level, 0, 0)))
-        .with_context(|| format!("writing checkpoint {}", path.display()))
+fn save_fresh(cfg: &ModelConfig, params: &Params<f32>, meta: &BTreeMap<String, String>, path: &Path) -> Result<()> {
+    save_model(path, cfg, params, &[], meta).with_context(|| format!("writing checkpoint {}", path.display()))
 }

@@ -221,6 +221,21 @@ fn predict_rejects_bad_input_clearly() {
     assert!(e.contains("line 1, column 1") && e.contains("not a finite number"), "{e}");
     let e = case("empty.csv", "x1,x2\n");
     assert!(e.contains("no examples"), "{e}");
+    // A bad first row is an error, not a header; a byte-order mark is not part of the data.
+    let e = case("bad-first.csv", "0.1,abc\n0.2,0.3\n");
+    assert!(e.contains("line 1, column 2") && e.contains("\"abc\" is not a number"), "{e}");
+    let bom = tmp("bom.csv");
+    std::fs::write(&bom, "\u{feff}0.1,0.2\n0.3,0.4\n").unwrap();
+    let o = ok(&stablenet(&["predict", "--model", s(&f.model), "--input", s(&bom)]));
+    assert_eq!(o.lines().count(), 3, "a header line and both examples: {o}");
+    // The output may not be an input: the model would be lost.
+    let copy = tmp("model-copy.safetensors");
+    std::fs::copy(&f.model, &copy).unwrap();
+    let e = fails(&stablenet(&["predict", "--model", s(&copy), "--input", s(&bom), "--out", s(&copy)]));
+    assert!(e.contains("both an input and an output"), "{e}");
+    let e = fails(&stablenet(&["plot", "curves", "--metrics", s(&f.metrics), "--out", s(&f.metrics)]));
+    assert!(e.contains("both an input and an output"), "{e}");
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&f.model).unwrap(), "the model is intact");
     let e = fails(&stablenet(&["predict", "--model", s(&f.model), "--input", "no/such/input.csv"]));
     assert!(e.contains("no/such/input.csv"), "{e}");
     let wide = tmp("wide-in.safetensors");

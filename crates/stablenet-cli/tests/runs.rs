@@ -18,11 +18,12 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
-/// A run long enough to interrupt (about a second), with two levels and a cosine schedule.
+/// A run long enough to interrupt (about a second), with two levels and a cosine schedule, and
+/// a gradient method that is not the default (a resumed run must keep it).
 #[rustfmt::skip]
-const RUN: [&str; 14] = [
+const RUN: [&str; 15] = [
     "train", "--data", "peaks", "--levels", "8,16", "--epochs", "5", "--lr-final", "0.002", "--alpha-t", "0.001",
-    "--batch-size", "32", "--seed=4",
+    "--batch-size", "32", "--seed=4", "--method=stored",
 ];
 
 fn lines(p: &Path) -> usize {
@@ -59,19 +60,20 @@ fn interrupted(d: &Path, backend: &str, after: usize, signal: i32) -> (PathBuf, 
     (out, metrics, status.code())
 }
 
-fn resume(d: &Path, backend: &str, metrics: &Path) -> Vec<u8> {
-    let out = d.join("int.safetensors");
+/// `--resume CHECKPOINT` alone, from another folder, as the interrupted run's hint says: the
+/// checkpoint knows where the run wrote its model and metrics, and its gradient method.
+fn resume(d: &Path, backend: &str) -> Vec<u8> {
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
     let o = bin()
+        .current_dir(&elsewhere)
         .args(["train", "--backend", backend, "--resume"])
         .arg(d.join("int.ckpt.safetensors"))
-        .arg("--out")
-        .arg(&out)
-        .arg("--metrics")
-        .arg(metrics)
         .output()
         .unwrap();
     assert!(o.status.success(), "resume failed: {}", String::from_utf8_lossy(&o.stderr));
-    std::fs::read(out).unwrap()
+    assert!(!elsewhere.join("out").exists(), "the resumed run wrote to the default paths");
+    std::fs::read(d.join("int.safetensors")).unwrap()
 }
 
 #[test]
@@ -81,9 +83,32 @@ fn resume_after_a_kill_gives_the_same_model() {
     let (out, metrics, code) = interrupted(&d, "cpu", 3, libc::SIGKILL);
     assert_eq!(code, None, "killed by the signal, not finished");
     assert!(!out.exists(), "a killed run wrote no final model");
-    let resumed = resume(&d, "cpu", &metrics);
+    let resumed = resume(&d, "cpu");
     assert!(resumed == full, "resumed model differs from the uninterrupted one");
     assert_eq!(lines(&metrics), 10, "every epoch logged once (2 levels x 5)");
+}
+
+/// Ctrl-C in the first epoch of a run whose folder does not exist yet: the folders are made
+/// before training, so the checkpoint is written and the run resumes.
+#[test]
+fn ctrl_c_in_the_first_epoch_into_a_new_folder_keeps_the_run() {
+    let d = dir("first-epoch");
+    let out = d.join("new/sub/m.safetensors");
+    // One long epoch (several seconds on 2 cores).
+    #[rustfmt::skip]
+    let long = ["train", "--backend", "cpu", "--data", "peaks", "--epochs", "1", "--width", "16", "--steps", "512"];
+    let mut child = bin().args(long).arg("--out").arg(&out).stderr(Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    while !d.join("new/sub").exists() && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The folder comes before the data and the Ctrl-C handler: give them time.
+    std::thread::sleep(Duration::from_millis(700));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130), "Ctrl-C in the first epoch exits cleanly with 130");
+    let ckpt = d.join("new/sub/m.ckpt.safetensors");
+    assert!(ckpt.exists(), "the checkpoint of the interrupted epoch was written");
+    assert!(!out.exists(), "no final model before the run ends");
 }
 
 /// On the CPU and on the GPU (lavapipe in CI): the device's optimiser state travels in the
@@ -95,8 +120,9 @@ fn ctrl_c_saves_mid_epoch_and_resumes_exactly() {
         let full = uninterrupted(&d, backend);
         let (_, metrics, code) = interrupted(&d, backend, 6, libc::SIGINT);
         assert_eq!(code, Some(130), "{backend}: Ctrl-C exits cleanly with 130");
-        let resumed = resume(&d, backend, &metrics);
+        let resumed = resume(&d, backend);
         assert!(resumed == full, "{backend}: resumed model differs from the uninterrupted one");
+        assert_eq!(lines(&metrics), 10, "{backend}: the resumed run appends to the run's metrics");
     }
 }
 
@@ -126,9 +152,12 @@ fn broken_checkpoints_and_full_disks_fail_clearly_and_keep_the_checkpoint() {
     let o = bin().args(["train", "--resume"]).arg(&plain).arg("--out").arg(&out).output().unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("not a stablenet checkpoint"), "{e}");
-    // The good checkpoint still resumes.
-    let o = bin().args(["train", "--resume"]).arg(&ckpt).arg("--out").arg(&out).output().unwrap();
+    // The good checkpoint still resumes (with a metrics file other than its run's /dev/full).
+    let metrics = d.join("m.jsonl");
+    let o = bin().args(["train", "--resume"]).arg(&ckpt).arg("--out").arg(&out).arg("--metrics").arg(&metrics).output();
+    let o = o.unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.exists() && lines(&metrics) == 1, "the last epoch, logged to the file given");
 }
 
 #[test]
@@ -140,7 +169,7 @@ fn experiment_files_and_data_files() {
     let o = bin()
         .args(["train", "--backend", "cpu", "--config"])
         .arg(&exp)
-        .args(["--width", "5", "--out"])
+        .args(["--width", "5", "--levels", "2,4", "--out"])
         .arg(&out)
         .output()
         .unwrap();
@@ -148,8 +177,8 @@ fn experiment_files_and_data_files() {
     let m = stablenet_core::io::load_model(&out).unwrap();
     assert_eq!(
         (m.config.width, m.config.steps, m.config.integrator.name()),
-        (5, 8, "leapfrog"),
-        "flags override the file"
+        (5, 4, "leapfrog"),
+        "flags override the file (--levels its steps too)"
     );
     // A misspelt field is refused, naming it.
     std::fs::write(&exp, "widht = 6\n").unwrap();
@@ -168,6 +197,18 @@ fn experiment_files_and_data_files() {
     let o = bin().args(["train", "--data"]).arg(&data).arg("--out").arg(&out).output().unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("sample 1"), "{e}");
+    // The model may not be written over the data, nor the metrics.
+    let before = std::fs::read(&data).unwrap();
+    for flag in ["--out", "--metrics"] {
+        let o = bin().args(["train", "--data"]).arg(&data).arg(flag).arg(&data).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains("both an input and an output"), "{flag}: {e}");
+    }
+    assert_eq!(std::fs::read(&data).unwrap(), before, "the data file is intact");
+    // Settings that would change nothing are refused.
+    let o = bin().args(["train", "--data", "peaks", "--val-data"]).arg(&data).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("val_data"), "{e}");
 }
 
 /// `stablenet reproduce` on one experiment: the table row, the model and the three pictures.

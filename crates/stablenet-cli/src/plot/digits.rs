@@ -14,14 +14,14 @@ use std::path::PathBuf;
 pub struct MisclassifiedArgs {
     /// Image model file (safetensors, from `stablenet train --data mnist|fashion-mnist`).
     #[arg(long)]
-    model: PathBuf,
+    pub(super) model: PathBuf,
     #[command(flatten)]
     data: DataArgs,
     /// At most this many images, in test-set order.
     #[arg(long, default_value_t = 40)]
     count: usize,
     #[command(flatten)]
-    image: ImageArgs,
+    pub(super) image: ImageArgs,
 }
 
 const COLS: usize = 8;

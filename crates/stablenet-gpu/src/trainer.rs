@@ -16,13 +16,28 @@ pub struct GpuTrainer {
     tc: TrainConfig,
     epoch: usize,
     next_batch: usize,
-    /// Which data set is resident: (address, length) of the one last uploaded.
-    resident: Option<(usize, usize)>,
+    /// Which data set is resident: the [`fingerprint`] of the one last uploaded.
+    resident: Option<u64>,
     capacity: usize,
 }
 
 fn gpu_err(e: anyhow::Error) -> Error {
     Error::Device(format!("{e:#}"))
+}
+
+/// What identifies a data set for its resident copy on the device: a hash of its shape,
+/// values and labels, once per epoch (SipHash: MNIST's 188 MB in ~50 ms on one CPU core,
+/// beside seconds of training). Address and length served before, and a data set refilled in
+/// place, or allocated where a freed one of the same length was, trained on the stale copy.
+pub(crate) fn fingerprint(data: &Dataset) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write_usize(data.d);
+    h.write_usize(data.classes);
+    h.write_usize(data.len());
+    h.write(bytemuck::cast_slice(&data.x));
+    h.write(bytemuck::cast_slice(&data.labels));
+    h.finish()
 }
 
 impl GpuTrainer {
@@ -53,7 +68,7 @@ impl GpuTrainer {
     }
 
     fn upload(&mut self, data: &Dataset) -> Result<()> {
-        let id = (data.x.as_ptr() as usize, data.len());
+        let id = fingerprint(data);
         if self.resident != Some(id) {
             if data.len() > self.capacity {
                 return Err(Error::Data(format!(

@@ -210,3 +210,27 @@ fn optimizer_state_crosses_backends() {
         assert_eq!(wrong.steps_taken(), 0);
     }
 }
+
+/// Images refilled in place (same address, same length) are another training set: uploaded
+/// again, so the epoch ends where one on a separate vector ends. Known by address and length,
+/// the resident images once stayed those of the first set.
+#[test]
+fn a_training_set_refilled_in_place_is_uploaded_again() {
+    let gpu = gpu();
+    let cfg = cfg(Integrator::Hamiltonian, Activation::Tanh);
+    let kind = OptimizerKind::adam(0.01).unwrap();
+    let p0 = ImageParams::<f32>::init(&cfg, 9);
+    let (first, second) = (data(16, 5), data(16, 8));
+    let mut refilled = GpuImageTrainer::new(&gpu, &cfg, p0.clone(), kind, 4, 17).unwrap();
+    let mut set = first.clone();
+    refilled.run_epoch(&set, None, |_, _, _| true).unwrap();
+    let at = set.x.as_ptr();
+    set.x.copy_from_slice(&second.x);
+    set.labels.copy_from_slice(&second.labels);
+    assert_eq!(at, set.x.as_ptr());
+    refilled.run_epoch(&set, None, |_, _, _| true).unwrap();
+    let mut separate = GpuImageTrainer::new(&gpu, &cfg, p0, kind, 4, 17).unwrap();
+    separate.run_epoch(&first, None, |_, _, _| true).unwrap();
+    separate.run_epoch(&second, None, |_, _, _| true).unwrap();
+    assert_eq!(refilled.params().unwrap().data, separate.params().unwrap().data, "trained on the stale images");
+}

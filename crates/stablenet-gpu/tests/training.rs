@@ -178,3 +178,29 @@ fn rejected_batches_leave_the_step_count() {
     assert_eq!(rejected.steps_taken(), 1);
     assert_eq!(clean.params().unwrap().k, rejected.params().unwrap().k);
 }
+
+/// A data set refilled in place (same address, same length) is another data set: the trainer
+/// uploads it again, and ends where one given the two sets as separate vectors ends. Known by
+/// address and length, the resident copy once trained the second epoch on the first set.
+#[test]
+fn a_data_set_refilled_in_place_is_uploaded_again() {
+    let split = Synthetic::Ellipses.generate(1);
+    let (first, second) =
+        (split.train.subset(&(0..256).collect::<Vec<_>>()), split.train.subset(&(256..512).collect::<Vec<_>>()));
+    let c = cfg(Integrator::Hamiltonian, 4, 2, 2);
+    let p0 = Params::<f32>::init(&c, 2);
+    let trainer = || GpuTrainer::new(gpu(), c.clone(), &p0, tc(OptimizerKind::adam(0.01).unwrap(), 64), 256).unwrap();
+    let mut refilled = trainer();
+    let mut data = first.clone();
+    refilled.run_epoch(&data, None, &mut |_, _| true).unwrap();
+    let at = data.x.as_ptr();
+    data.x.copy_from_slice(&second.x);
+    data.labels.copy_from_slice(&second.labels);
+    assert_eq!(at, data.x.as_ptr());
+    refilled.run_epoch(&data, None, &mut |_, _| true).unwrap();
+    let mut separate = trainer();
+    separate.run_epoch(&first, None, &mut |_, _| true).unwrap();
+    separate.run_epoch(&second, None, &mut |_, _| true).unwrap();
+    let (a, b) = (refilled.params().unwrap(), separate.params().unwrap());
+    assert!(a.k == b.k && a.wc == b.wc, "the refilled data set trained as the old one");
+}

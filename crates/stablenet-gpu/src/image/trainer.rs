@@ -10,6 +10,7 @@ use super::{GpuImageNet, WG};
 use crate::device::{Gpu, describe};
 use crate::shaders;
 use crate::shaders::BatchInfo;
+use crate::trainer::fingerprint;
 use stablenet_core::data::Dataset;
 use stablenet_core::error::{Error, Result};
 use stablenet_core::image::{ImageConfig, ImageEval, ImageParams};
@@ -24,7 +25,8 @@ fn gpu_err(e: anyhow::Error) -> Error {
 
 /// The training set on the device: images in data order, labels in the epoch's order.
 struct Resident {
-    id: (usize, usize),
+    /// The data set's [`fingerprint`].
+    id: u64,
     x: wgpu::Buffer,
     labels: wgpu::Buffer,
 }
@@ -257,12 +259,12 @@ impl GpuImageTrainer {
     /// Uploads `train` unless it is already on the device (and fits one buffer), then its labels
     /// in the epoch's order. Whether the set is resident.
     fn make_resident(&mut self, train: &Dataset, order: &[u32]) -> bool {
-        let id = (train.x.as_ptr() as usize, train.len());
         let bytes = 4 * train.x.len() as u64;
         if bytes > self.max_buffer {
             self.resident = None;
             return false;
         }
+        let id = fingerprint(train);
         if self.resident.as_ref().map(|r| r.id) != Some(id) {
             let usage = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
             let buf = |label: &str, bytes: u64| {

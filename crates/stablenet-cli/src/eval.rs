@@ -24,7 +24,8 @@ pub struct DataArgs {
     /// Seed of the generated data (default: the seed the model was trained with, else 1).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Which half of a generated data set (default val; for images val is the test set).
+    /// Which half of a generated data set, or of the data files a model was trained on
+    /// (default val; for images val is the test set).
     #[arg(long, value_enum)]
     pub split: Option<SplitArg>,
     /// Image models: folder of the MNIST / Fashion-MNIST IDX files (default data).
@@ -41,9 +42,21 @@ pub struct Labelled {
 impl DataArgs {
     /// Generates or loads the data and checks it against the model (d and the classes).
     pub fn load(&self, model: &ModelFile, model_path: &Path) -> Result<Labelled> {
-        let name = match (&self.data, model.metadata.get("dataset")) {
+        let meta = |k: &str| model.metadata.get(k).cloned();
+        // A model trained on data files names them: the validation file by default, the
+        // training file with --split train (or when there was no validation file).
+        let file_split = self.data.is_none() && meta("dataset").is_some_and(|d| d.parse::<Synthetic>().is_err());
+        let name = match (&self.data, meta("dataset")) {
             (Some(d), _) => d.clone(),
-            (None, Some(d)) => d.clone(),
+            (None, Some(d)) if file_split => match (self.split, meta("val_dataset")) {
+                (Some(SplitArg::Train), _) | (None, None) => d,
+                (_, Some(v)) => v,
+                (Some(SplitArg::Val), None) => bail!(
+                    "{}: the model was trained on {d} without a validation file; pass --data FILE or --split train",
+                    model_path.display()
+                ),
+            },
+            (None, Some(d)) => d,
             (None, None) => bail!(
                 "{}: no --data given and the model names no data set; pass --data peaks|ellipses|swiss-roll|FILE",
                 model_path.display()
@@ -64,8 +77,10 @@ impl DataArgs {
             if !path.exists() {
                 bail!("--data {name}: neither a generated data set (peaks, ellipses, swiss-roll) nor an existing file");
             }
-            if self.split.is_some() {
-                bail!("--split applies to generated data; {name} is a file, evaluated whole");
+            if self.split.is_some() && !file_split {
+                bail!(
+                    "--split applies to generated data and a model's own data files; {name} is a file, evaluated whole"
+                );
             }
             let set = load_data(&path, None)?;
             let what = format!("{}, {} examples", path.display(), set.len());

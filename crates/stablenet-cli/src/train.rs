@@ -582,8 +582,20 @@ pub fn execute(
     let mut meta = BTreeMap::new();
     meta.insert("experiment".into(), exp.to_toml());
     meta.insert("optimizer".into(), plan.optimizer.to_string());
-    // Where the data came from, so eval and plot can regenerate it.
-    meta.insert("dataset".into(), exp.data.clone().unwrap_or_else(|| "peaks".into()));
+    // Where the data came from, so eval and plot can regenerate or find it (files by absolute
+    // path, so from any folder; the validation file is eval's default).
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    match &plan.data {
+        DataSource::File { train, val } => {
+            meta.insert("dataset".into(), absolute(train));
+            if let Some(v) = val {
+                meta.insert("val_dataset".into(), absolute(v));
+            }
+        }
+        _ => {
+            meta.insert("dataset".into(), exp.data.clone().unwrap_or_else(|| "peaks".into()));
+        }
+    }
     meta.insert("seed".into(), plan.seed.to_string());
     if let Some(v) = val_acc {
         meta.insert("val_acc".into(), v.to_string());

@@ -150,6 +150,28 @@ fn eval_reads_data_files_and_rejects_bad_sources() {
     assert!(e.contains("outside the model's 2 classes"), "{e}");
     let e = fails(&stablenet(&["eval", "--model", "no/such/model.safetensors", "--data", "peaks"]));
     assert!(e.contains("no/such/model.safetensors"), "{e}");
+
+    // A model trained on data files evaluates on its validation file by default, its training
+    // file with --split train, from any folder (the model names them by absolute path).
+    let train = tmp("train-part.safetensors");
+    let part: Vec<usize> = (0..400).filter(|i| i % 8 < 3).collect(); // both classes
+    let x: Vec<f32> = part.iter().flat_map(|&i| [f.val.x[2 * i], f.val.x[2 * i + 1]]).collect();
+    write_data(&train, &x, 2, &part.iter().map(|&i| f.val.labels[i]).collect::<Vec<_>>());
+    let model = tmp("on-files.safetensors");
+    #[rustfmt::skip]
+    ok(&stablenet(&["train", "--backend", "cpu", "--data", s(&train), "--val-data", s(&data), "--epochs", "1",
+        "--width", "4", "--steps", "2", "--out", s(&model)]));
+    let eval = |extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_stablenet"))
+            .current_dir(std::env::temp_dir())
+            .args(["eval", "--json", "--model", s(&model)])
+            .args(extra)
+            .output()
+            .unwrap();
+        json(&o)["n"].as_u64()
+    };
+    assert_eq!(eval(&[]), Some(400), "the validation file");
+    assert_eq!(eval(&["--split", "train"]), Some(150), "the training file");
 }
 
 /// Parses `label,p0,p1` output into (label, probabilities).

@@ -268,14 +268,26 @@ impl Metrics {
         Ok(Metrics(Some((p.clone(), f))))
     }
 
-    pub(crate) fn write(&mut self, level: usize, depth: usize, epoch: usize, r: &EpochReport) -> Result<()> {
+    /// One epoch's line; `from_batch` > 0 for an epoch resumed inside, whose train_loss and
+    /// train_acc are over the batches from there on only.
+    pub(crate) fn write(
+        &mut self,
+        level: usize,
+        depth: usize,
+        epoch: usize,
+        from_batch: usize,
+        r: &EpochReport,
+    ) -> Result<()> {
         let Some((p, f)) = &mut self.0 else { return Ok(()) };
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "epoch": epoch, "level": level, "depth": depth, "steps": r.steps,
             "train_loss": r.train_loss, "train_acc": r.train_acc,
             "val_loss": r.val_loss, "val_acc": r.val_acc,
             "seconds": r.seconds, "lr": r.lr,
         });
+        if from_batch > 0 {
+            line["from_batch"] = from_batch.into();
+        }
         writeln!(f, "{line}")
             .and_then(|_| f.flush())
             .with_context(|| format!("writing metrics file {} (the last checkpoint is intact)", p.display()))
@@ -310,7 +322,7 @@ pub(crate) fn run_level(
     let stop = stop_flag()?;
     let tty = std::io::stderr().is_terminal();
     while t.position().0 < plan.epochs {
-        let (epoch, _) = t.position();
+        let (epoch, from_batch) = t.position();
         t.set_lr(plan.lr(epoch))?;
         let bar = if tty {
             ProgressBar::new(batches as u64).with_style(
@@ -344,8 +356,10 @@ pub(crate) fn run_level(
             (Some(l), Some(a)) => format!("  {val_word} loss {l:.4}  {val_word} acc {:6.2}%", 100.0 * a),
             _ => String::new(),
         };
+        // A resumed epoch's training figures cover its batches from the resume on.
+        let part = if from_batch > 0 { format!(" (batches {}..)", from_batch + 1) } else { String::new() };
         eprintln!(
-            "epoch {:>4}  N {:>4}  loss {:.4}  train acc {:6.2}%{val}  lr {:.2e}  {:.2}s",
+            "epoch {:>4}  N {:>4}  loss {:.4}  train acc {:6.2}%{part}{val}  lr {:.2e}  {:.2}s",
             global,
             depth,
             r.train_loss,
@@ -354,7 +368,7 @@ pub(crate) fn run_level(
             r.seconds
         );
         t.checkpoint((level, e, 0))?;
-        metrics.write(level, depth, global, &r)?;
+        metrics.write(level, depth, global, from_batch, &r)?;
         if stop.load(Ordering::SeqCst) {
             eprintln!("interrupted after epoch {global}; continue with --resume {}", ckpt.display());
             std::process::exit(130);

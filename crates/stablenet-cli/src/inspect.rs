@@ -38,6 +38,7 @@ pub fn load_inputs(spec: &str, seed: u64, classes: usize) -> Result<Dataset> {
 }
 
 pub fn run(a: InspectArgs) -> Result<()> {
+    anyhow::ensure!(a.examples >= 1, "--examples must be at least 1");
     let model = crate::eval::read_model(&a.model)?;
     let (cfg, p) = (&model.config, model.params.cast::<f64>());
     let states = match &a.data {
@@ -46,7 +47,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
             if data.d != cfg.d {
                 bail!("--data has {} features per example but the model takes d = {}", data.d, cfg.d);
             }
-            let n = data.len().min(a.examples.max(1));
+            let n = data.len().min(a.examples);
             Some((mean_states(cfg, &p, &data.x[..n * data.d])?, Linearisation::MeanState { examples: n }))
         }
         None => None,

@@ -473,6 +473,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(config) = &a.config {
         crate::check_outputs(&[&files.out, &files.checkpoint], &[config])?;
     }
+    if resume.is_none() && files.checkpoint.is_file() {
+        eprintln!(
+            "note: {0} (an earlier run's checkpoint) will be replaced; to continue that run instead: \
+             stablenet train --resume {0}",
+            files.checkpoint.display()
+        );
+    }
     execute(&exp, resume, &files, a.backend.resolve()?, a.method.or(stored.2))?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 // reduce.wgsl — deterministic batch reductions of per-example gradient factors (MODEL.md
-// section 4: dK_j, db_j are sums over the batch). No atomics: each workgroup row sums a fixed
-// chunk of CHUNK examples in order, then reduce_finish adds the chunks in a fixed tree, so the
-// same inputs give the same bits on the same device.
+// section 4: dK_j, db_j are sums over the batch). No atomics: each layer of workgroups (z)
+// sums a fixed chunk of CHUNK examples in order, then reduce_finish adds the chunks in a fixed
+// tree, so the same inputs give the same bits on the same device.
 //   G[a][b] = sum_s P[s][a] Q[s][b]  (+ R[s][a] S[s][b] when job.flags & 1; Q = 1 when & 2)
 //   flags & 4: out = (G - G^T) / 2 (antisym, MODEL.md section 2); & 8: out index += batch.step;
 //   & 16: out index += cursor * job.j1 (the step's slot in the gradient)
@@ -51,7 +51,9 @@ var<workgroup> tq: array<f32, TILE>;
 var<workgroup> tr: array<f32, TILE>;
 var<workgroup> ts: array<f32, TILE>;
 
-// Output e = gid.x of chunk wid.y, summed over the chunk's examples in order. When one
+// Output e of chunk wid.z, summed over the chunk's examples in order. The workgroups of the
+// outputs (G's, then the bias row's) fold into a 2-D grid, as examples do (example()): wide
+// openings and classifiers (w d or C w beyond 4 million) need more than 65535. When one
 // workgroup holds every output (rows * cols <= WG: the narrow nets), it copies the chunk's
 // factor rows into workgroup memory, SUB examples at a time, with contiguous loads that all run
 // at once, and sums from there: read one by one from storage, the same sum is a chain of
@@ -61,25 +63,31 @@ var<workgroup> ts: array<f32, TILE>;
 @compute @workgroup_size(WG)
 fn reduce_partial(
     @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
     let rc = job.rows * job.cols;
     let outputs = job_outputs();
-    // Workgroups past G's are the bias row's: (rows, cols = 1, Q = 1, P = B).
+    // Workgroups past G's are the bias row's: (rows, cols = 1, Q = 1, P = B). Those past
+    // both (the 2-D grid's last row) have nothing to do: uniform, so before any barrier.
+    let g = wid.x + wid.y * nwg.x;
     let kgroups = (rc + WG - 1u) / WG;
-    let bias = wid.x >= kgroups;
+    if g >= kgroups + (outputs - rc + WG - 1u) / WG {
+        return;
+    }
+    let bias = g >= kgroups;
     var cols = job.cols;
     var p_off = job.p_off;
     var two = (job.flags & 1u) != 0u;
     var ones = (job.flags & 2u) != 0u;
-    var e = wid.x * WG + li;
+    var e = g * WG + li;
     var at = e;
     if bias {
         cols = 1u;
         p_off = job.b_off;
         two = false;
         ones = true;
-        e = (wid.x - kgroups) * WG + li;
+        e = (g - kgroups) * WG + li;
         at = rc + e;
     }
     let rows = job.rows;
@@ -87,7 +95,7 @@ fn reduce_partial(
     let live = e < n_out;
     let a = e / cols;
     let b = e % cols;
-    let c = wid.y;
+    let c = wid.z;
     let first = c * CHUNK;
     let last = min(batch.n, first + CHUNK);
     var sum = 0.0;

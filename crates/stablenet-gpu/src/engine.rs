@@ -225,7 +225,7 @@ impl GpuNet {
             bail!("the GPU backend supports width up to {MAX_WIDTH}, the model has {}", cfg.width);
         }
         let lim = &gpu.limits;
-        // Per-example kernels run on a 2-D grid of workgroups; reductions put chunks on y.
+        // Per-example kernels run on a 2-D grid of workgroups; reductions put chunks on z.
         let max_groups = lim.max_compute_workgroups_per_dimension as usize;
         let chunk_rows = nmax.div_ceil(CHUNK as usize);
         if nmax.div_ceil(WG as usize) > max_groups * max_groups || chunk_rows > max_groups {
@@ -789,16 +789,29 @@ impl GpuNet {
     }
 
     fn dispatch(&self, pass: &mut wgpu::ComputePass, pipe: &wgpu::ComputePipeline, meta: u32, x: u32, y: u32) {
+        self.dispatch_z(pass, pipe, meta, (x, y), 1);
+    }
+
+    fn dispatch_z(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        pipe: &wgpu::ComputePipeline,
+        meta: u32,
+        (x, y): (u32, u32),
+        z: u32,
+    ) {
         pass.set_pipeline(pipe);
         pass.set_bind_group(1, &self.bg_uni, &[meta * self.meta_stride]);
-        pass.dispatch_workgroups(x, y, 1);
+        pass.dispatch_workgroups(x, y, z);
     }
 
     fn reduce(&self, pass: &mut wgpu::ComputePass, r: Red, n: u32) {
         pass.set_bind_group(0, &self.bg_red[r.group], &[]);
-        // reduce_partial: G's workgroups, then the bias row's.
+        // reduce_partial: G's workgroups, then the bias row's, on a 2-D grid (for w d or C w
+        // beyond 4 million one row cannot hold them); the chunks on z.
         if !r.from_step {
-            self.dispatch(pass, &self.reduce_partial, r.meta, groups(r.rc) + groups(r.bias), n.div_ceil(CHUNK));
+            let grid = self.grid_of(groups(r.rc) + groups(r.bias));
+            self.dispatch_z(pass, &self.reduce_partial, r.meta, grid, n.div_ceil(CHUNK));
         }
         let outputs = (r.rc + r.bias) * r.block;
         // The tiled steps' partials (reduce_tiles exists only for them).

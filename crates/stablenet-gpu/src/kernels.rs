@@ -21,6 +21,80 @@ const MAX_ADJ_BLOCK: u32 = 32;
 /// Floats of partial sums the tiled adjoint may keep for a block of steps (64 MiB); at least
 /// one step's are kept whatever their size.
 const TILED_PARTIALS: u64 = 16 << 20;
+/// Loop iterations of one invocation as lavapipe counts them: every iteration of every loop,
+/// and each loop's exit test. What follows counts the kernels' loops from their sources (an
+/// upper bound over the integrators where they share a kernel).
+///
+/// A forward dispatch of the per-example and fused kernels (network.wgsl steps_forward):
+/// `spd` steps in rounds of `sub` (fused: ADJ_BLOCK, each round loading K_j, b_j into
+/// workgroup memory in cache_steps; else one round). A step is at most two matrix-vector
+/// products, 2 (w + 1)^2 (leapfrog and Verlet; resnet's (w + 1)(w + 3) is less), and
+/// Verlet's load_example and store_example loop over the width once each.
+pub(crate) fn forward_loops(w: u32, spd: u32, sub: u32, fused: bool) -> u64 {
+    let (w, spd, sub) = (w as u64, spd as u64, sub.max(1) as u64);
+    let rounds = spd.div_ceil(sub);
+    let cache = if fused { (sub * w * w).div_ceil(WG as u64) + 1 + (sub * w).div_ceil(WG as u64) + 1 } else { 0 };
+    // load and store; the round loop; per round its loads and the step loop's exit; per
+    // step the step loop's iteration and the step.
+    2 * (w + 1) + rounds + 1 + rounds * (cache + 1) + spd * (1 + 2 * (w + 1) * (w + 1))
+}
+
+/// A fused adjoint dispatch (network.wgsl step_adjoint with FUSE): `block` steps, each the
+/// adjoint of one example (at most four matrix-vector products, Verlet's, 4 (w + 1)^2) and
+/// tile_partials (the workgroup's outputs, WG examples each), after cache_steps.
+pub(crate) fn fused_adjoint_loops(w: u32, block: u32) -> u64 {
+    let (w, block, wg) = (w as u64, block as u64, WG as u64);
+    let sums = (w * w + w).div_ceil(wg) * (wg + 1) + 1;
+    let cache = (block * w * w).div_ceil(wg) + 1 + (block * w).div_ceil(wg) + 1;
+    2 * (w + 1) + cache + 1 + block * (1 + 4 * (w + 1) * (w + 1) + sums)
+}
+
+/// One adjoint step of a tile in tiles.wgsl, the most over the integrators (Verlet's): four
+/// products of WP / 4 rounds, two rounds of partial sums (`blocks` gradient blocks of rq
+/// examples each, up to DB rows of DB stores), two of bias sums (rq examples, 4 stores), and
+/// the step loop's iteration.
+pub(crate) fn tiled_adjoint_step(wp: u32, rq: u32, db: u32, blocks: u32) -> u64 {
+    let (wp, rq, db, blocks) = (wp as u64, rq as u64, db as u64, blocks as u64);
+    let products = 4 * (wp / 4 + 1);
+    let partials = 2 * (blocks * (rq + 1 + db * (db + 1)) + 1);
+    let bias = 2 * (rq + 1 + 5);
+    products + partials + bias + 1
+}
+
+/// A tiled adjoint invocation: `tpw` tiles of `block` steps each (the tile loop's iteration
+/// and the step loop's exit per tile; the tile loop's exit).
+pub(crate) fn tiled_adjoint_loops(step: u64, tpw: u32, block: u32) -> u64 {
+    tpw as u64 * (block as u64 * step + 2) + 1
+}
+
+/// A tiled forward invocation (tiles.wgsl tile_forward): `spd` steps of at most two products.
+pub(crate) fn tiled_forward_loops(wp: u32, spd: u32) -> u64 {
+    spd as u64 * (2 * (wp as u64 / 4 + 1) + 1) + 1
+}
+
+/// network.wgsl open_forward (open_adjoint runs fewer): the input's d values, then each of the
+/// w outputs sums them.
+pub(crate) fn opening_loops(w: u32, d: u32) -> u64 {
+    (w as u64 + 1) * (d as u64 + 2)
+}
+
+/// network.wgsl classify: the c logits of w terms each, two passes over them, then ybar's w
+/// entries of c terms each (and the three adjoint slots).
+pub(crate) fn classify_loops(w: u32, c: u32) -> u64 {
+    let (w, c) = (w as u64, c as u64);
+    2 * c * w + 4 * c + 6 * w + 4
+}
+
+/// The largest n in 1..=max for which `fits` holds (0 if none), `fits` true up to some n.
+fn largest(max: u32, fits: impl Fn(u32) -> bool) -> u32 {
+    let (mut lo, mut hi) = (0, max);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) { lo = mid } else { hi = mid - 1 }
+    }
+    lo
+}
+
 /// How the tiled steps are sized. The defaults are reasoned, not measured on a GPU yet; the
 /// benchmark can set others (`STABLENET_GPU_TILED`), to time them side by side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,15 +266,15 @@ impl Plan {
         let outs = (w * w + w) as u64;
         let shared = lim.max_compute_workgroup_storage_size;
         // Fused: workgroup memory for the factors of WG examples and K_j, b_j of a block of
-        // steps (tf, kc; 64 floats more for the rest); the block's loops run w^2
-        // (matrix-vector products) and 2 WG (the tile sums) iterations per step.
+        // steps (tf, kc; 64 floats more for the rest); the block's loops within the budget.
         let narrow = w * w + w <= 2 * WG;
         let floats = |block: u32| {
             let (tf, kc) = shaders::fused_arrays(w as usize, WG as usize, block as usize);
             (tf + kc + 64) as u32
         };
         let fit = (shared / 4).saturating_sub(floats(0)) / (w * w + w);
-        let fused_block = (LOOP_BUDGET / (w * w).max(2 * WG)).min(MAX_ADJ_BLOCK).min(fit);
+        let by_loops = largest(MAX_ADJ_BLOCK, |b| fused_adjoint_loops(w, b) <= LOOP_BUDGET as u64);
+        let fused_block = by_loops.min(fit);
         // Tiled: two tiles of WP x 4 rq floats (and the cursor), TWG = WP / 4 * rq invocations.
         let wp = shaders::padded(cfg.width) as u32;
         let cq = wp / 4;
@@ -254,18 +328,30 @@ impl Plan {
             "the per-example hamiltonian adjoint at w = {w} runs {adjoint_loops} loop iterations per invocation, \
              more than this software adapter runs (lavapipe stops at 65535); use the tiled steps"
         );
-        let plain = Plan {
-            kernels,
-            block: 1,
-            spd: (LOOP_BUDGET / (2 * w * w)).max(1),
-            rq: 0,
-            tpw: 0,
-            db: 0,
-            per_partial: 0,
-            partials: 0,
-            tf_len: 0,
-            kc_len: 0,
-        };
+        // The opening and the classifier run one example per invocation whatever the step
+        // kernels; past the limit lavapipe returned a wrong y_0 and wrong gradients.
+        let (d, c) = (cfg.d as u32, cfg.classes as u32);
+        let opening = opening_loops(w, d);
+        ensure!(
+            !software || opening <= LOOP_LIMIT as u64,
+            "the opening layer at w = {w}, d = {d} runs {opening} loop iterations per invocation, more than \
+             this software adapter runs (lavapipe stops at 65535); use a narrower net or fewer inputs"
+        );
+        let classifier = classify_loops(w, c);
+        ensure!(
+            !software || classifier <= LOOP_LIMIT as u64,
+            "the classifier at w = {w}, C = {c} runs {classifier} loop iterations per invocation, more than \
+             this software adapter runs (lavapipe stops at 65535); use a narrower net or fewer classes"
+        );
+        // Forward steps per dispatch: the most whose loops stay within the budget (the fused
+        // kernels run them in rounds of their adjoint block).
+        let fused = kernels == StepKernels::Fused;
+        let spd = largest(LOOP_BUDGET, |s| {
+            forward_loops(w, s, if fused { fused_block } else { s }, fused) <= LOOP_BUDGET as u64
+        })
+        .max(1);
+        let plain =
+            Plan { kernels, block: 1, spd, rq: 0, tpw: 0, db: 0, per_partial: 0, partials: 0, tf_len: 0, kc_len: 0 };
         Ok(match kernels {
             StepKernels::PerExample => plain,
             StepKernels::Fused => {
@@ -280,28 +366,29 @@ impl Plan {
                 }
             }
             StepKernels::Tiled => {
-                // Loop iterations per step: the four products' WP / 4, the two rounds of
-                // partial sums (their blocks, rq examples and up to 16 stores each, and db).
                 let db = tuning.gradient_block.unwrap_or(shaders::gradient_block(cfg.width, rq as usize) as u32);
                 let blocks = (wp / db).pow(2).div_ceil(cq * rq);
-                let per_step = wp + 2 * (blocks * (rq + 16) + rq + 4);
+                let per_step = tiled_adjoint_step(wp, rq, db, blocks);
                 let tiles = nmax.div_ceil(4 * rq);
                 let tpw = tiles.div_ceil(tuning.groups.max(1));
                 let groups = tiles.div_ceil(tpw) as u64;
                 let by_memory = (TILED_PARTIALS / (groups * outs)).clamp(1, MAX_ADJ_BLOCK as u64) as u32;
-                let block = by_memory.min(LOOP_BUDGET / (tpw * per_step)).max(1);
+                let by_loops =
+                    (LOOP_BUDGET as u64).saturating_sub(tiled_adjoint_loops(0, tpw, 0)) / (tpw as u64 * per_step);
+                let block = by_memory.min(by_loops as u32).max(1);
                 // Tiles per workgroup grow with the batch; on a software adapter their loops
-                // must stay under its limit (beyond a million examples at w = 128).
+                // must stay under its limit (from about 970k examples at w = 128 on lavapipe).
+                let loops = tiled_adjoint_loops(per_step, tpw, 1);
                 ensure!(
-                    !software || tpw * per_step <= LOOP_LIMIT,
-                    "a batch of {nmax} examples gives each tiled adjoint workgroup {tpw} tiles, {} loop \
+                    !software || loops <= LOOP_LIMIT as u64,
+                    "a batch of {nmax} examples gives each tiled adjoint workgroup {tpw} tiles, {loops} loop \
                      iterations per invocation, more than this software adapter runs (lavapipe stops at \
-                     65535); use smaller batches",
-                    tpw * per_step
+                     65535); use smaller batches"
                 );
+                let spd = largest(64, |s| tiled_forward_loops(wp, s) <= LOOP_BUDGET as u64).max(1);
                 Plan {
                     block,
-                    spd: (LOOP_BUDGET / (wp / 2 + 1)).min(64),
+                    spd,
                     rq,
                     tpw,
                     db,
@@ -388,6 +475,64 @@ mod tests {
             assert_eq!(p.partials, p.block as u64 * groups as u64 * outs, "w {w}");
             assert!(p.block >= 1 && p.block <= MAX_ADJ_BLOCK);
         }
+    }
+
+    /// Every dispatch's loops, as lavapipe counts them (each loop's exit test too), stay within
+    /// the budget: forward steps per dispatch (at w = 1 they once ran 8192 steps, ~74k
+    /// iterations counted so; they only fitted because the driver unrolled the w = 1 loops),
+    /// the fused adjoint blocks, and the tiled blocks of every batch size. On a GPU's limits
+    /// and on wgpu's defaults (small workgroup memory: other blocks and tiles).
+    #[test]
+    fn every_dispatch_stays_within_the_loop_budget() {
+        let big = wgpu::Limits {
+            max_compute_workgroup_storage_size: 49152,
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_size_x: 1024,
+            ..wgpu::Limits::default()
+        };
+        let budget = LOOP_BUDGET as u64;
+        for lim in [wgpu::Limits::default(), big] {
+            for w in (1..=16).chain([31, 32, 33, 64, 100, 127, 128]) {
+                let wp = shaders::padded(w as usize) as u32;
+                let cfg = model(Integrator::Leapfrog, w as usize, 1000);
+                let plan = |nmax, k| Plan::new(&cfg, nmax, &lim, false, Some(k), TiledTuning::default());
+                // From w = 90 one step is past the budget (still under the limit at w = 128).
+                let p = plan(1000, StepKernels::PerExample).unwrap();
+                let loops = forward_loops(w, p.spd, p.spd, false);
+                assert!(loops <= budget || (p.spd == 1 && loops <= LOOP_LIMIT as u64), "w {w} per example: {p:?}");
+                if let Ok(p) = plan(1000, StepKernels::Fused) {
+                    assert!(forward_loops(w, p.spd, p.block, true) <= budget, "w {w} fused: {p:?}");
+                    assert!(fused_adjoint_loops(w, p.block) <= budget, "w {w} fused: {p:?}");
+                }
+                for nmax in [1, 100, 7900, 65536, 1 << 20] {
+                    let p = plan(nmax, StepKernels::Tiled).unwrap();
+                    assert!(tiled_forward_loops(wp, p.spd) <= budget, "w {w} tiled: {p:?}");
+                    let step = tiled_adjoint_step(wp, p.rq, p.db, (wp / p.db).pow(2).div_ceil(wp / 4 * p.rq));
+                    let loops = tiled_adjoint_loops(step, p.tpw, p.block);
+                    // One step per block is the least there is; beyond the budget only then.
+                    assert!(loops <= budget || p.block == 1, "w {w}, n {nmax}: {loops} loops, {p:?}");
+                }
+            }
+        }
+        // The steps per forward dispatch at w = 1, 2 with the counts above.
+        let spd = |w, k| plan(&model(Integrator::Resnet, w, 8), 64, false, Some(k)).unwrap().spd;
+        assert!(spd(1, StepKernels::PerExample) >= 1000 && spd(1, StepKernels::PerExample) < 8192);
+        assert!(spd(2, StepKernels::Fused) >= 500);
+    }
+
+    /// The opening and the classifier run one example per invocation: on a software adapter
+    /// their loops must stay under lavapipe's limit (at w = 128, d = 600 it returned a wrong
+    /// y_0; at C = 300 wrong gradients). Refused from d = 464 and C = 228 there; a hardware
+    /// adapter runs them.
+    #[test]
+    fn software_adapters_refuse_wide_openings_and_classifiers() {
+        let wide = |d, classes| ModelConfig { d, classes, ..model(Integrator::Hamiltonian, 128, 4) };
+        assert!(plan(&wide(463, 227), 64, true, None).is_ok());
+        let err = plan(&wide(464, 3), 64, true, None).unwrap_err().to_string();
+        assert!(err.contains("opening layer") && err.contains("software adapter"), "{err}");
+        let err = plan(&wide(2, 228), 64, true, None).unwrap_err().to_string();
+        assert!(err.contains("classifier") && err.contains("fewer classes"), "{err}");
+        assert!(plan(&wide(600, 300), 64, false, None).is_ok());
     }
 
     #[test]

@@ -1,0 +1,51 @@
+//! lavapipe (the CI adapter) silently stops an invocation's loops after 65535 iterations, all
+//! its loops and their exit tests counted together: what the engine refuses there, on the
+//! adapter that is there.
+use stablenet_core::data::Dataset;
+use stablenet_core::network::GradMethod;
+use stablenet_core::{Activation, Integrator, ModelConfig, Params, loss_grad};
+use stablenet_gpu::{DeviceRequest, Gpu, GpuNet};
+
+/// The opening at w = 128, d = 600 runs ~78k loop iterations per example, the classifier at
+/// C = 300 ~78k: on lavapipe they returned a wrong y_0 (so a wrong loss and gradients) and a
+/// wrong ybar (wrong step and opening gradients) without a word. A software adapter refuses
+/// them now, naming the layer; a hardware one computes them as the CPU does.
+#[test]
+fn wide_openings_and_classifiers_are_refused_or_right() {
+    let gpu = || Gpu::new(&DeviceRequest::default().with_env()).expect("a GPU adapter (lavapipe in CI)");
+    let software = gpu().is_software();
+    for (d, c, layer) in [(600, 2, "opening layer"), (2, 300, "classifier")] {
+        let cfg = ModelConfig {
+            d,
+            width: 128,
+            steps: 1,
+            final_time: 1.0,
+            integrator: Integrator::Hamiltonian,
+            activation: Activation::Tanh,
+            gamma: 0.0,
+            classes: c,
+        };
+        let n = 3;
+        let x: Vec<f32> = (0..n * d).map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0).collect();
+        let labels: Vec<u32> = (0..n as u32).map(|i| i % c as u32).collect();
+        let net = GpuNet::new(gpu(), &cfg, n, n, None);
+        if software {
+            let err = net.err().expect("refused on a software adapter").to_string();
+            assert!(err.contains(layer) && err.contains("software adapter"), "{err}");
+            continue;
+        }
+        let net = net.unwrap();
+        let p = Params::<f32>::init(&cfg, 3);
+        net.set_params(&p).unwrap();
+        net.set_data(&Dataset { x: x.clone(), labels: labels.clone(), d, classes: c }).unwrap();
+        let (loss, g) = net.loss_grad(0, n).unwrap();
+        let cpu = loss_grad(&cfg, &p.cast::<f64>(), &x, &labels, GradMethod::Stored).unwrap();
+        let rel = |a: &[f32], b: &[f64]| {
+            let diff = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - y).abs()).fold(0.0, f64::max);
+            diff / b.iter().map(|v| v.abs()).fold(1e-12, f64::max)
+        };
+        assert!((f64::from(loss) - cpu.loss).abs() < 1e-4 * cpu.loss.abs().max(1.0), "d {d}, C {c}: loss");
+        assert!(rel(&g.k_in, &cpu.grad.k_in) < 1e-4, "d {d}, C {c}: dK_in");
+        assert!(rel(&g.k, &cpu.grad.k) < 1e-4, "d {d}, C {c}: dK");
+    }
+}

@@ -85,7 +85,7 @@ fn prolongation_keeps_the_trained_function() {
         let mut t = trainer(&c4, 10, 64, Regularizer { alpha_t: 1e-1, alpha_w: 0.0 });
         train(&split, &mut t, 10);
         let before = evaluate(&c4, &t.params, &split.val.x, &split.val.labels).unwrap();
-        let (c8, p8) = prolongate(&c4, &t.params);
+        let (c8, p8) = prolongate(&c4, &t.params).unwrap();
         assert_eq!((c8.steps, c8.final_time), (32, c4.final_time));
         let after = evaluate(&c8, &p8, &split.val.x, &split.val.labels).unwrap();
         let (z4, z8) = (logits(&c4, &t.params, &split.val.x).unwrap(), logits(&c8, &p8, &split.val.x).unwrap());
@@ -96,7 +96,7 @@ fn prolongation_keeps_the_trained_function() {
         assert!(after.accuracy >= before.accuracy - 0.03, "{integrator}: {before:?} -> {after:?}");
         let mut t8 = trainer(&c8, 5, 64, Regularizer { alpha_t: 1e-1, alpha_w: 0.0 });
         t8.params = p8;
-        t8.optimizer_mut().set_lr(0.002); // the finer level starts near a minimum
+        t8.optimizer_mut().set_lr(0.002).unwrap(); // the finer level starts near a minimum
         let cont = train(&split, &mut t8, 5);
         println!("{integrator}: after 5 more epochs at N = 32: {cont:.4}");
         assert!(cont >= 0.95, "{integrator}: continued training reached only {cont}");

@@ -354,10 +354,10 @@ fn init_params(a: &StabilityArgs, case: Case, cfg: &ModelConfig) -> Params<f64> 
 
 /// Carries parameters from cfg.steps to n steps: prolongation up (MODEL.md section 6),
 /// injection down (step i of the coarse net takes the fine step at the same time t = i h).
-fn at_depth(cfg: &ModelConfig, p: &Params<f64>, n: usize) -> (ModelConfig, Params<f64>) {
+fn at_depth(cfg: &ModelConfig, p: &Params<f64>, n: usize) -> Result<(ModelConfig, Params<f64>)> {
     let (mut cfg, mut p) = (cfg.clone(), p.clone());
     while cfg.steps < n {
-        (cfg, p) = prolongate(&cfg, &p);
+        (cfg, p) = prolongate(&cfg, &p)?;
     }
     while cfg.steps > n {
         let (w, m) = (p.w, cfg.steps / 2);
@@ -369,7 +369,7 @@ fn at_depth(cfg: &ModelConfig, p: &Params<f64>, n: usize) -> (ModelConfig, Param
         cfg.steps = m;
         p = q;
     }
-    (cfg, p)
+    Ok((cfg, p))
 }
 
 fn measure(s: &Setup, cfg: &ModelConfig, p: &Params<f64>) -> Result<Point> {
@@ -397,7 +397,7 @@ fn sweep(s: &Setup, case: Case, base: &(ModelConfig, Params<f64>), fresh: bool) 
             let p = init_params(s.a, case, &cfg);
             (cfg, p)
         } else {
-            at_depth(&base.0, &base.1, n)
+            at_depth(&base.0, &base.1, n)?
         };
         points.push(measure(s, &cfg, &p).with_context(|| format!("{} at N = {n}", case.label(s.a.gamma)))?);
     }
@@ -730,12 +730,12 @@ mod tests {
         let a = args(&["--width", "3"]);
         let cfg = config(&a, Case::Hamiltonian, 16);
         let p = init_params(&a, Case::Hamiltonian, &cfg);
-        let (c4, p4) = at_depth(&cfg, &p, 4);
+        let (c4, p4) = at_depth(&cfg, &p, 4).unwrap();
         assert_eq!((c4.steps, p4.n), (4, 4));
         assert_eq!(p4.k_step(1), p.k_step(4), "injection keeps the step at the same time");
-        let (c64, p64) = at_depth(&cfg, &p, 64);
+        let (c64, p64) = at_depth(&cfg, &p, 64).unwrap();
         assert_eq!((c64.steps, c64.final_time), (64, cfg.final_time));
-        let (_, back) = at_depth(&c64, &p64, 16);
+        let (_, back) = at_depth(&c64, &p64, 16).unwrap();
         assert_eq!(back, p, "prolongation then injection is the identity");
         assert!(check_args(&args(&["--depths", "4,12"])).unwrap_err().to_string().contains("12"));
         for (bad, needle) in [("--width=0", "--width"), ("--batch-size=0", "--batch-size"), ("--lr=0", "--lr")] {

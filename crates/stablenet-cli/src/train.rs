@@ -393,8 +393,7 @@ impl Level for DenseLevel<'_> {
         self.t.position()
     }
     fn set_lr(&mut self, lr: f64) -> Result<()> {
-        self.t.set_lr(lr);
-        Ok(())
+        Ok(self.t.set_lr(lr)?)
     }
     fn epoch(&mut self, on_batch: &mut dyn FnMut(usize, usize, f64) -> bool) -> Result<EpochReport> {
         Ok(self.t.run_epoch(self.train, self.val, &mut |done, total| on_batch(done, total, f64::NAN))?)
@@ -577,7 +576,7 @@ pub fn execute(
             gpu = Some(g.into_gpu());
         }
         if level + 1 < plan.levels.len() {
-            let (next, p) = prolongate(&cfg, &params);
+            let (next, p) = prolongate(&cfg, &params)?;
             eprintln!("prolongating N = {} -> {} (h/2, T fixed)", cfg.steps, next.steps);
             params = p;
             // The next level's checkpoint starts at its epoch 0 with a fresh optimiser.

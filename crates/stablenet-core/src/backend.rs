@@ -37,7 +37,8 @@ pub trait Backend {
     /// Resume from a checkpoint's position.
     fn set_position(&mut self, epoch: usize, next_batch: usize);
 
-    fn set_lr(&mut self, lr: f64);
+    /// Changes the learning rate; an error unless it is finite and > 0.
+    fn set_lr(&mut self, lr: f64) -> Result<()>;
 
     /// Optimiser state as tensors under `optim.` (the same names on every backend, so a
     /// checkpoint written by one resumes on the other).
@@ -86,7 +87,7 @@ impl<T: Real> Backend for Trainer<T> {
         Trainer::set_position(self, epoch, next_batch)
     }
 
-    fn set_lr(&mut self, lr: f64) {
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
         self.optimizer_mut().set_lr(lr)
     }
 

@@ -10,14 +10,14 @@ use crate::real::Real;
 
 /// Doubles the depth of a network (MODEL.md section 6): returns the configuration with
 /// 2N steps (same final time, so h halves) and the prolongated parameters. Opening and
-/// classifier are copied. Panics if `p` does not have the shapes of `cfg`.
-pub fn prolongate<T: Real>(cfg: &ModelConfig, p: &Params<T>) -> (ModelConfig, Params<T>) {
-    if let Err(e) = p.check_shape(cfg) {
-        panic!("prolongate: {e}");
-    }
+/// classifier are copied. An error if `p` does not have the shapes of `cfg`, or 2N steps are
+/// more than a model may have.
+pub fn prolongate<T: Real>(cfg: &ModelConfig, p: &Params<T>) -> Result<(ModelConfig, Params<T>)> {
+    p.check_shape(cfg)?;
     let mut fine_cfg = cfg.clone();
     fine_cfg.steps = 2 * cfg.steps;
-    (fine_cfg, prolongate_params(p))
+    fine_cfg.validate()?;
+    Ok((fine_cfg, prolongate_params(p)))
 }
 
 /// The parameter part of [`prolongate`]: 2N steps from N, everything else copied.
@@ -111,7 +111,7 @@ mod tests {
     fn shapes_and_config_are_updated() {
         let c = cfg(4);
         let p = Params::<f32>::init(&c, 1);
-        let (c2, q) = prolongate(&c, &p);
+        let (c2, q) = prolongate(&c, &p).unwrap();
         assert_eq!(c2.steps, 8);
         assert_eq!(c2.final_time, c.final_time);
         assert!((c2.h() - c.h() / 2.0).abs() < 1e-15);
@@ -130,7 +130,7 @@ mod tests {
             p.k[j * 9..(j + 1) * 9].copy_from_slice(&k0);
             p.b[j * 3..(j + 1) * 3].copy_from_slice(&b0);
         }
-        let (_, q) = prolongate(&c, &p);
+        let (_, q) = prolongate(&c, &p).unwrap();
         for i in 0..6 {
             assert_eq!(q.k_step(i), &k0[..]);
             assert_eq!(q.b_step(i), &b0[..]);
@@ -141,7 +141,7 @@ mod tests {
     fn linear_in_time_is_reproduced_at_interior_nodes() {
         let c = cfg(4);
         let p = linear_in_time(&c);
-        let (_, q) = prolongate(&c, &p);
+        let (_, q) = prolongate(&c, &p).unwrap();
         // Fine step i sits at coarse index i/2; exact for every i <= 2(N-1).
         for i in 0..=2 * (c.steps - 1) {
             let t = i as f64 / 2.0;
@@ -160,14 +160,14 @@ mod tests {
     fn last_step_copies_last_node() {
         let c = cfg(4);
         let p = linear_in_time(&c);
-        let (_, q) = prolongate(&c, &p);
+        let (_, q) = prolongate(&c, &p).unwrap();
         assert_eq!(q.k_step(7), p.k_step(3));
         assert_eq!(q.b_step(7), p.b_step(3));
         assert_eq!(q.k_step(6), p.k_step(3));
         // N = 1: both fine steps copy the single node.
         let c1 = cfg(1);
         let p1 = Params::<f64>::init(&c1, 3);
-        let (_, q1) = prolongate(&c1, &p1);
+        let (_, q1) = prolongate(&c1, &p1).unwrap();
         assert_eq!(q1.k, [p1.k.clone(), p1.k.clone()].concat());
     }
 

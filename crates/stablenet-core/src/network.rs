@@ -83,6 +83,7 @@ impl<'a, T: Real> Network<'a, T> {
     pub fn new(cfg: &'a ModelConfig, p: &'a Params<T>) -> Result<Self> {
         cfg.validate()?;
         p.check_shape(cfg)?;
+        p.check_finite()?;
         let w = cfg.width;
         let mut ops = Vec::new();
         if matches!(cfg.integrator, Integrator::Resnet | Integrator::Antisym) {

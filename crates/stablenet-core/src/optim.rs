@@ -149,22 +149,28 @@ impl<T: Real> Optimizer<T> {
         self.kind.lr()
     }
 
-    /// Changes the learning rate (schedules). Panics unless lr is finite and > 0.
-    pub fn set_lr(&mut self, new: f64) {
-        assert!(new.is_finite() && new > 0.0, "learning rate must be finite and > 0, got {new}");
+    /// Changes the learning rate (schedules); an error unless lr is finite and > 0 (a cosine
+    /// schedule that ends at 0 is one).
+    pub fn set_lr(&mut self, new: f64) -> Result<()> {
+        if !(new.is_finite() && new > 0.0) {
+            return Err(Error::Config(format!("learning rate must be finite and > 0, got {new}")));
+        }
         match &mut self.kind {
             OptimizerKind::Sgd { lr, .. } | OptimizerKind::Adam { lr, .. } => *lr = new,
         }
+        Ok(())
     }
 
     /// One update of `params` from the gradient `grad` (same shapes as at `new`).
-    pub fn step(&mut self, params: &mut Params<T>, grad: &Params<T>) {
+    pub fn step(&mut self, params: &mut Params<T>, grad: &Params<T>) -> Result<()> {
         let dims = |p: &Params<T>| (p.d, p.w, p.n, p.c);
-        assert!(
-            dims(params) == dims(&self.bufs[0]) && dims(grad) == dims(&self.bufs[0]),
-            "optimizer: parameter/gradient shapes changed since the optimizer was built \
-             (build a new one after prolongation)"
-        );
+        if dims(params) != dims(&self.bufs[0]) || dims(grad) != dims(&self.bufs[0]) {
+            return Err(Error::Shape(
+                "optimizer: parameter/gradient shapes changed since the optimizer was built (build a new one \
+                 after prolongation)"
+                    .into(),
+            ));
+        }
         self.t += 1;
         let mut bufs = self.bufs.iter_mut();
         let (b0, b1) = (bufs.next().expect("one buffer at least"), bufs.next());
@@ -175,6 +181,7 @@ impl<T: Real> Optimizer<T> {
             let m2 = b1.as_mut().map(|b| &mut b[i].1[..]);
             update(self.kind, self.t, p, g, v, m2);
         }
+        Ok(())
     }
 
     fn buf_prefixes(&self) -> &'static [&'static str] {

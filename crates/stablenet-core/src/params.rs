@@ -191,6 +191,15 @@ impl<T: Real> Params<T> {
         self.groups().into_iter().find(|(_, v)| v.iter().any(|x| !x.is_finite())).map(|(n, _)| n)
     }
 
+    /// An error naming the first group with a NaN or infinity: training from it would stop
+    /// as "diverged", and a forward pass would give NaN logits.
+    pub fn check_finite(&self) -> Result<()> {
+        match self.first_non_finite() {
+            Some(group) => Err(Error::Data(format!("the parameters hold a NaN or infinity in {group}"))),
+            None => Ok(()),
+        }
+    }
+
     /// Largest |x| over all groups.
     pub fn max_abs(&self) -> T {
         self.groups().iter().flat_map(|(_, v)| v.iter()).fold(T::zero(), |m, x| m.max(x.abs()))

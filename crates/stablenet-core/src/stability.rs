@@ -5,8 +5,12 @@ use crate::linalg::spectral_norm;
 use crate::params::Params;
 use crate::real::Real;
 
-/// Warnings for a configuration and its current parameters; empty when all bounds hold.
+/// Warnings for a configuration and its current parameters; empty when all bounds hold. A
+/// configuration or parameters that are not a valid model get that as their one warning.
 pub fn warnings<T: Real>(cfg: &ModelConfig, p: &Params<T>) -> Vec<String> {
+    if let Err(e) = cfg.validate().and_then(|_| p.check_shape(cfg)) {
+        return vec![format!("no step-size check: {e}")];
+    }
     let (w, h) = (cfg.width, cfg.h());
     let mut out = Vec::new();
     let kj = |j: usize| p.k_step(j).iter().map(|v| v.f64()).collect::<Vec<f64>>();

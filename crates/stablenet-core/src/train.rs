@@ -83,6 +83,7 @@ impl<T: Real> Trainer<T> {
     pub fn new(cfg: ModelConfig, params: Params<T>, tc: TrainConfig) -> Result<Self> {
         cfg.validate()?;
         params.check_shape(&cfg)?;
+        params.check_finite()?;
         tc.validate()?;
         if tc.method == Some(GradMethod::Reverse) && !cfg.integrator.is_reversible() {
             let msg = format!("{} cannot use reverse-time gradients", cfg.integrator);
@@ -166,25 +167,9 @@ impl<T: Real> Trainer<T> {
         self.tc.method.unwrap_or(GradMethod::default_for(&self.cfg))
     }
 
-    /// Checks that a data set fits the model.
+    /// Checks that a training set fits the model.
     pub fn check_data(&self, data: &Dataset) -> Result<()> {
-        data.validate()?;
-        if data.d != self.cfg.d {
-            return Err(Error::Shape(format!(
-                "data has input dimension {} but the model expects d = {}",
-                data.d, self.cfg.d
-            )));
-        }
-        if data.classes > self.cfg.classes {
-            return Err(Error::Shape(format!(
-                "data has {} classes but the model has {}",
-                data.classes, self.cfg.classes
-            )));
-        }
-        if data.is_empty() {
-            return Err(Error::Data("the training set is empty".into()));
-        }
-        Ok(())
+        check_set(&self.cfg, data, "training")
     }
 
     /// One optimiser step on a batch; returns (objective J, loss, correct).
@@ -206,7 +191,7 @@ impl<T: Real> Trainer<T> {
                 self.epoch + 1
             )));
         }
-        self.opt.step(&mut self.params, &self.grad);
+        self.opt.step(&mut self.params, &self.grad)?;
         Ok((objective, loss, correct))
     }
 
@@ -220,6 +205,10 @@ impl<T: Real> Trainer<T> {
         on_batch: impl FnMut(usize, usize, f64) -> bool,
     ) -> Result<EpochReport> {
         self.check_data(train)?;
+        // Before the epoch trains, not after: an error then would lose the epoch's report.
+        if let Some(v) = val {
+            check_set(&self.cfg, v, "validation")?;
+        }
         let start = std::time::Instant::now();
         let order = epoch_order(self.tc.seed, self.epoch, train.len());
         let (bs, from) = (self.tc.batch_size, self.next_batch);
@@ -262,6 +251,27 @@ impl<T: Real> Trainer<T> {
     }
 }
 
+/// Checks that a data set (`what`: training or validation) fits the model and is not empty.
+pub fn check_set(cfg: &ModelConfig, data: &Dataset, what: &str) -> Result<()> {
+    data.validate()?;
+    if data.d != cfg.d {
+        return Err(Error::Shape(format!(
+            "{what} data has input dimension {} but the model expects d = {}",
+            data.d, cfg.d
+        )));
+    }
+    if data.classes > cfg.classes {
+        return Err(Error::Shape(format!(
+            "{what} data has {} classes but the model has {}",
+            data.classes, cfg.classes
+        )));
+    }
+    if data.is_empty() {
+        return Err(Error::Data(format!("the {what} set is empty")));
+    }
+    Ok(())
+}
+
 /// What one pass of [`drive_epoch`] saw.
 pub struct Pass {
     pub loss_sum: f64,
@@ -282,7 +292,16 @@ pub fn drive_epoch(
     mut on_batch: impl FnMut(usize, usize, f64) -> bool,
 ) -> Result<Pass> {
     let n = order.len();
+    if batch_size == 0 {
+        return Err(Error::Config("batch size must be at least 1".into()));
+    }
     let total = n.div_ceil(batch_size);
+    if from > total {
+        return Err(Error::Config(format!(
+            "the position, batch {from}, is past the end of an epoch of {total} batches (was the checkpoint \
+             written with another batch size or data set?)"
+        )));
+    }
     let (mut x, mut labels) = (Vec::new(), Vec::new());
     let mut pass = Pass { loss_sum: 0.0, correct: 0, seen: 0, complete: true };
     for b in from.min(total)..total {
@@ -315,5 +334,71 @@ pub fn default_schedule(data: crate::data::Synthetic) -> (usize, usize) {
         Synthetic::Peaks => (100, 64),
         Synthetic::Ellipses => (50, 64),
         Synthetic::SwissRoll => (300, 16),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+    use crate::config::{Activation, Integrator};
+    use crate::data::Synthetic;
+
+    fn setup() -> (ModelConfig, Trainer<f32>, Dataset) {
+        let cfg = ModelConfig {
+            d: 2,
+            width: 4,
+            steps: 4,
+            final_time: 1.0,
+            integrator: Integrator::Hamiltonian,
+            activation: Activation::Tanh,
+            gamma: 0.0,
+            classes: 2,
+        };
+        let train = Synthetic::Ellipses.generate(1).train.subset(&(0..100).collect::<Vec<_>>());
+        let tc = TrainConfig {
+            epochs: 1,
+            batch_size: 16,
+            optimizer: OptimizerKind::adam(0.01).unwrap(),
+            regularizer: Regularizer::default(),
+            seed: 1,
+            method: None,
+        };
+        let t = Trainer::new(cfg.clone(), Params::init(&cfg, 1), tc).unwrap();
+        (cfg, t, train)
+    }
+
+    /// What an embedder can get wrong is an error, not a panic or a silent result: a learning
+    /// rate of 0 (the end of a cosine to 0), a position past the epoch's end (a checkpoint of
+    /// another batch size), an empty or mismatched validation set (found before the epoch
+    /// trains), NaN parameters, and a batch size of 0.
+    #[test]
+    fn misuse_is_an_error_before_anything_changes() {
+        let (cfg, mut t, train) = setup();
+        assert!(Backend::set_lr(&mut t, 0.0).is_err() && Backend::set_lr(&mut t, f64::NAN).is_err());
+        assert_eq!(t.optimizer().lr(), 0.01, "the rate is kept");
+        t.set_position(0, 8); // 100 examples in batches of 16: 7 batches
+        let err = t.run_epoch(&train, None, |_, _, _| true).unwrap_err().to_string();
+        assert!(err.contains("past the end of an epoch of 7 batches"), "{err}");
+        t.set_position(0, 7); // just past the last batch: nothing left, complete
+        assert!(t.run_epoch(&train, None, |_, _, _| true).unwrap().complete);
+        let empty = Dataset { x: vec![], labels: vec![], d: 2, classes: 2 };
+        let before = t.position();
+        let err = t.run_epoch(&train, Some(&empty), |_, _, _| true).unwrap_err().to_string();
+        assert!(err.contains("validation set is empty"), "{err}");
+        let wide = Dataset { x: vec![0.0; 3], labels: vec![0], d: 3, classes: 2 };
+        let err = t.run_epoch(&train, Some(&wide), |_, _, _| true).unwrap_err().to_string();
+        assert!(err.contains("validation data has input dimension 3"), "{err}");
+        assert_eq!(t.position(), before, "nothing trained");
+        let mut bad = Params::<f32>::init(&cfg, 1);
+        bad.mu[1] = f32::NAN;
+        let err = Trainer::new(cfg.clone(), bad.clone(), t.tc.clone()).err().unwrap().to_string();
+        assert!(err.contains("NaN or infinity in classifier.bias"), "{err}");
+        assert!(crate::evaluate(&cfg, &bad, &train.x, &train.labels).is_err());
+        let order: Vec<u32> = (0..100).collect();
+        let err = drive_epoch(&train, &order, 0, 0, |_, _, _| Ok((0.0, 0)), |_, _, _| true).err().unwrap();
+        assert!(err.to_string().contains("batch size"), "{err}");
+        let other = ModelConfig { width: 5, ..cfg };
+        assert!(crate::multilevel::prolongate(&other, &t.params).is_err());
     }
 }

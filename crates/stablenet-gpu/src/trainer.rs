@@ -196,10 +196,12 @@ impl Backend for GpuTrainer {
         (self.epoch, self.next_batch) = (epoch, next_batch);
     }
 
-    fn set_lr(&mut self, lr: f64) {
-        if self.net.set_lr(lr).is_ok() {
-            self.tc.optimizer = self.tc.optimizer.with_lr(lr).expect("the device accepted this rate");
-        }
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        // Checked first (an error, not a rate silently kept), then the device's copy.
+        let optimizer = self.tc.optimizer.with_lr(lr)?;
+        self.net.set_lr(lr).map_err(gpu_err)?;
+        self.tc.optimizer = optimizer;
+        Ok(())
     }
 
     /// The same tensor names as the CPU optimiser (`stablenet_core::optim`).

@@ -58,17 +58,17 @@ fn sgd_steps_match_hand_values() {
     let mut g = p.zeros_like();
     g.fill(0.5);
     let mut opt = Optimizer::new(OptimizerKind::sgd(0.1, 0.9).unwrap(), &p).unwrap();
-    opt.step(&mut p, &g);
+    opt.step(&mut p, &g).unwrap();
     // v = 0.5, p = 1 - 0.1 * 0.5
     assert!(p.groups().iter().all(|(_, v)| v.iter().all(|&x| x == 0.95)));
-    opt.step(&mut p, &g);
+    opt.step(&mut p, &g).unwrap();
     // v = 0.9 * 0.5 + 0.5 = 0.95, p = 0.95 - 0.095
     assert!((p.mu[0] - 0.855).abs() < 1e-15);
     assert_eq!(opt.steps_taken(), 2);
     // The new learning rate is used at once.
-    opt.set_lr(1.0);
+    opt.set_lr(1.0).unwrap();
     assert_eq!(opt.lr(), 1.0);
-    opt.step(&mut p, &g);
+    opt.step(&mut p, &g).unwrap();
     // v = 0.9 * 0.95 + 0.5 = 1.355, p = 0.855 - 1.355
     assert!((p.k[0] - (0.855 - 1.355)).abs() < 1e-15);
 }
@@ -81,12 +81,12 @@ fn adam_steps_match_hand_values() {
     let mut g = p.zeros_like();
     g.fill(0.5);
     let mut opt = Optimizer::new(OptimizerKind::adam_with(lr, b1, b2, eps).unwrap(), &p).unwrap();
-    opt.step(&mut p, &g);
+    opt.step(&mut p, &g).unwrap();
     // m_hat = g, v_hat = g^2: p -= lr g / (|g| + eps)
     let p1 = 1.0 - lr * 0.5 / (0.5 + eps);
     assert!((p.k[0] - p1).abs() < 1e-15, "{} vs {p1}", p.k[0]);
     g.fill(-2.0);
-    opt.step(&mut p, &g);
+    opt.step(&mut p, &g).unwrap();
     let m = b1 * (1.0 - b1) * 0.5 + (1.0 - b1) * -2.0;
     let v = b2 * (1.0 - b2) * 0.25 + (1.0 - b2) * 4.0;
     let (m_hat, v_hat) = (m / (1.0 - b1 * b1), v / (1.0 - b2 * b2));
@@ -99,7 +99,7 @@ fn minimise<T: Real>(kind: OptimizerKind, steps: usize) -> f64 {
     let mut opt = Optimizer::new(kind, &p).unwrap();
     for _ in 0..steps {
         let g = quad_grad(&p, &target);
-        opt.step(&mut p, &g);
+        opt.step(&mut p, &g).unwrap();
     }
     dist(&p, &target) / dist(&random::<T>(1), &target)
 }
@@ -137,7 +137,7 @@ fn round_trip<T: Real>(kind: OptimizerKind) {
     let (mut pa, target) = (random::<T>(4), random::<T>(5));
     let step = |o: &mut Optimizer<T>, p: &mut Params<T>| {
         let g = quad_grad(p, &target);
-        o.step(p, &g);
+        o.step(p, &g).unwrap();
     };
     let mut a = Optimizer::new(kind, &pa).unwrap();
     for _ in 0..5 {

@@ -823,7 +823,6 @@ pub fn main(args: &[String]) -> Result<()> {
     if let Some(dir) = out_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let file = std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
     let (warmup, steps) = if opts.quick { (0, 1) } else { (1, 5) };
     let steps = opts.steps.unwrap_or(steps);
     let mut jobs = plan(opts.quick);
@@ -833,6 +832,8 @@ pub fn main(args: &[String]) -> Result<()> {
         }
         jobs.retain(|j| only.contains(&j.config));
     }
+    // Only now: a mistyped option must not empty the day's results file.
+    let file = std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
     let mut run = Run { opts, warmup, steps, out: std::io::BufWriter::new(file), records: Vec::new(), ran: Vec::new() };
     let start = Instant::now();
     if run.opts.gpu {

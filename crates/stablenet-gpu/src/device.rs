@@ -107,12 +107,11 @@ impl Gpu {
             name_ok && (!req.fallback || info.device_type == wgpu::DeviceType::Cpu)
         });
         let Some(adapter) = chosen else {
-            bail!(
-                "no adapter matches (name {:?}, software only: {}); available: {}",
-                req.name,
-                req.fallback,
-                names.join("; ")
-            );
+            let mut wanted: Vec<String> = req.name.iter().map(|n| format!("a name containing \"{n}\"")).collect();
+            if req.fallback {
+                wanted.push("a software adapter (--fallback)".into());
+            }
+            bail!("no adapter has {}; available: {}", wanted.join(" and "), names.join("; "));
         };
         Self::from_adapter(&adapter)
     }

@@ -8,7 +8,7 @@ use stablenet_core::backend::Backend;
 use stablenet_core::data::Dataset;
 use stablenet_core::io::Tensor;
 use stablenet_core::optim::OptimizerKind;
-use stablenet_core::train::epoch_order;
+use stablenet_core::train::{check_set, epoch_order};
 use stablenet_core::{EpochReport, Error, ModelConfig, Params, Result, TrainConfig, evaluate};
 
 pub struct GpuTrainer {
@@ -49,8 +49,15 @@ impl GpuTrainer {
         tc: TrainConfig,
         data_capacity: usize,
     ) -> Result<Self> {
+        // The CPU trainer's checks (its `method` the GPU does not use: it rebuilds states in
+        // reverse time or keeps them as the integrator needs, but an impossible one is refused).
+        cfg.validate()?;
         tc.validate()?;
         params.check_shape(&cfg)?;
+        params.check_finite()?;
+        if tc.method == Some(stablenet_core::GradMethod::Reverse) && !cfg.integrator.is_reversible() {
+            return Err(Error::Config(format!("{} cannot use reverse-time gradients", cfg.integrator)));
+        }
         let hyper = Hyper { optimizer: tc.optimizer, regularizer: tc.regularizer };
         let capacity = data_capacity.max(tc.batch_size);
         let net = GpuNet::new(gpu, &cfg, tc.batch_size, capacity, Some(hyper)).map_err(gpu_err)?;
@@ -114,23 +121,25 @@ impl Backend for GpuTrainer {
         on_batch: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<EpochReport> {
         let cfg = self.net.cfg.clone();
-        if train.d != cfg.d || train.classes > cfg.classes {
-            return Err(Error::Shape(format!(
-                "data has d = {}, {} classes; the model has d = {}, {} classes",
-                train.d, train.classes, cfg.d, cfg.classes
-            )));
+        // Both sets before the epoch trains (the CPU trainer's checks), and the position.
+        check_set(&cfg, train, "training")?;
+        if let Some(v) = val {
+            check_set(&cfg, v, "validation")?;
         }
-        if train.is_empty() {
-            return Err(Error::Data("the training set is empty".into()));
+        let (n, bs) = (train.len(), self.tc.batch_size);
+        let total = n.div_ceil(bs);
+        if self.next_batch > total {
+            return Err(Error::Config(format!(
+                "the position, batch {}, is past the end of an epoch of {total} batches (was the checkpoint \
+                 written with another batch size or data set?)",
+                self.next_batch
+            )));
         }
         let start = std::time::Instant::now();
         self.upload(train)?;
-        let n = train.len();
         let order = epoch_order(self.tc.seed, self.epoch, n);
         self.net.set_order(&order).map_err(gpu_err)?;
-        let bs = self.tc.batch_size;
-        let total = n.div_ceil(bs);
-        let first = self.next_batch.min(total);
+        let first = self.next_batch;
         let mut complete = true;
         for b in first..total {
             let len = bs.min(n - b * bs);

@@ -204,3 +204,34 @@ fn a_data_set_refilled_in_place_is_uploaded_again() {
     let (a, b) = (refilled.params().unwrap(), separate.params().unwrap());
     assert!(a.k == b.k && a.wc == b.wc, "the refilled data set trained as the old one");
 }
+
+/// The CPU trainer's answers to misuse, on the device: a rate of 0 is an error and the rate is
+/// kept; a position past the epoch's end and an empty validation set are errors before any
+/// batch trains; NaN parameters and impossible gradient methods are refused at construction.
+#[test]
+fn misuse_is_an_error_on_the_device_too() {
+    let model = cfg(Integrator::Hamiltonian, 4, 2, 2);
+    let train = Synthetic::Ellipses.generate(1).train.subset(&(0..100).collect::<Vec<_>>());
+    let p0 = Params::<f32>::init(&model, 1);
+    let mut t = GpuTrainer::new(gpu(), model.clone(), &p0, tc(OptimizerKind::adam(0.01).unwrap(), 16), 100).unwrap();
+    assert!(t.set_lr(0.0).is_err() && t.set_lr(f64::NAN).is_err());
+    t.set_position(0, 8); // 7 batches of 16
+    let err = t.run_epoch(&train, None, &mut |_, _| true).unwrap_err().to_string();
+    assert!(err.contains("past the end of an epoch of 7 batches"), "{err}");
+    t.set_position(0, 0);
+    let empty = stablenet_core::data::Dataset { x: vec![], labels: vec![], d: 2, classes: 2 };
+    let err = t.run_epoch(&train, Some(&empty), &mut |_, _| true).unwrap_err().to_string();
+    assert!(err.contains("validation set is empty"), "{err}");
+    assert_eq!(t.position(), (0, 0), "nothing trained");
+    assert_eq!(t.params().unwrap(), p0, "nothing trained");
+    let report = t.run_epoch(&train, None, &mut |_, _| true).unwrap();
+    assert!(report.complete && (report.lr - 0.01).abs() < 1e-12, "the rate was kept: {report:?}");
+    let mut bad = p0.clone();
+    bad.k[3] = f32::INFINITY;
+    let err = GpuTrainer::new(gpu(), model.clone(), &bad, tc(OptimizerKind::adam(0.01).unwrap(), 16), 100);
+    assert!(err.err().unwrap().to_string().contains("steps.weight"));
+    let resnet = cfg(Integrator::Resnet, 4, 2, 2);
+    let reverse =
+        TrainConfig { method: Some(stablenet_core::GradMethod::Reverse), ..tc(OptimizerKind::adam(0.01).unwrap(), 16) };
+    assert!(GpuTrainer::new(gpu(), resnet.clone(), &Params::init(&resnet, 1), reverse, 100).is_err());
+}

@@ -210,6 +210,24 @@ impl<T: Real> ImageParams<T> {
                 None => format!("{} parameter tensors, the network needs {}", have.len(), want.len()),
             }));
         }
+        // The table must tile the flat vector: each slot where the last ended, as long as its
+        // shape, and nothing after (hand-built parameters are read through it, unchecked).
+        let mut end = 0;
+        for s in &self.slots {
+            if s.offset != end || s.len != s.shape.iter().product::<usize>() {
+                return Err(Error::Shape(format!(
+                    "parameter {} lies at {}..{}, the table needs it at {end} with {} values",
+                    s.name,
+                    s.offset,
+                    s.offset + s.len,
+                    s.shape.iter().product::<usize>()
+                )));
+            }
+            end += s.len;
+        }
+        if self.data.len() != end {
+            return Err(Error::Shape(format!("{} parameter values, the network needs {end}", self.data.len())));
+        }
         Ok(())
     }
 

@@ -253,3 +253,27 @@ fn matches_pytorch_autograd_fixtures() {
     }
     assert_eq!(seen, 6 * 10);
 }
+
+/// Hand-built parameters whose flat vector or table does not match their shapes are refused
+/// (they were read through the table unchecked: a panic on the CPU, part of them trained on
+/// the GPU).
+#[test]
+fn parameters_must_tile_their_table() {
+    let cfg = ImageConfig {
+        integrator: Integrator::Hamiltonian,
+        activation: Activation::Relu,
+        input: Shape::new(1, 8, 8),
+        channels: vec![4],
+        steps: 2,
+        final_time: 1.0,
+        gamma: 0.0,
+        classes: 3,
+    };
+    let good = ImageParams::<f32>::zeros(&cfg);
+    assert!(good.check_shape(&cfg).is_ok());
+    let short = ImageParams { slots: good.slots.clone(), data: vec![0.0; good.data.len() - 1] };
+    assert!(short.check_shape(&cfg).unwrap_err().to_string().contains("parameter values"));
+    let mut moved = good.clone();
+    moved.slots[1].offset += 1;
+    assert!(moved.check_shape(&cfg).unwrap_err().to_string().contains("lies at"));
+}

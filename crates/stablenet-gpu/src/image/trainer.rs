@@ -313,12 +313,26 @@ impl GpuImageTrainer {
         if train.is_empty() {
             return Err(Error::Data("the training set is empty".into()));
         }
+        // Checked before the epoch trains: an error after it would lose its report.
+        if let Some(v) = val {
+            self.check_data(v)?;
+            if v.is_empty() {
+                return Err(Error::Data("the validation set is empty".into()));
+            }
+        }
         let start = Instant::now();
         let n = train.len();
         let order = epoch_order(self.seed, self.epoch, n);
         let bs = self.batch_size;
         let total = n.div_ceil(bs);
-        let first = self.next_batch.min(total);
+        if self.next_batch > total {
+            return Err(Error::Config(format!(
+                "the position, batch {}, is past the end of an epoch of {total} batches (was the checkpoint \
+                 written with another batch size or data set?)",
+                self.next_batch
+            )));
+        }
+        let first = self.next_batch;
         self.ensure_log(total);
         let resident = self.make_resident(train, &order);
         let d = train.d as u64;
@@ -356,7 +370,7 @@ impl GpuImageTrainer {
                 break;
             }
         }
-        let done = self.next_batch.max(first);
+        let done = self.next_batch;
         let log = if done > first { self.read(&self.log, 2 * first, 2 * (done - first))? } else { Vec::new() };
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         for (k, e) in log.chunks_exact(2).enumerate() {

@@ -14,13 +14,16 @@ pub trait Backend {
 
     fn config(&self) -> &ModelConfig;
 
-    /// One optimiser step on a batch given as slices (`x` is n x d row-major).
+    /// One optimiser step on a batch given as slices (`x` is n x d row-major). The GPU
+    /// engine takes at most the batch size it was built for (an error beyond it).
     fn step(&mut self, x: &[f32], labels: &[u32]) -> Result<()>;
 
     /// One pass over `train` in the epoch's shuffled order (the same on every backend for the
     /// same seed, see [`crate::train::epoch_order`]), from the current position, then metrics.
     /// `on_batch(done, total)` reports progress; returning false stops after that batch
-    /// (the report says `complete: false` and [`Backend::position`] points at the next one).
+    /// (the report says `complete: false` and [`Backend::position`] points at the next one),
+    /// unless it was the last, which completes the epoch. Both sets and the position are
+    /// checked before any batch trains.
     fn run_epoch(
         &mut self,
         train: &Dataset,

@@ -52,7 +52,8 @@ impl GradMethod {
     fn interval(self) -> Option<usize> {
         match self {
             GradMethod::Stored => Some(1),
-            GradMethod::Checkpoint(k) => Some(k),
+            // 0 is refused where a method comes in (`check`); here it must not divide by 0.
+            GradMethod::Checkpoint(k) => Some(k.max(1)),
             GradMethod::Reverse => None,
         }
     }

@@ -226,6 +226,10 @@ impl<T: Real> Optimizer<T> {
             if s != shape || v.len() != len {
                 return bad(format!("{name} has shape {s:?} with {} values, expected {shape:?} with {len}", v.len()));
             }
+            // A NaN moment would turn every parameter it touches into NaN at the next step.
+            if v.iter().any(|x| !x.is_finite()) {
+                return bad(format!("{name} holds a NaN or infinity"));
+            }
         }
         let t = find("optim.t").expect("checked above").2[0].f64();
         if !(t.is_finite() && t >= 0.0 && t.fract() == 0.0) {

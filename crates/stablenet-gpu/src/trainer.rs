@@ -7,7 +7,7 @@ use crate::engine::{GpuNet, Hyper};
 use stablenet_core::backend::Backend;
 use stablenet_core::data::Dataset;
 use stablenet_core::io::Tensor;
-use stablenet_core::optim::OptimizerKind;
+use stablenet_core::optim::{Optimizer, OptimizerKind};
 use stablenet_core::train::{check_set, epoch_order};
 use stablenet_core::{EpochReport, Error, ModelConfig, Params, Result, TrainConfig, evaluate};
 
@@ -234,30 +234,28 @@ impl Backend for GpuTrainer {
     }
 
     fn load_optimizer_state(&mut self, tensors: &[Tensor]) -> Result<()> {
-        let find = |name: &str| {
-            tensors.iter().find(|t| t.name == name).ok_or_else(|| {
-                Error::Shape(format!("optimizer state {name} missing (checkpoint of another optimizer?)"))
-            })
-        };
-        let t = find("optim.t")?.data.first().copied().unwrap_or(0.0);
-        if !(t >= 0.0 && t.fract() == 0.0) {
-            return Err(Error::Shape(format!("optim.t = {t} is not a step count")));
-        }
-        let flat = |prefix: &str| -> Result<Vec<f32>> {
-            let mut out = Vec::new();
-            for name in stablenet_core::params::GROUP_NAMES {
-                out.extend_from_slice(&find(&format!("optim.{prefix}.{name}"))?.data);
-            }
-            Ok(out)
+        // The CPU optimiser's checks (every tensor present with its shape, nothing foreign,
+        // finite values, a whole step count), then its state flattened in parameter order.
+        let mut opt = Optimizer::new(self.tc.optimizer, &Params::<f32>::zeros(&self.net.cfg))?;
+        let state: Vec<_> = tensors.iter().map(|t| (t.name.clone(), t.shape.clone(), t.data.clone())).collect();
+        opt.load_state(&state)?;
+        let loaded = opt.state_tensors();
+        let flat = |prefix: &str| -> Vec<f32> {
+            let group = |name: &str| loaded.iter().find(|(n, _, _)| *n == format!("optim.{prefix}.{name}"));
+            stablenet_core::params::GROUP_NAMES
+                .iter()
+                .flat_map(|g| group(g).map_or(&[][..], |t| &t.2[..]))
+                .copied()
+                .collect()
         };
         let (m, v) = match self.tc.optimizer {
             OptimizerKind::Sgd { .. } => {
-                let m = flat("velocity")?;
+                let m = flat("velocity");
                 let v = vec![0.0; m.len()];
                 (m, v)
             }
-            OptimizerKind::Adam { .. } => (flat("adam_m")?, flat("adam_v")?),
+            OptimizerKind::Adam { .. } => (flat("adam_m"), flat("adam_v")),
         };
-        self.net.set_optimizer_state(&m, &v, t as u32).map_err(gpu_err)
+        self.net.set_optimizer_state(&m, &v, opt.steps_taken() as u32).map_err(gpu_err)
     }
 }

@@ -226,6 +226,15 @@ fn misuse_is_an_error_on_the_device_too() {
     assert_eq!(t.params().unwrap(), p0, "nothing trained");
     let report = t.run_epoch(&train, None, &mut |_, _| true).unwrap();
     assert!(report.complete && (report.lr - 0.01).abs() < 1e-12, "the rate was kept: {report:?}");
+    // Optimiser state: the round trip, and the CPU optimiser's checks (NaN, foreign tensors).
+    let state = t.optimizer_state().unwrap();
+    t.load_optimizer_state(&state).unwrap();
+    let mut nan = state.clone();
+    nan.iter_mut().find(|x| x.name == "optim.adam_v.classifier.bias").unwrap().data[0] = f32::NAN;
+    assert!(t.load_optimizer_state(&nan).unwrap_err().to_string().contains("NaN"));
+    let mut foreign = state.clone();
+    foreign.push(stablenet_core::io::Tensor::new("optim.velocity.steps.bias", vec![4, 8], vec![0.0; 32]));
+    assert!(t.load_optimizer_state(&foreign).unwrap_err().to_string().contains("unexpected tensor"));
     let mut bad = p0.clone();
     bad.k[3] = f32::INFINITY;
     let err = GpuTrainer::new(gpu(), model.clone(), &bad, tc(OptimizerKind::adam(0.01).unwrap(), 16), 100);

@@ -272,6 +272,17 @@ pub fn check_set(cfg: &ModelConfig, data: &Dataset, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// A position (next batch) inside an epoch of `total` batches, or just past its end.
+pub fn check_position(next_batch: usize, total: usize) -> Result<()> {
+    if next_batch > total {
+        return Err(Error::Config(format!(
+            "the position, batch {next_batch}, is past the end of an epoch of {total} batches (was the \
+             checkpoint written with another batch size or data set?)"
+        )));
+    }
+    Ok(())
+}
+
 /// What one pass of [`drive_epoch`] saw.
 pub struct Pass {
     pub loss_sum: f64,
@@ -296,12 +307,7 @@ pub fn drive_epoch(
         return Err(Error::Config("batch size must be at least 1".into()));
     }
     let total = n.div_ceil(batch_size);
-    if from > total {
-        return Err(Error::Config(format!(
-            "the position, batch {from}, is past the end of an epoch of {total} batches (was the checkpoint \
-             written with another batch size or data set?)"
-        )));
-    }
+    check_position(from, total)?;
     let (mut x, mut labels) = (Vec::new(), Vec::new());
     let mut pass = Pass { loss_sum: 0.0, correct: 0, seen: 0, complete: true };
     for b in from.min(total)..total {

@@ -8,7 +8,7 @@ use stablenet_core::backend::Backend;
 use stablenet_core::data::Dataset;
 use stablenet_core::io::Tensor;
 use stablenet_core::optim::{Optimizer, OptimizerKind};
-use stablenet_core::train::{check_set, epoch_order};
+use stablenet_core::train::{check_position, check_set, epoch_order};
 use stablenet_core::{EpochReport, Error, ModelConfig, Params, Result, TrainConfig, evaluate};
 
 pub struct GpuTrainer {
@@ -128,13 +128,7 @@ impl Backend for GpuTrainer {
         }
         let (n, bs) = (train.len(), self.tc.batch_size);
         let total = n.div_ceil(bs);
-        if self.next_batch > total {
-            return Err(Error::Config(format!(
-                "the position, batch {}, is past the end of an epoch of {total} batches (was the checkpoint \
-                 written with another batch size or data set?)",
-                self.next_batch
-            )));
-        }
+        check_position(self.next_batch, total)?;
         let start = std::time::Instant::now();
         self.upload(train)?;
         let order = epoch_order(self.tc.seed, self.epoch, n);

@@ -100,6 +100,18 @@ impl ImageConfig {
         Ok(())
     }
 
+    /// What an epoch checks before any batch trains (an error after it would lose its
+    /// report): both sets fit the network and neither is empty.
+    pub fn check_epoch_data(&self, train: &crate::data::Dataset, val: Option<&crate::data::Dataset>) -> Result<()> {
+        for (set, what) in std::iter::once((train, "training")).chain(val.map(|v| (v, "validation"))) {
+            self.check_data(set)?;
+            if set.is_empty() {
+                return Err(Error::Data(format!("the {what} set is empty")));
+            }
+        }
+        Ok(())
+    }
+
     /// Every parameter tensor: name, PyTorch shape (docs/IMAGES.md).
     pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
         let (c0, n) = (self.input.c, self.steps);

@@ -118,17 +118,7 @@ impl ImageTrainer {
         val: Option<&Dataset>,
         mut on_batch: impl FnMut(usize, usize, f64) -> bool,
     ) -> Result<EpochReport> {
-        self.check_data(train)?;
-        if train.is_empty() {
-            return Err(Error::Data("the training set is empty".into()));
-        }
-        // Checked before the epoch trains: an error after it would lose its report.
-        if let Some(v) = val {
-            self.check_data(v)?;
-            if v.is_empty() {
-                return Err(Error::Data("the validation set is empty".into()));
-            }
-        }
+        self.net.cfg.check_epoch_data(train, val)?;
         let start = std::time::Instant::now();
         let order = epoch_order(self.seed, self.epoch, train.len());
         let (bs, from) = (self.batch_size, self.next_batch);

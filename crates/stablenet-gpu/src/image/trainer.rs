@@ -16,7 +16,7 @@ use stablenet_core::error::{Error, Result};
 use stablenet_core::image::{ImageConfig, ImageEval, ImageParams};
 use stablenet_core::io::Tensor;
 use stablenet_core::optim::OptimizerKind;
-use stablenet_core::train::{EpochReport, epoch_order};
+use stablenet_core::train::{EpochReport, check_position, epoch_order};
 use std::time::{Duration, Instant};
 
 fn gpu_err(e: anyhow::Error) -> Error {
@@ -309,29 +309,13 @@ impl GpuImageTrainer {
         val: Option<&Dataset>,
         mut on_batch: impl FnMut(usize, usize, f64) -> bool,
     ) -> Result<EpochReport> {
-        self.check_data(train)?;
-        if train.is_empty() {
-            return Err(Error::Data("the training set is empty".into()));
-        }
-        // Checked before the epoch trains: an error after it would lose its report.
-        if let Some(v) = val {
-            self.check_data(v)?;
-            if v.is_empty() {
-                return Err(Error::Data("the validation set is empty".into()));
-            }
-        }
+        self.net.cfg.check_epoch_data(train, val)?;
         let start = Instant::now();
         let n = train.len();
         let order = epoch_order(self.seed, self.epoch, n);
         let bs = self.batch_size;
         let total = n.div_ceil(bs);
-        if self.next_batch > total {
-            return Err(Error::Config(format!(
-                "the position, batch {}, is past the end of an epoch of {total} batches (was the checkpoint \
-                 written with another batch size or data set?)",
-                self.next_batch
-            )));
-        }
+        check_position(self.next_batch, total)?;
         let first = self.next_batch;
         self.ensure_log(total);
         let resident = self.make_resident(train, &order);

@@ -240,7 +240,7 @@ fn gpu_options() -> Result<KernelOptions> {
 fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset) -> Result<Stepper> {
     let hyper = Hyper { optimizer: OptimizerKind::sgd(LR, 0.0)?, regularizer: Regularizer::default() };
     let n = data.len();
-    let net = GpuNet::with_options(gpu, cfg, n, n, Some(hyper), gpu_options()?)?;
+    let mut net = GpuNet::with_options(gpu, cfg, n, n, Some(hyper), gpu_options()?)?;
     net.set_params(params)?;
     net.set_data(data)?;
     let (work, state_bytes) = (net.work_bytes(), net.state_bytes());

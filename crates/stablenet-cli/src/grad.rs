@@ -80,7 +80,7 @@ pub fn run(a: GradArgs) -> Result<()> {
             if a.method != GradMethod::Stored {
                 eprintln!("note: the GPU picks its own memory strategy; --method applies to the CPU");
             }
-            let net = stablenet_gpu::GpuNet::new(*gpu, &model.config, data.len(), data.len(), None)?;
+            let mut net = stablenet_gpu::GpuNet::new(*gpu, &model.config, data.len(), data.len(), None)?;
             net.set_params(&model.params)?;
             net.set_data(&data)?;
             net.loss_grad(0, data.len())?

@@ -749,7 +749,7 @@ impl GpuNet {
     }
 
     /// Uploads a data set (at most the capacity given at construction) and the identity order.
-    pub fn set_data(&self, data: &Dataset) -> Result<()> {
+    pub fn set_data(&mut self, data: &Dataset) -> Result<()> {
         data.validate()?;
         ensure!(data.d == self.cfg.d, "data has d = {} but the model expects {}", data.d, self.cfg.d);
         ensure!(data.classes <= self.cfg.classes, "data has more classes than the model");
@@ -762,7 +762,7 @@ impl GpuNet {
     }
 
     /// The example order of an epoch (positions into the uploaded data set).
-    pub fn set_order(&self, order: &[u32]) -> Result<()> {
+    pub fn set_order(&mut self, order: &[u32]) -> Result<()> {
         ensure!(order.len() as u32 <= self.ndata, "order longer than the data set");
         self.gpu.queue.write_buffer(&self.order, 0, bytemuck::cast_slice(order));
         Ok(())
@@ -931,8 +931,8 @@ impl GpuNet {
 
     /// Checks the batch and queues its uniforms; `t` is the optimiser step it runs as.
     fn write_batch(&self, n: usize, offset: usize, step: u32, t: u32) -> Result<u32> {
-        ensure!(n > 0 && n as u32 <= self.nmax, "batch of {n} examples (capacity {})", self.nmax);
-        ensure!(offset + n <= self.ndata as usize, "batch runs past the data set");
+        ensure!(n > 0 && n <= self.nmax as usize, "batch of {n} examples (capacity {})", self.nmax);
+        ensure!(offset.checked_add(n).is_some_and(|end| end <= self.ndata as usize), "batch runs past the data set");
         ensure!(step < self.loss_slots, "loss log full");
         let optimizer = self.hyper.map(|hp| BatchInfo::optimizer(hp.optimizer, t));
         let info = BatchInfo {

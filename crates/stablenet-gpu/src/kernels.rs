@@ -44,7 +44,8 @@ pub(crate) fn forward_loops(w: u32, spd: u32, sub: u32, fused: bool) -> u64 {
 /// tile_partials (the workgroup's outputs, WG examples each), after cache_steps.
 pub(crate) fn fused_adjoint_loops(w: u32, block: u32) -> u64 {
     let (w, block, wg) = (w as u64, block as u64, WG as u64);
-    let sums = (w * w + w).div_ceil(wg) * (wg + 1) + 1;
+    // The output loop: per output its own iteration, WG examples and the examples' exit.
+    let sums = (w * w + w).div_ceil(wg) * (wg + 2) + 1;
     let cache = (block * w * w).div_ceil(wg) + 1 + (block * w).div_ceil(wg) + 1;
     2 * (w + 1) + cache + 1 + block * (1 + 4 * (w + 1) * (w + 1) + sums)
 }
@@ -56,7 +57,9 @@ pub(crate) fn fused_adjoint_loops(w: u32, block: u32) -> u64 {
 pub(crate) fn tiled_adjoint_step(wp: u32, rq: u32, db: u32, blocks: u32) -> u64 {
     let (wp, rq, db, blocks) = (wp as u64, rq as u64, db as u64, blocks as u64);
     let products = 4 * (wp / 4 + 1);
-    let partials = 2 * (blocks * (rq + 1 + db * (db + 1)) + 1);
+    // Per gradient block: the block loop's iteration, rq examples and their exit, DB rows
+    // of DB stores and each row's exit.
+    let partials = 2 * (blocks * (1 + rq + 1 + db * (db + 1)) + 1);
     let bias = 2 * (rq + 1 + 5);
     products + partials + bias + 1
 }
@@ -518,6 +521,23 @@ mod tests {
         let spd = |w, k| plan(&model(Integrator::Resnet, w, 8), 64, false, Some(k)).unwrap().spd;
         assert!(spd(1, StepKernels::PerExample) >= 1000 && spd(1, StepKernels::PerExample) < 8192);
         assert!(spd(2, StepKernels::Fused) >= 500);
+    }
+
+    /// The tiled adjoint step counted by hand from tiles.wgsl at w = 128 with 2 example quads
+    /// and 1 x 1 gradient blocks (256 per invocation): four products of 32 rounds and their
+    /// exits (132); per round of partials 256 x (the block loop's iteration, 2 examples and
+    /// their exit, one row of one store and its exit) and the exit (1537, twice); per round of
+    /// bias sums 2 examples, their exit and 5 for the stores (16); the step (1). The formula
+    /// once left out the block loop's iterations, 19% short here: with invocations=64, db=1 a
+    /// software adapter accepted batches that ran past lavapipe's limit.
+    #[test]
+    fn tiled_adjoint_step_counts_every_loop() {
+        assert_eq!(tiled_adjoint_step(128, 2, 1, 256), 132 + 2 * 1537 + 16 + 1);
+        let tuned = TiledTuning { invocations: 64, gradient_block: Some(1), ..TiledTuning::default() };
+        let wide = model(Integrator::Hamiltonian, 128, 4);
+        let p = |n| Plan::new(&wide, n, &wgpu::Limits::default(), true, Some(StepKernels::Tiled), tuned);
+        assert!(p(45_000).is_err(), "past lavapipe's limit with the full count");
+        assert!(p(20_000).is_ok());
     }
 
     /// The opening and the classifier run one example per invocation: on a software adapter

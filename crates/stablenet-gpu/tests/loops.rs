@@ -34,7 +34,7 @@ fn wide_openings_and_classifiers_are_refused_or_right() {
             assert!(err.contains(layer) && err.contains("software adapter"), "{err}");
             continue;
         }
-        let net = net.unwrap();
+        let mut net = net.unwrap();
         let p = Params::<f32>::init(&cfg, 3);
         net.set_params(&p).unwrap();
         net.set_data(&Dataset { x: x.clone(), labels: labels.clone(), d, classes: c }).unwrap();

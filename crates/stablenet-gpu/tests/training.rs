@@ -117,7 +117,7 @@ fn profiled_step_is_the_same_step() {
         let data = Synthetic::Peaks.generate(1).train.subset(&(0..300).collect::<Vec<_>>());
         let p0 = Params::<f32>::init(&model, 4);
         let net = || {
-            let net = GpuNet::new(gpu(), &model, 300, 300, Some(hyper)).unwrap();
+            let mut net = GpuNet::new(gpu(), &model, 300, 300, Some(hyper)).unwrap();
             net.set_params(&p0).unwrap();
             net.set_data(&data).unwrap();
             net
@@ -145,7 +145,7 @@ fn confidently_wrong_predictions_have_a_finite_loss() {
     p.wc.iter_mut().for_each(|v| *v = 0.0);
     p.mu = vec![0.0, 200.0];
     let data = stablenet_core::data::Dataset { x: vec![0.3, -0.2, 1.0, 0.5], labels: vec![0, 0], d: 2, classes: 2 };
-    let net = GpuNet::new(gpu(), &model, 2, 2, None).unwrap();
+    let mut net = GpuNet::new(gpu(), &model, 2, 2, None).unwrap();
     net.set_params(&p).unwrap();
     net.set_data(&data).unwrap();
     let (loss, grad) = net.loss_grad(0, 2).unwrap();
@@ -163,7 +163,7 @@ fn rejected_batches_leave_the_step_count() {
     let data = Synthetic::Ellipses.generate(1).train.subset(&(0..8).collect::<Vec<_>>());
     let p0 = Params::<f32>::init(&model, 4);
     let net = || {
-        let net = GpuNet::new(gpu(), &model, 8, 8, Some(hyper)).unwrap();
+        let mut net = GpuNet::new(gpu(), &model, 8, 8, Some(hyper)).unwrap();
         net.set_params(&p0).unwrap();
         net.set_data(&data).unwrap();
         net

@@ -21,10 +21,12 @@ const STORAGE_BINDINGS: u32 = 9;
 fn check_limits(cfg: &ImageConfig, nmax: usize, lim: &wgpu::Limits) -> Result<()> {
     let (ns, classes) = (cfg.stages(), cfg.classes as u32);
     let last = cfg.stage_shape(ns - 1);
-    if nmax as u32 > LOOP_BUDGET
-        || last.pixels() as u32 > LOOP_BUDGET
-        || classes * last.c as u32 > LOOP_BUDGET
-        || cfg.input.c * 9 > LOOP_BUDGET as usize
+    // In u64: an absurd class count or batch must be refused here, not wrap.
+    let budget = LOOP_BUDGET as u64;
+    if nmax as u64 > budget
+        || last.pixels() as u64 > budget
+        || classes as u64 * last.c as u64 > budget
+        || cfg.input.c as u64 * 9 > budget
     {
         bail!(
             "the GPU image network sums up to {LOOP_BUDGET} terms per loop (batch {nmax}, last stage \

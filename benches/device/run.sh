@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU-only checks, in one go, on a borrowed GPU machine without Rust (benches/device/README.md):
+# The GPU-only checks, in one go, on a borrowed GPU machine without Rust (benches/README.md, "A
+# borrowed GPU machine without Rust"):
 # the Vulkan loader, the data, then
 #   1. the image network: GPU engine vs PyTorch CUDA eager, time per batch (bench-images);
 #   2. the BENCH.md workloads: GPU engine vs PyTorch CUDA eager and torch.compile (bench), and
@@ -22,6 +23,8 @@ X=.device/run/xtask
 S=.device/run/stablenet
 elapsed() { echo $(($(date +%s) - T0)); }
 left() { echo $((BUDGET - $(elapsed))); }
+# at_least N SECONDS: SECONDS, or N when less (`timeout 0` would mean no limit at all).
+at_least() { echo $(($2 > $1 ? $2 : $1)); }
 stage() { echo; echo "== [$(elapsed)s] $*"; }
 # bench SECONDS: the BENCH.md workloads, GPU engine vs PyTorch CUDA, cut (SIGINT) after SECONDS.
 bench() {
@@ -35,15 +38,22 @@ bench() {
 # with the tiled steps sized or built otherwise (STABLENET_GPU_TILED; the defaults are not
 # measured yet). All in one file, each line with its setting in "ab": the device tool brings
 # back at most 8 files.
+# kernels_ab END: each run cut at 20 s, and none started within 5 s of END (seconds since the
+# epoch), so that what follows keeps its time.
 kernels_ab() {
+    local end=$1
     : > "$OUT/bench-ab.jsonl"
     ab() { # ab NAME WORKLOADS VAR=VALUE
-        env "$3" timeout -s INT 20 $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} --only "$2" \
-            --out /tmp/ab.jsonl
-        python3 -c 'import json, sys
-for line in open(sys.argv[2]):
-    if line.strip():
-        print(json.dumps(dict(json.loads(line), ab=sys.argv[1])))' "$1" /tmp/ab.jsonl >> "$OUT/bench-ab.jsonl"
+        local t=$((end - $(date +%s)))
+        if [ "$t" -lt 5 ]; then echo "ab $1: skipped, out of time"; return; fi
+        env "$3" timeout -s INT $((t < 20 ? t : 20)) $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
+            --only "$2" --out /tmp/ab.jsonl
+        python3 -c 'import json, os, sys
+for line in (open(sys.argv[2]) if os.path.exists(sys.argv[2]) else []):
+    try:
+        print(json.dumps(dict(json.loads(line), ab=sys.argv[1])))
+    except ValueError:
+        pass  # blank, or cut short by the timeout' "$1" /tmp/ab.jsonl >> "$OUT/bench-ab.jsonl"
         rm -f /tmp/ab.jsonl
     }
     ab per-example mid STABLENET_GPU_KERNELS=per-example
@@ -101,11 +111,11 @@ fi
 if [ "${ONLY:-}" = bench ]; then
     # A rerun after a kernel change: the BENCH.md workloads and validate only.
     stage "bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
-    bench $(($(left) - 250))
+    bench "$(at_least 60 $(($(left) - 250)))"
     stage "bench: other step kernels"
-    kernels_ab
+    kernels_ab $((T0 + BUDGET - 75))
     stage "validate"
-    timeout $(($(left) - 5)) $X validate > "$OUT/validate.txt" 2>&1
+    timeout "$(at_least 1 $(($(left) - 5)))" $X validate > "$OUT/validate.txt" 2>&1
     tail -1 "$OUT/validate.txt"
     stage "done"
     return
@@ -116,8 +126,8 @@ timeout 120 $X bench-images --backend gpu --channels 16,32,64 --steps 2 --batche
     ${IMAGE_ARGS:-} --out "$OUT/bench-images.jsonl"
 
 stage "2. bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
-bench $((BUDGET / 2 - $(elapsed) > 120 ? BUDGET / 2 - $(elapsed) : 120))
-kernels_ab
+bench "$(at_least 120 $((BUDGET / 2 - $(elapsed))))"
+kernels_ab $((T0 + BUDGET * 2 / 3))
 
 stage "3. image accuracy runs on the GPU, validate beside them"
 window=$(($(left) - 50))
@@ -125,8 +135,9 @@ window=$(($(left) - 50))
 # at N steps per stage and width c costs about t (N / 2) (c / 16)^2 per batch, 469 batches and
 # 10% for the test-set evaluation; concurrent runs share the GPU.
 read -r runs_spec < <(python3 - "$OUT/bench-images.jsonl" "$window" <<'EOF'
-import json, sys
-t = next((r["seconds_per_batch"] for r in map(json.loads, open(sys.argv[1]))
+import json, os, sys
+lines = open(sys.argv[1]) if os.path.exists(sys.argv[1]) else []
+t = next((r["seconds_per_batch"] for r in map(json.loads, filter(str.strip, lines))
           if r.get("engine") == "stablenet-gpu" and r["integrator"] == "hamiltonian"), 0.05)
 window = float(sys.argv[2])
 pair = lambda c: 469 * 1.1 * t * (1 + 2) * (c / 16) ** 2  # levels 2, 4: one epoch of each
@@ -153,9 +164,11 @@ for runs, least in ((ham + leap, 8), (ham, 6), (narrow, 0)):
     chosen = plan(runs)
     if min(e for _, _, e in chosen) >= least:
         break
-print(" ".join(f"{n}:{c}:{max(e, 2)}" for n, c, e in chosen))
+# No runs when the window is too short for two epochs of the narrow pair: validate alone.
+print(" ".join(f"{n}:{c}:{e}" for n, c, e in chosen if e >= 2) or "none")
 EOF
 )
+[ "$runs_spec" = none ] && runs_spec=""
 echo "t/batch from step 1; window ${window}s; runs (experiment:first width:epochs per level): $runs_spec"
 pids=()
 for spec in $runs_spec; do
@@ -166,11 +179,11 @@ for spec in $runs_spec; do
         > ".device/runs/$name/train.log" 2>&1 &
     pids+=($!)
 done
-timeout $((window + 20)) nice -n 10 $X validate > "$OUT/validate.txt" 2>&1 &
+timeout "$(at_least 30 $((window + 20)))" nice -n 10 $X validate > "$OUT/validate.txt" 2>&1 &
 vpid=$!
-while [ "$(left)" -gt 45 ] && kill -0 "${pids[@]}" 2>/dev/null; do sleep 2; done
+while [ "$(left)" -gt 45 ] && [ ${#pids[@]} -gt 0 ] && kill -0 "${pids[@]}" 2>/dev/null; do sleep 2; done
 for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null; done
-wait "${pids[@]}"
+[ ${#pids[@]} -gt 0 ] && wait "${pids[@]}"
 for spec in $runs_spec; do
     name=${spec%%:*}
     echo "-- $name: $(tail -2 ".device/runs/$name/train.log")"

@@ -76,11 +76,16 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--steps" => o.steps = Some(value()?.parse().context("--steps")?),
             "--python" => o.python = Some(value()?),
             "--torch-args" => o.torch_args = value()?.split_whitespace().map(str::to_owned).collect(),
-            "-h" | "--help" => bail!("{USAGE}"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0)
+            }
             other => bail!("bench: unknown option {other}\n{USAGE}"),
         }
     }
     ensure!(o.steps != Some(0), "--steps must be at least 1");
+    ensure!(o.cpu || o.gpu, "--no-cpu and --no-gpu together leave nothing to run");
+    ensure!(o.gpu || o.device.is_none(), "--device picks a GPU adapter; it makes no sense with --no-gpu");
     Ok(o)
 }
 
@@ -376,6 +381,16 @@ pub(crate) fn now_utc() -> (String, String) {
 
 /// The workspace: where this binary was built, or, for a binary copied to another machine
 /// (a borrowed GPU box without Rust), the current folder when that is a checkout.
+/// A results file's default path, `<stem>.jsonl`, or `<stem>-2.jsonl`, `-3`, .. when that
+/// exists: a second run on the same day (or an --only rerun) must not replace the first.
+pub(crate) fn fresh_results_path(stem: &str) -> PathBuf {
+    let dir = root().join("benches/results");
+    (1..)
+        .map(|k| dir.join(if k == 1 { format!("{stem}.jsonl") } else { format!("{stem}-{k}.jsonl") }))
+        .find(|p| !p.exists())
+        .expect("some k is free")
+}
+
 pub(crate) fn root() -> PathBuf {
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace");
     if built.join("benches").is_dir() {
@@ -781,17 +796,28 @@ fn summary(records: &[Value]) -> String {
 }
 
 /// The JSON lines of a results file.
+/// The JSON lines of a results file; blank lines are skipped, and a last line cut short (a
+/// run killed while writing it) is dropped with a warning.
 fn read_lines(path: &Path) -> Result<Vec<Value>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1)))
-        .collect()
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    let mut out = Vec::new();
+    for (k, &(i, l)) in lines.iter().enumerate() {
+        match serde_json::from_str(l) {
+            Ok(v) => out.push(v),
+            Err(_) if k + 1 == lines.len() && !text.ends_with('\n') => {
+                eprintln!("warning: {}:{}: a line cut short, left out", path.display(), i + 1)
+            }
+            Err(e) => bail!("{}:{}: not JSON ({e})", path.display(), i + 1),
+        }
+    }
+    Ok(out)
 }
 
 /// `--summarize FILE`: the markdown tables of a finished (or cut-short) run's JSON lines,
 /// written beside it as FILE.md.
 fn summarize(path: &Path) -> Result<()> {
+    ensure!(path.extension().is_none_or(|e| e != "md"), "--summarize reads the JSON lines and writes FILE.md");
     let table = summary(&read_lines(path)?);
     std::fs::write(path.with_extension("md"), &table)?;
     println!("{table}");
@@ -819,7 +845,8 @@ pub fn main(args: &[String]) -> Result<()> {
         return Ok(());
     }
     let (date, _) = now_utc();
-    let out_path = opts.out.clone().unwrap_or_else(|| root().join(format!("benches/results/{date}-{}.jsonl", host())));
+    let out_path = opts.out.clone().unwrap_or_else(|| fresh_results_path(&format!("{date}-{}", host())));
+    ensure!(out_path.extension().is_none_or(|e| e != "md"), "--out: the summary goes beside it as .md; give a .jsonl");
     if let Some(dir) = out_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

@@ -4,7 +4,7 @@
 //! network and batch size; JSON lines plus a markdown table under benches/results/. Real MNIST
 //! batches when `data/` has them, random images otherwise (the time of a step does not depend
 //! on the pixel values).
-use super::bench::{cores, cpu_model, find_python, host, now_utc, root};
+use super::bench::{cores, cpu_model, find_python, fresh_results_path, host, now_utc, root};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use stablenet_core::data::{Dataset, ImageSet, ImageSplit, load_image_set};
@@ -135,6 +135,14 @@ fn gpu_engine(o: &Opts, cfg: &ImageConfig, data: &Dataset) -> Result<Value> {
     let params = ImageParams::init(cfg, 1);
     let mut t = GpuImageTrainer::new(&gpu, cfg, params, OptimizerKind::adam(1e-3)?, o.batch, 1)?;
     let n = o.batch * o.batches;
+    anyhow::ensure!(
+        n <= data.len(),
+        "--batches {}: {} batches of {} need {n} images, there are {}",
+        o.batches,
+        o.batches,
+        o.batch,
+        data.len()
+    );
     let train = Dataset { x: data.x[..n * data.d].to_vec(), labels: data.labels[..n].to_vec(), ..data.clone() };
     t.run_epoch(&train, None, |_, _, _| true)?;
     let start = Instant::now();
@@ -179,7 +187,11 @@ pub fn main(args: &[String]) -> Result<()> {
         bail!("{} images, fewer than one batch of {}", data.len(), o.batch);
     }
     let (date, stamp) = now_utc();
-    let out = o.out.clone().unwrap_or_else(|| root().join(format!("benches/results/{date}-images-{}.jsonl", host())));
+    let out = o.out.clone().unwrap_or_else(|| fresh_results_path(&format!("{date}-images-{}", host())));
+    anyhow::ensure!(
+        out.extension().is_none_or(|e| e != "md"),
+        "--out: the summary goes beside it as .md; give a .jsonl"
+    );
     let mut file = std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| format!("{}", out.display()))?);
     let python = if o.torch { find_python(o.python.as_deref()) } else { None };
     let engine_device = if o.gpu { "the GPU engine".to_owned() } else { format!("{} threads", o.threads) };
@@ -197,13 +209,16 @@ pub fn main(args: &[String]) -> Result<()> {
     for &integrator in &o.integrators {
         let e = engine(&o, integrator, &data)?;
         eprintln!("bench-images: engine {integrator}: {:.4} s/batch", e["seconds_per_batch"]);
+        // Each line as it is known: a run cut by a time limit keeps what it measured.
         writeln!(file, "{e}")?;
+        file.flush()?;
         let t = match &python {
             Some(p) => torch(&o, p, integrator)?,
             None => None,
         };
         if let Some(t) = &t {
             writeln!(file, "{t}")?;
+            file.flush()?;
         }
         let es = e["seconds_per_batch"].as_f64().unwrap_or(f64::NAN);
         let ts = t.as_ref().and_then(|t| t["seconds_per_batch"].as_f64());

@@ -14,7 +14,15 @@ mod bench;
 mod bench_images;
 mod data;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "usage: cargo xtask test [CARGO TEST ARGS]
+       cargo xtask validate [--quick] [--device NAME] [--fallback]
+       cargo xtask data [--data-dir DIR] [--only mnist|fashion]
+       cargo xtask bench [--quick] [--out FILE] [--only NAME[,NAME..]] [--no-torch] [--device NAME] [--software]
+                         [--no-cpu] [--no-gpu] [--steps K] [--python PATH] [--torch-args ARGS] [--summarize FILE]
+       cargo xtask bench-images [--channels 16,32,64] [--steps 2] [--batches K] [--no-torch]
+(benches/README.md explains every option)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,13 +32,11 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
         Some("bench-images") => bench_images::main(&args[1..]),
-        _ => bail!(
-            "usage: cargo xtask test [CARGO TEST ARGS]\n       \
-             cargo xtask validate [--quick] [--device NAME] [--fallback]\n       \
-             cargo xtask data [--data-dir DIR] [--only mnist|fashion]\n       \
-             cargo xtask bench [--quick] [--out FILE] [--only NAME] [--no-torch] [--device NAME] [--software]\n       \
-             cargo xtask bench-images [--channels 16,32,64] [--steps 2] [--batches K] [--no-torch]"
-        ),
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => bail!("{USAGE}"),
     }
 }
 
@@ -43,7 +49,9 @@ fn validate(args: &[String]) -> Result<()> {
         match a.as_str() {
             "--quick" => quick = true,
             "--fallback" => req.fallback = true,
-            "--device" => req.name = it.next().cloned(),
+            "--device" => {
+                req.name = Some(it.next().filter(|v| !v.starts_with("--")).context("--device needs a name")?.clone())
+            }
             other => bail!("validate: unknown option {other}"),
         }
     }
@@ -62,8 +70,11 @@ fn validate(args: &[String]) -> Result<()> {
     println!("\n## kernels against their CPU twins (f64) on {}\n", gpu.describe());
     drop(gpu);
     let start = std::time::Instant::now();
-    let rows = stablenet_gpu::validate::run(&req, quick)?;
-    println!("{}", stablenet_gpu::validate::table(&rows));
+    println!("{}", stablenet_gpu::validate::TABLE_HEAD);
+    let rows = stablenet_gpu::validate::run(&req, quick, &mut |rows| {
+        rows.iter().for_each(|r| println!("{}", stablenet_gpu::validate::table_row(r)));
+    })?;
+    println!();
     let failed = rows.iter().filter(|r| !r.ok()).count();
     println!("{} checks, {failed} beyond tolerance, {:.1}s", rows.len(), start.elapsed().as_secs_f64());
     if failed > 0 {

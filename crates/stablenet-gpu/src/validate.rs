@@ -299,30 +299,40 @@ pub fn check_training(req: &DeviceRequest) -> Result<Vec<Row>> {
 }
 
 /// All checks on the adapter `req` selects: the dense network, training, the image stage.
-pub fn run(req: &DeviceRequest, quick: bool) -> Result<Vec<Row>> {
+/// Every check; `emit` gets each case's rows as they are done, so that a run cut short (a
+/// borrowed machine's time limit) still leaves what it measured.
+pub fn run(req: &DeviceRequest, quick: bool, emit: &mut dyn FnMut(&[Row])) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
+    let mut add = |new: Vec<Row>| {
+        emit(&new);
+        rows.extend(new);
+    };
     for case in cases(quick) {
-        rows.extend(check_case(Gpu::new(req)?, case)?);
+        add(check_case(Gpu::new(req)?, case)?);
     }
-    rows.extend(check_training(req)?);
-    rows.extend(crate::image::validate::run(req, quick)?);
+    add(check_training(req)?);
+    add(crate::image::validate::run(req, quick)?);
     Ok(rows)
 }
 
+/// The head of the markdown table of rows.
+pub const TABLE_HEAD: &str =
+    "| kernels | case | max abs error | max rel error | tolerance | |\n|---|---|---|---|---|---|";
+
 /// The rows as a markdown table.
 pub fn table(rows: &[Row]) -> String {
-    let mut s =
-        String::from("| kernels | case | max abs error | max rel error | tolerance | |\n|---|---|---|---|---|---|\n");
-    for r in rows {
-        s += &format!(
-            "| {} | {} | {:.2e} | {:.2e} | {:.0e} | {} |\n",
-            r.kernels,
-            r.case,
-            r.max_abs,
-            r.max_rel,
-            r.tol,
-            if r.ok() { "ok" } else { "FAIL" }
-        );
-    }
-    s
+    std::iter::once(TABLE_HEAD.to_string()).chain(rows.iter().map(table_row)).map(|l| l + "\n").collect()
+}
+
+/// A row of the table.
+pub fn table_row(r: &Row) -> String {
+    format!(
+        "| {} | {} | {:.2e} | {:.2e} | {:.0e} | {} |",
+        r.kernels,
+        r.case,
+        r.max_abs,
+        r.max_rel,
+        r.tol,
+        if r.ok() { "ok" } else { "FAIL" }
+    )
 }

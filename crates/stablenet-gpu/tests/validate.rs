@@ -5,7 +5,10 @@ use stablenet_gpu::validate::{run, table};
 
 #[test]
 fn every_kernel_matches_its_cpu_twin() {
-    let rows = run(&DeviceRequest::default().with_env(), true).expect("a GPU adapter (lavapipe in CI)");
+    let mut emitted = 0;
+    let rows = run(&DeviceRequest::default().with_env(), true, &mut |r| emitted += r.len())
+        .expect("a GPU adapter (lavapipe in CI)");
+    assert_eq!(emitted, rows.len(), "every row is emitted as its case ends");
     println!("{}", table(&rows));
     assert!(rows.len() > 80, "every case produced its rows");
     // Every case also ran the tiled steps (tiles.wgsl).

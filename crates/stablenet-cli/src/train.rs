@@ -458,7 +458,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 Some(p) => Experiment::load(p)?,
                 None => Experiment::default(),
             };
-            (base.over(&a.flags()), None)
+            let mut exp = base.over(&a.flags());
+            // Files by absolute path in the experiment a checkpoint stores, so that
+            // `--resume` finds them from any folder.
+            let absolute = |p: &mut Option<String>, file: bool| {
+                if let Some(v) = p.as_mut().filter(|v| !file || v.ends_with(".safetensors")) {
+                    *v = std::path::absolute(&*v).map(|a| a.display().to_string()).unwrap_or_else(|_| v.clone());
+                }
+            };
+            absolute(&mut exp.data, true);
+            absolute(&mut exp.val_data, true);
+            absolute(&mut exp.data_dir, false);
+            (exp, None)
         }
     };
     // A resumed run writes where it wrote, with the same gradient method, unless told otherwise.

@@ -233,3 +233,32 @@ fn reproduce_runs_an_experiment_end_to_end() {
         assert!(std::fs::metadata(&p).map(|m| m.len() > 100).unwrap_or(false), "{} missing", p.display());
     }
 }
+
+/// A run on a data file named relative to its folder resumes from any other folder: the
+/// checkpoint's experiment names the file by absolute path.
+#[test]
+fn a_run_on_a_relative_data_file_resumes_from_elsewhere() {
+    let d = dir("relative");
+    let split = stablenet_core::data::Synthetic::Ellipses.generate(1);
+    let bytes: Vec<u8> = split.train.x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let labels: Vec<u8> = split.train.labels.iter().map(|&l| l as u8).collect();
+    let n = split.train.len();
+    let views = [
+        ("x", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n, 2], &bytes).unwrap()),
+        ("labels", safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![n], &labels).unwrap()),
+    ];
+    safetensors::serialize_to_file(views, None, &d.join("train.safetensors")).unwrap();
+    let o = bin()
+        .current_dir(&d)
+        .args(["train", "--backend", "cpu", "--data", "train.safetensors", "--epochs", "1", "--out", "m.safetensors"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && e.contains("on train-hamiltonian"), "{e}");
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let mut resume = bin();
+    resume.current_dir(&elsewhere).args(["train", "--backend", "cpu", "--resume"]).arg(d.join("m.ckpt.safetensors"));
+    let o = resume.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -217,7 +217,11 @@ impl Experiment {
             return Err(Error::Config(format!("lr_final must be in (0, lr = {lr}], got {f}")));
         }
         let plan = Plan {
-            name: self.name.clone().unwrap_or_else(|| format!("{data_name}-{integrator}")),
+            // A data file's stem, not its path, in the default name.
+            name: self.name.clone().unwrap_or_else(|| {
+                let stem = Path::new(&data_name).file_stem().map(|s| s.to_string_lossy().into_owned());
+                format!("{}-{integrator}", stem.unwrap_or(data_name.clone()))
+            }),
             data,
             integrator,
             activation: self.activation.unwrap_or(Activation::Tanh),

@@ -1,6 +1,7 @@
 //! Training runs that a researcher must be able to trust: a killed or Ctrl-C'd run resumes to
 //! the very same model (bitwise, CPU), broken checkpoints and unwritable metrics fail clearly
 //! without losing the last checkpoint, and data with NaN is refused.
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -97,15 +98,19 @@ fn ctrl_c_in_the_first_epoch_into_a_new_folder_keeps_the_run() {
     // One long epoch (several seconds on 2 cores).
     #[rustfmt::skip]
     let long = ["train", "--backend", "cpu", "--data", "peaks", "--epochs", "1", "--width", "16", "--steps", "512"];
-    let mut child = bin().args(long).arg("--out").arg(&out).stderr(Stdio::null()).spawn().unwrap();
-    let t0 = Instant::now();
-    while !d.join("new/sub").exists() && t0.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // The folder comes before the data and the Ctrl-C handler: give them time.
-    std::thread::sleep(Duration::from_millis(700));
+    let mut child = bin().args(long).arg("--out").arg(&out).stderr(Stdio::piped()).spawn().unwrap();
+    // Signalled once the level has begun (its line comes just before the Ctrl-C handler is
+    // installed), not after a fixed time: on a loaded machine that was too early.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    assert!(lines.any(|l| l.starts_with("level 1:")), "the run started its first level");
+    // Keep reading: a closed pipe would end the run with SIGPIPE at its next message.
+    let drain = std::thread::spawn(move || lines.count());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(d.join("new/sub").is_dir(), "the folders are made before training");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130), "Ctrl-C in the first epoch exits cleanly with 130");
+    drain.join().unwrap();
     let ckpt = d.join("new/sub/m.ckpt.safetensors");
     assert!(ckpt.exists(), "the checkpoint of the interrupted epoch was written");
     assert!(!out.exists(), "no final model before the run ends");

@@ -47,15 +47,8 @@ fn tile_adjoint(
         for (var k = 0u; k < a.count; k++) {
             let jj = a.j - k;
             let base = partial_base(a, k);
-            stage(0u, r, c, load(KEPT, jj, s0, c));
-            workgroupBarrier();
-            let u = add_bias(product(0u, 1u, jj, r, c), jj, c);
-            stage(1u, r, c, H * dact_times(u, yb));
-            workgroupBarrier();
-            yb += product(1u, 0u, jj, r, c);
-            partials(1u, 0u, base, tt == 0u, li);
-            bias_sums(1u, base, tt == 0u, li);
-            workgroupBarrier();
+            let u = layer_input(load(KEPT, jj, s0, c), 1u, jj, r, c);
+            yb += layer_adjoint(H * dact_times(u, yb), 1u, jj, r, c, base, tt == 0u, li);
         }
         store(ACC, 0u, s0, c, yb);
     }

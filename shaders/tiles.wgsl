@@ -173,6 +173,31 @@ fn dact_times(u: mat4x4<f32>, v: mat4x4<f32>) -> mat4x4<f32> {
     return mat4x4<f32>(dact4(u[0]) * v[0], dact4(u[1]) * v[1], dact4(u[2]) * v[2], dact4(u[3]) * v[3]);
 }
 
+// The adjoint of one layer sigma(X M_{jj,m} + b_jj) of a step, in two halves around what the
+// integrator does with u (Verlet folds sigma(u) into its state between them, which ends u's
+// life before the products). Both use both tiles; every invocation calls them.
+
+// u = X M_{jj,m} + b_jj for the invocation's block, X staged from x.
+fn layer_input(x: mat4x4<f32>, m: u32, jj: u32, r: u32, c: u32) -> mat4x4<f32> {
+    stage(0u, r, c, x);
+    workgroupBarrier();
+    return add_bias(product(0u, m, jj, r, c), jj, c);
+}
+
+// With P = (factor) sigma'(u) (adjoint of the layer's output): adds P's share of the step's
+// gradient to the workgroup's partial at `base` (dK += P X^T through M = K, X P^T through
+// M = K^T; db += P) and returns P M^T, the adjoint of X.
+fn layer_adjoint(p: mat4x4<f32>, m: u32, jj: u32, r: u32, c: u32, base: u32, first: bool, li: u32) -> mat4x4<f32> {
+    stage(1u, r, c, p);
+    workgroupBarrier();
+    let back = product(1u, 1u - m, jj, r, c);
+    partials(m, 1u - m, base, first, li);
+    bias_sums(1u, base, first, li);
+    // Before the next stage overwrites a tile another invocation still reads.
+    workgroupBarrier();
+    return back;
+}
+
 // Where ld, load, put and store go: st, acc, or the states the forward pass keeps (kept).
 const ST: u32 = 0u;
 const ACC: u32 = 1u;

@@ -55,27 +55,15 @@ fn tile_adjoint(
             let base = partial_base(a, k);
             // u = K z_{j+1} + b; s = sigma'(u) h ybar; zbar += K^T s; y_j = y_{j+1} - h sigma(u)
             // (updated at once, which ends u's life before the products).
-            stage(0u, r, c, z);
-            workgroupBarrier();
-            let u = add_bias(product(0u, 1u, jj, r, c), jj, c);
-            stage(1u, r, c, H * dact_times(u, yb));
+            let u = layer_input(z, 1u, jj, r, c);
+            let s = H * dact_times(u, yb);
             y -= H * act_m(u);
-            workgroupBarrier();
-            zb += product(1u, 0u, jj, r, c);
-            partials(1u, 0u, base, tt == 0u, li);
-            bias_sums(1u, base, tt == 0u, li);
-            workgroupBarrier();
+            zb += layer_adjoint(s, 1u, jj, r, c, base, tt == 0u, li);
             // c = K^T y_j + b; t = -sigma'(c) h zbar; ybar += K t; z_j = z_{j+1} + h sigma(c).
-            stage(0u, r, c, y);
-            workgroupBarrier();
-            let cv = add_bias(product(0u, 0u, jj, r, c), jj, c);
-            stage(1u, r, c, -H * dact_times(cv, zb));
+            let cv = layer_input(y, 0u, jj, r, c);
+            let t = -H * dact_times(cv, zb);
             z += H * act_m(cv);
-            workgroupBarrier();
-            yb += product(1u, 1u, jj, r, c);
-            partials(0u, 1u, base, false, li);
-            bias_sums(1u, base, false, li);
-            workgroupBarrier();
+            yb += layer_adjoint(t, 0u, jj, r, c, base, false, li);
         }
         store(ST, 0u, s0, c, y);
         store(ST, 1u, s0, c, z);

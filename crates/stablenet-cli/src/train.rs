@@ -458,18 +458,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 Some(p) => Experiment::load(p)?,
                 None => Experiment::default(),
             };
-            let mut exp = base.over(&a.flags());
-            // Files by absolute path in the experiment a checkpoint stores, so that
-            // `--resume` finds them from any folder.
-            let absolute = |p: &mut Option<String>, file: bool| {
-                if let Some(v) = p.as_mut().filter(|v| !file || v.ends_with(".safetensors")) {
-                    *v = std::path::absolute(&*v).map(|a| a.display().to_string()).unwrap_or_else(|_| v.clone());
-                }
-            };
-            absolute(&mut exp.data, true);
-            absolute(&mut exp.val_data, true);
-            absolute(&mut exp.data_dir, false);
-            (exp, None)
+            (base.over(&a.flags()), None)
         }
     };
     // A resumed run writes where it wrote, with the same gradient method, unless told otherwise.
@@ -503,6 +492,9 @@ pub fn execute(
     chosen: Chosen,
     method: Option<GradMethod>,
 ) -> Result<Outcome> {
+    // Files by absolute path in what the checkpoints and the model store, so that --resume
+    // and eval find them from any folder.
+    let exp = &exp.with_absolute_files();
     let plan = exp.plan()?;
     match &plan.data {
         DataSource::File { train, val } => {
@@ -614,18 +606,10 @@ pub fn execute(
     meta.insert("experiment".into(), exp.to_toml());
     meta.insert("optimizer".into(), plan.optimizer.to_string());
     // Where the data came from, so eval and plot can regenerate or find it (files by absolute
-    // path, so from any folder; the validation file is eval's default).
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
-    match &plan.data {
-        DataSource::File { train, val } => {
-            meta.insert("dataset".into(), absolute(train));
-            if let Some(v) = val {
-                meta.insert("val_dataset".into(), absolute(v));
-            }
-        }
-        _ => {
-            meta.insert("dataset".into(), exp.data.clone().unwrap_or_else(|| "peaks".into()));
-        }
+    // path, from `execute`; the validation file is eval's default).
+    meta.insert("dataset".into(), exp.data.clone().unwrap_or_else(|| "peaks".into()));
+    if let Some(v) = &exp.val_data {
+        meta.insert("val_dataset".into(), v.clone());
     }
     meta.insert("seed".into(), plan.seed.to_string());
     if let Some(v) = val_acc {

@@ -139,6 +139,23 @@ impl Experiment {
         )
     }
 
+    /// `self` with its data file, validation file and image folder by absolute path, so that
+    /// the experiment a checkpoint or model stores finds them from any folder.
+    pub fn with_absolute_files(&self) -> Experiment {
+        let absolute = |p: &Option<String>, file: bool| {
+            p.clone().map(|v| match std::path::absolute(&v) {
+                Ok(a) if !file || v.ends_with(".safetensors") => a.display().to_string(),
+                _ => v,
+            })
+        };
+        Experiment {
+            data: absolute(&self.data, true),
+            val_data: absolute(&self.val_data, true),
+            data_dir: absolute(&self.data_dir, false),
+            ..self.clone()
+        }
+    }
+
     /// Fills in defaults and validates.
     pub fn plan(&self) -> Result<Plan> {
         let data_name = self.data.clone().unwrap_or_else(|| "peaks".into());

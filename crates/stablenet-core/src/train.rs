@@ -81,14 +81,7 @@ pub struct Trainer<T> {
 
 impl<T: Real> Trainer<T> {
     pub fn new(cfg: ModelConfig, params: Params<T>, tc: TrainConfig) -> Result<Self> {
-        cfg.validate()?;
-        params.check_shape(&cfg)?;
-        params.check_finite()?;
-        tc.validate()?;
-        if tc.method == Some(GradMethod::Reverse) && !cfg.integrator.is_reversible() {
-            let msg = format!("{} cannot use reverse-time gradients", cfg.integrator);
-            return Err(Error::Config(msg));
-        }
+        check_setup(&cfg, &params, &tc)?;
         let opt = Optimizer::new(tc.optimizer, &params)?;
         let is_f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
         let fast = if is_f32 && tc.method.is_none() { Some(crate::fast::FastWorkspace::new(&cfg)?) } else { None };
@@ -249,6 +242,19 @@ impl<T: Real> Trainer<T> {
             complete,
         })
     }
+}
+
+/// What every trainer checks at construction: the configuration, parameters of its shapes
+/// and finite, the training settings, and a gradient method the integrator can run.
+pub fn check_setup<T: Real>(cfg: &ModelConfig, params: &Params<T>, tc: &TrainConfig) -> Result<()> {
+    cfg.validate()?;
+    params.check_shape(cfg)?;
+    params.check_finite()?;
+    tc.validate()?;
+    if tc.method == Some(GradMethod::Reverse) && !cfg.integrator.is_reversible() {
+        return Err(Error::Config(format!("{} cannot use reverse-time gradients", cfg.integrator)));
+    }
+    Ok(())
 }
 
 /// Checks that a data set (`what`: training or validation) fits the model and is not empty.

@@ -8,7 +8,7 @@ use stablenet_core::backend::Backend;
 use stablenet_core::data::Dataset;
 use stablenet_core::io::Tensor;
 use stablenet_core::optim::{Optimizer, OptimizerKind};
-use stablenet_core::train::{check_position, check_set, epoch_order};
+use stablenet_core::train::{check_position, check_set, check_setup, epoch_order};
 use stablenet_core::{EpochReport, Error, ModelConfig, Params, Result, TrainConfig, evaluate};
 
 pub struct GpuTrainer {
@@ -51,13 +51,7 @@ impl GpuTrainer {
     ) -> Result<Self> {
         // The CPU trainer's checks (its `method` the GPU does not use: it rebuilds states in
         // reverse time or keeps them as the integrator needs, but an impossible one is refused).
-        cfg.validate()?;
-        tc.validate()?;
-        params.check_shape(&cfg)?;
-        params.check_finite()?;
-        if tc.method == Some(stablenet_core::GradMethod::Reverse) && !cfg.integrator.is_reversible() {
-            return Err(Error::Config(format!("{} cannot use reverse-time gradients", cfg.integrator)));
-        }
+        check_setup(&cfg, params, &tc)?;
         let hyper = Hyper { optimizer: tc.optimizer, regularizer: tc.regularizer };
         let capacity = data_capacity.max(tc.batch_size);
         let net = GpuNet::new(gpu, &cfg, tc.batch_size, capacity, Some(hyper)).map_err(gpu_err)?;

@@ -379,18 +379,23 @@ pub(crate) fn now_utc() -> (String, String) {
     (date, time)
 }
 
-/// The workspace: where this binary was built, or, for a binary copied to another machine
-/// (a borrowed GPU box without Rust), the current folder when that is a checkout.
-/// A results file's default path, `<stem>.jsonl`, or `<stem>-2.jsonl`, `-3`, .. when that
-/// exists: a second run on the same day (or an --only rerun) must not replace the first.
-pub(crate) fn fresh_results_path(stem: &str) -> PathBuf {
+/// Where a run's JSON lines go: `--out`, which may not end in .md (the summary goes beside it
+/// as .md), or by default `benches/results/<stem>.jsonl`, or `<stem>-2.jsonl`, `-3`, .. when
+/// that exists: a second run on the same day (or an --only rerun) must not replace the first.
+pub(crate) fn results_path(out: Option<&Path>, stem: &str) -> Result<PathBuf> {
+    if let Some(out) = out {
+        ensure!(out.extension().is_none_or(|e| e != "md"), "--out: the summary goes beside it as .md; give a .jsonl");
+        return Ok(out.to_path_buf());
+    }
     let dir = root().join("benches/results");
-    (1..)
+    Ok((1..)
         .map(|k| dir.join(if k == 1 { format!("{stem}.jsonl") } else { format!("{stem}-{k}.jsonl") }))
         .find(|p| !p.exists())
-        .expect("some k is free")
+        .expect("some k is free"))
 }
 
+/// The workspace: where this binary was built, or, for a binary copied to another machine
+/// (a borrowed GPU box without Rust), the current folder when that is a checkout.
 pub(crate) fn root() -> PathBuf {
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace");
     if built.join("benches").is_dir() {
@@ -845,8 +850,7 @@ pub fn main(args: &[String]) -> Result<()> {
         return Ok(());
     }
     let (date, _) = now_utc();
-    let out_path = opts.out.clone().unwrap_or_else(|| fresh_results_path(&format!("{date}-{}", host())));
-    ensure!(out_path.extension().is_none_or(|e| e != "md"), "--out: the summary goes beside it as .md; give a .jsonl");
+    let out_path = results_path(opts.out.as_deref(), &format!("{date}-{}", host()))?;
     if let Some(dir) = out_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

@@ -4,7 +4,7 @@
 //! network and batch size; JSON lines plus a markdown table under benches/results/. Real MNIST
 //! batches when `data/` has them, random images otherwise (the time of a step does not depend
 //! on the pixel values).
-use super::bench::{cores, cpu_model, find_python, fresh_results_path, host, now_utc, root};
+use super::bench::{cores, cpu_model, find_python, host, now_utc, results_path, root};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use stablenet_core::data::{Dataset, ImageSet, ImageSplit, load_image_set};
@@ -187,11 +187,7 @@ pub fn main(args: &[String]) -> Result<()> {
         bail!("{} images, fewer than one batch of {}", data.len(), o.batch);
     }
     let (date, stamp) = now_utc();
-    let out = o.out.clone().unwrap_or_else(|| fresh_results_path(&format!("{date}-images-{}", host())));
-    anyhow::ensure!(
-        out.extension().is_none_or(|e| e != "md"),
-        "--out: the summary goes beside it as .md; give a .jsonl"
-    );
+    let out = results_path(o.out.as_deref(), &format!("{date}-images-{}", host()))?;
     let mut file = std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| format!("{}", out.display()))?);
     let python = if o.torch { find_python(o.python.as_deref()) } else { None };
     let engine_device = if o.gpu { "the GPU engine".to_owned() } else { format!("{} threads", o.threads) };

@@ -9,7 +9,7 @@ use stablenet_core::experiment::{DataSource, Experiment, Plan};
 use stablenet_core::image::{ImageConfig, ImageEval, ImageParams, ImageTrainer};
 use stablenet_core::io::{Tensor, save_image_model};
 use stablenet_core::optim::OptimizerKind;
-use stablenet_core::train::EpochReport;
+use stablenet_core::train::{EpochReport, Tally};
 use stablenet_gpu::{Gpu, GpuImageTrainer};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -73,6 +73,21 @@ impl Trainer {
         }
     }
 
+    fn tally(&self) -> Tally {
+        match self {
+            Trainer::Cpu(t) => t.tally(),
+            Trainer::Gpu(t) => t.tally(),
+        }
+    }
+
+    fn set_tally(&mut self, tally: Tally) -> Result<()> {
+        match self {
+            Trainer::Cpu(t) => t.set_tally(tally)?,
+            Trainer::Gpu(t) => t.set_tally(tally)?,
+        }
+        Ok(())
+    }
+
     fn set_lr(&mut self, lr: f64) -> Result<()> {
         match self {
             Trainer::Cpu(t) => t.set_lr(lr)?,
@@ -133,7 +148,7 @@ fn save(
 ) -> Result<()> {
     let extras: Vec<Tensor> = if optim { t.optimizer_state()? } else { Vec::new() };
     let path = &files.checkpoint;
-    save_image_model(path, cfg, &t.params()?, &extras, &checkpoint_meta(exp, files, None, pos))
+    save_image_model(path, cfg, &t.params()?, &extras, &checkpoint_meta(exp, files, None, pos, t.tally()))
         .with_context(|| format!("writing checkpoint {}", path.display()))
 }
 
@@ -217,6 +232,7 @@ pub fn execute(
                 t.load_optimizer_state(&r.optim).context("restoring the optimizer from the checkpoint")?;
             }
             t.set_position(r.epoch, r.batch);
+            t.set_tally(r.running_sums()).context("restoring the epoch's running sums")?;
         }
         device = t.device();
         eprintln!("level {}: N = {} per stage, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());
@@ -230,8 +246,14 @@ pub fn execute(
             eprintln!("prolongating N = {} -> {} per stage (h/2, T fixed)", cfg.steps, next.steps);
             params = p;
             // The next level's checkpoint starts at its epoch 0 with a fresh optimiser.
-            save_image_model(ckpt, &next, &params, &[], &checkpoint_meta(exp, files, None, (level + 1, 0, 0)))
-                .with_context(|| format!("writing checkpoint {}", ckpt.display()))?;
+            save_image_model(
+                ckpt,
+                &next,
+                &params,
+                &[],
+                &checkpoint_meta(exp, files, None, (level + 1, 0, 0), Tally::default()),
+            )
+            .with_context(|| format!("writing checkpoint {}", ckpt.display()))?;
         }
     }
     let cfg = plan.image_model(plan.levels.len() - 1);

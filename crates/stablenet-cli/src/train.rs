@@ -11,6 +11,7 @@ use stablenet_core::experiment::{DataSource, Experiment, Plan};
 use stablenet_core::image::ImageParams;
 use stablenet_core::io::{Tensor, load_data, load_image_model, load_model, save_model};
 use stablenet_core::multilevel::prolongate;
+use stablenet_core::train::Tally;
 use stablenet_core::{
     Activation, Backend, EpochReport, GradMethod, Integrator, ModelConfig, Params, TrainConfig, Trainer,
 };
@@ -150,11 +151,28 @@ pub struct Resume {
     pub(crate) level: usize,
     pub(crate) epoch: usize,
     pub(crate) batch: usize,
+    /// The running sums of the epoch stopped inside (None in older checkpoints).
+    pub(crate) tally: Option<Tally>,
     pub(crate) params: Saved,
     pub(crate) optim: Vec<Tensor>,
     pub(crate) out: Option<PathBuf>,
     pub(crate) metrics: Option<PathBuf>,
     pub(crate) method: Option<GradMethod>,
+}
+
+impl Resume {
+    /// The running sums to resume the epoch with; an older checkpoint has none, and the
+    /// epoch's training figures then cover only the batches after the resume (said once here).
+    pub(crate) fn running_sums(&self) -> Tally {
+        if self.tally.is_none() && self.batch > 0 {
+            eprintln!(
+                "note: this checkpoint predates stored running sums; the resumed epoch's training loss and \
+                 accuracy cover batches {}.. only",
+                self.batch + 1
+            );
+        }
+        self.tally.unwrap_or_default()
+    }
 }
 
 /// The parameters a checkpoint holds: a dense network or an image network.
@@ -194,19 +212,26 @@ fn save(path: &Path, cfg: &ModelConfig, trainer: &dyn Backend, meta: &BTreeMap<S
 }
 
 /// What a checkpoint records beside the tensors: the experiment, (level, epoch, next batch),
-/// and where the run writes and how it takes CPU gradients (absolute paths), so that
-/// `--resume CHECKPOINT` alone continues the same run, from any folder.
+/// the running sums of an epoch stopped inside, and where the run writes and how it takes CPU
+/// gradients (absolute paths), so that `--resume CHECKPOINT` alone continues the same run,
+/// from any folder, with the metrics the uninterrupted run would have written.
 pub(crate) fn checkpoint_meta(
     exp: &Experiment,
     files: &RunFiles,
     method: Option<GradMethod>,
     pos: (usize, usize, usize),
+    tally: Tally,
 ) -> BTreeMap<String, String> {
     let mut meta = BTreeMap::new();
     meta.insert("experiment".to_string(), exp.to_toml());
     meta.insert("checkpoint_level".into(), pos.0.to_string());
     meta.insert("checkpoint_epoch".into(), pos.1.to_string());
     meta.insert("checkpoint_batch".into(), pos.2.to_string());
+    // f64 Display is the shortest text that reads back to the same bits.
+    meta.insert("checkpoint_loss_sum".into(), tally.loss_sum.to_string());
+    meta.insert("checkpoint_correct".into(), tally.correct.to_string());
+    meta.insert("checkpoint_seen".into(), tally.seen.to_string());
+    meta.insert("checkpoint_seconds".into(), tally.seconds.to_string());
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
     meta.insert("run_out".into(), absolute(&files.out));
     if let Some(m) = &files.metrics {
@@ -238,10 +263,27 @@ pub fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
         Some(m) => Some(parse_method(m).map_err(|e| anyhow::anyhow!("{}: run_method: {e}", path.display()))?),
         None => None,
     };
+    let real = |k: &str| -> Result<f64> {
+        get(k)?.parse().with_context(|| format!("{}: {k} is not a number", path.display()))
+    };
+    // Checkpoints from before the running sums were recorded have none.
+    let tally = match metadata.contains_key("checkpoint_seen") {
+        true => Some(Tally {
+            loss_sum: real("checkpoint_loss_sum")?,
+            correct: num("checkpoint_correct")? as u64,
+            seen: num("checkpoint_seen")? as u64,
+            seconds: real("checkpoint_seconds")?,
+        }),
+        false => None,
+    };
+    if let Some(t) = &tally {
+        t.check().with_context(|| format!("{}", path.display()))?;
+    }
     let r = Resume {
         level: num("checkpoint_level")?,
         epoch: num("checkpoint_epoch")?,
         batch: num("checkpoint_batch")?,
+        tally,
         params,
         optim: extras,
         // Checkpoints from before these were recorded have none: the flags' defaults then.
@@ -268,26 +310,15 @@ impl Metrics {
         Ok(Metrics(Some((p.clone(), f))))
     }
 
-    /// One epoch's line; `from_batch` > 0 for an epoch resumed inside, whose train_loss and
-    /// train_acc are over the batches from there on only.
-    pub(crate) fn write(
-        &mut self,
-        level: usize,
-        depth: usize,
-        epoch: usize,
-        from_batch: usize,
-        r: &EpochReport,
-    ) -> Result<()> {
+    /// One epoch's line.
+    pub(crate) fn write(&mut self, level: usize, depth: usize, epoch: usize, r: &EpochReport) -> Result<()> {
         let Some((p, f)) = &mut self.0 else { return Ok(()) };
-        let mut line = serde_json::json!({
+        let line = serde_json::json!({
             "epoch": epoch, "level": level, "depth": depth, "steps": r.steps,
             "train_loss": r.train_loss, "train_acc": r.train_acc,
             "val_loss": r.val_loss, "val_acc": r.val_acc,
             "seconds": r.seconds, "lr": r.lr,
         });
-        if from_batch > 0 {
-            line["from_batch"] = from_batch.into();
-        }
         writeln!(f, "{line}")
             .and_then(|_| f.flush())
             .with_context(|| format!("writing metrics file {} (the last checkpoint is intact)", p.display()))
@@ -322,7 +353,7 @@ pub(crate) fn run_level(
     let stop = stop_flag()?;
     let tty = std::io::stderr().is_terminal();
     while t.position().0 < plan.epochs {
-        let (epoch, from_batch) = t.position();
+        let epoch = t.position().0;
         t.set_lr(plan.lr(epoch))?;
         let bar = if tty {
             ProgressBar::new(batches as u64).with_style(
@@ -356,10 +387,8 @@ pub(crate) fn run_level(
             (Some(l), Some(a)) => format!("  {val_word} loss {l:.4}  {val_word} acc {:6.2}%", 100.0 * a),
             _ => String::new(),
         };
-        // A resumed epoch's training figures cover its batches from the resume on.
-        let part = if from_batch > 0 { format!(" (batches {}..)", from_batch + 1) } else { String::new() };
         eprintln!(
-            "epoch {:>4}  N {:>4}  loss {:.4}  train acc {:6.2}%{part}{val}  lr {:.2e}  {:.2}s",
+            "epoch {:>4}  N {:>4}  loss {:.4}  train acc {:6.2}%{val}  lr {:.2e}  {:.2}s",
             global,
             depth,
             r.train_loss,
@@ -368,7 +397,7 @@ pub(crate) fn run_level(
             r.seconds
         );
         t.checkpoint((level, e, 0))?;
-        metrics.write(level, depth, global, from_batch, &r)?;
+        metrics.write(level, depth, global, &r)?;
         if stop.load(Ordering::SeqCst) {
             eprintln!("interrupted after epoch {global}; continue with --resume {}", ckpt.display());
             std::process::exit(130);
@@ -399,7 +428,8 @@ impl Level for DenseLevel<'_> {
         Ok(self.t.run_epoch(self.train, self.val, &mut |done, total| on_batch(done, total, f64::NAN))?)
     }
     fn checkpoint(&self, pos: (usize, usize, usize)) -> Result<()> {
-        save(&self.files.checkpoint, self.cfg, &*self.t, &checkpoint_meta(self.exp, self.files, self.method, pos))
+        let meta = checkpoint_meta(self.exp, self.files, self.method, pos, self.t.tally());
+        save(&self.files.checkpoint, self.cfg, &*self.t, &meta)
     }
 }
 
@@ -567,6 +597,7 @@ pub fn execute(
                 trainer.load_optimizer_state(&r.optim).context("restoring the optimizer from the checkpoint")?;
             }
             trainer.set_position(r.epoch, r.batch);
+            trainer.set_tally(r.running_sums()).context("restoring the epoch's running sums")?;
         }
         device = trainer.device();
         eprintln!("level {}: N = {}, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());
@@ -583,7 +614,12 @@ pub fn execute(
             eprintln!("prolongating N = {} -> {} (h/2, T fixed)", cfg.steps, next.steps);
             params = p;
             // The next level's checkpoint starts at its epoch 0 with a fresh optimiser.
-            save_fresh(&next, &params, &checkpoint_meta(exp, files, method, (level + 1, 0, 0)), ckpt)?;
+            save_fresh(
+                &next,
+                &params,
+                &checkpoint_meta(exp, files, method, (level + 1, 0, 0), Tally::default()),
+                ckpt,
+            )?;
         }
     }
     let cfg = plan.model(plan.levels.len() - 1, d, classes);

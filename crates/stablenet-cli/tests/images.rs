@@ -131,9 +131,21 @@ fn image_network_trains_evaluates_plots_and_resumes() {
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     assert_eq!(child.wait().unwrap().code(), None, "killed, not finished");
+    let before = std::fs::read_to_string(&metrics2).unwrap();
+    assert!(count(&metrics2) >= 4 && !out2.exists(), "killed inside level 2, not after the run:\n{before}");
     let ck = root.join("killed.ckpt.safetensors");
     ok(&stablenet(&["train", "--resume", ck.to_str().unwrap(), "--backend", "cpu", "--out", out2.to_str().unwrap()]));
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&out2).unwrap(), "resumed model differs");
+    // The resumed run appends the epochs it trained to the same metrics, which read as the
+    // uninterrupted run's (but for the seconds).
+    let after = std::fs::read_to_string(&metrics2).unwrap();
+    assert!(after.starts_with(&before), "the resumed run kept the killed run's lines");
+    let strip = |t: &str| -> Vec<serde_json::Value> {
+        let mut v: Vec<serde_json::Value> = t.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        v.iter_mut().for_each(|l| drop(l.as_object_mut().unwrap().remove("seconds")));
+        v
+    };
+    assert_eq!(strip(&after), strip(&lines), "the resumed run's metrics differ from the uninterrupted run's");
 
     // Bad input is named.
     let missing = stablenet(&["train", "--data", "mnist", "--data-dir", "/nonexistent", "--out", o]);

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::io::Tensor;
 use crate::params::Params;
 use crate::real::Real;
-use crate::train::{EpochReport, Trainer};
+use crate::train::{EpochReport, Tally, Trainer};
 
 pub trait Backend {
     /// Where it computes: the CPU, or the adapter's name, graphics backend and driver.
@@ -37,8 +37,15 @@ pub trait Backend {
     /// (epochs completed, next batch within the current epoch).
     fn position(&self) -> (usize, usize);
 
-    /// Resume from a checkpoint's position.
+    /// Resume from a checkpoint's position; the epoch's running sums start from zero.
     fn set_position(&mut self, epoch: usize, next_batch: usize);
+
+    /// The running sums of the epoch in progress: what a checkpoint inside an epoch stores so
+    /// that the resumed epoch reports all its batches ([`Tally`]).
+    fn tally(&self) -> Tally;
+
+    /// Restores them, after [`Backend::set_position`]; an error for impossible sums.
+    fn set_tally(&mut self, tally: Tally) -> Result<()>;
 
     /// Changes the learning rate; an error unless it is finite and > 0.
     fn set_lr(&mut self, lr: f64) -> Result<()>;
@@ -88,6 +95,14 @@ impl<T: Real> Backend for Trainer<T> {
 
     fn set_position(&mut self, epoch: usize, next_batch: usize) {
         Trainer::set_position(self, epoch, next_batch)
+    }
+
+    fn tally(&self) -> Tally {
+        Trainer::tally(self)
+    }
+
+    fn set_tally(&mut self, tally: Tally) -> Result<()> {
+        Trainer::set_tally(self, tally)
     }
 
     fn set_lr(&mut self, lr: f64) -> Result<()> {

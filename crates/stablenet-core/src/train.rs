@@ -37,7 +37,9 @@ impl TrainConfig {
 }
 
 /// Metrics of one epoch. Training loss and accuracy are the running values over the
-/// epoch's batches (no extra pass); validation is evaluated after the epoch.
+/// epoch's batches (no extra pass), all of them also in an epoch resumed inside (see
+/// [`Tally`]); validation is evaluated after the epoch. `seconds` is the time spent training
+/// the epoch's batches, validation not included.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct EpochReport {
     pub epoch: usize,
@@ -51,6 +53,67 @@ pub struct EpochReport {
     /// False when the epoch was stopped early (a stop request); the trainer's position then
     /// points at the next batch, so the epoch can be resumed exactly.
     pub complete: bool,
+}
+
+/// The running sums of the epoch in progress. A trainer keeps them across a stop inside the
+/// epoch, and a checkpoint stores them, so that a resumed epoch reports all its batches, as
+/// the uninterrupted epoch would have.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Tally {
+    /// Sum over the batches so far of (mean batch loss x batch length).
+    pub loss_sum: f64,
+    pub correct: u64,
+    pub seen: u64,
+    /// Wall-clock seconds spent in the epoch so far.
+    pub seconds: f64,
+}
+
+impl Tally {
+    /// Adds one batch of `len` examples: its mean loss and its correct predictions. Batches
+    /// are added one at a time in order, so a resumed epoch sums in the same order, to the
+    /// same bits, as the uninterrupted one.
+    pub fn add(&mut self, loss: f64, correct: usize, len: usize) {
+        self.loss_sum += loss * len as f64;
+        self.correct += correct as u64;
+        self.seen += len as u64;
+    }
+
+    /// Ends a pass that took `seconds`: returns the epoch's sums so far, and keeps them for the
+    /// rest of the epoch unless it is `complete` (the next epoch starts from zero).
+    pub fn finish(&mut self, complete: bool, seconds: f64) -> Tally {
+        self.seconds += seconds;
+        let sums = *self;
+        if complete {
+            *self = Tally::default();
+        }
+        sums
+    }
+
+    /// The epoch's report from its sums.
+    pub fn report(&self, epoch: usize, steps: u64, val: Option<(f64, f64)>, lr: f64, complete: bool) -> EpochReport {
+        let seen = self.seen.max(1) as f64;
+        EpochReport {
+            epoch,
+            steps,
+            train_loss: self.loss_sum / seen,
+            train_acc: self.correct as f64 / seen,
+            val_loss: val.map(|v| v.0),
+            val_acc: val.map(|v| v.1),
+            seconds: self.seconds,
+            lr,
+            complete,
+        }
+    }
+
+    /// Refuses sums no epoch could have (a corrupt or hand-edited checkpoint).
+    pub fn check(&self) -> Result<()> {
+        if !(self.loss_sum.is_finite() && self.loss_sum >= 0.0 && self.seconds.is_finite() && self.seconds >= 0.0)
+            || self.correct > self.seen
+        {
+            return Err(Error::Config(format!("the epoch's running sums are impossible: {self:?}")));
+        }
+        Ok(())
+    }
 }
 
 /// The example order of epoch `epoch`: a fresh shuffle from a stream that depends only on the
@@ -71,6 +134,7 @@ pub struct Trainer<T> {
     opt: Optimizer<T>,
     epoch: usize,
     next_batch: usize,
+    tally: Tally,
     /// The fast f32 path (blocked, vectorised, threaded; see [`crate::fast`]): used when T is
     /// f32 and no gradient method was asked for. Its results do not depend on the thread count.
     fast: Option<crate::fast::FastWorkspace>,
@@ -86,7 +150,7 @@ impl<T: Real> Trainer<T> {
         let is_f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
         let fast = if is_f32 && tc.method.is_none() { Some(crate::fast::FastWorkspace::new(&cfg)?) } else { None };
         let grad = params.zeros_like();
-        Ok(Trainer { cfg, params, tc, opt, epoch: 0, next_batch: 0, fast, threads: 0, grad })
+        Ok(Trainer { cfg, params, tc, opt, epoch: 0, next_batch: 0, tally: Tally::default(), fast, threads: 0, grad })
     }
 
     /// Threads of the fast path (0: all the machine has). Results are the same for any count.
@@ -143,9 +207,21 @@ impl<T: Real> Trainer<T> {
         (self.epoch, self.next_batch)
     }
 
-    /// Continue from a checkpoint's position.
+    /// Continue from a checkpoint's position (with no running sums: see [`Trainer::set_tally`]).
     pub fn set_position(&mut self, epoch: usize, next_batch: usize) {
-        (self.epoch, self.next_batch) = (epoch, next_batch);
+        (self.epoch, self.next_batch, self.tally) = (epoch, next_batch, Tally::default());
+    }
+
+    /// The running sums of the epoch in progress (zero at an epoch's start).
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// Restores a checkpoint's running sums, after [`Trainer::set_position`].
+    pub fn set_tally(&mut self, tally: Tally) -> Result<()> {
+        tally.check()?;
+        self.tally = tally;
+        Ok(())
     }
 
     pub fn optimizer(&self) -> &Optimizer<T> {
@@ -204,43 +280,35 @@ impl<T: Real> Trainer<T> {
         }
         let start = std::time::Instant::now();
         let order = epoch_order(self.tc.seed, self.epoch, train.len());
-        let (bs, from) = (self.tc.batch_size, self.next_batch);
+        let (bs, from, mut tally) = (self.tc.batch_size, self.next_batch, self.tally);
         let pass = drive_epoch(
             train,
             &order,
             bs,
             from,
+            &mut tally,
             |b, x, labels| {
                 let (_, loss, c) = self.step(x, labels)?;
                 self.next_batch = b + 1;
                 Ok((loss, c))
             },
             on_batch,
-        )?;
-        let (loss_sum, correct, seen, complete) = (pass.loss_sum, pass.correct, pass.seen, pass.complete);
+        );
+        self.tally = tally; // the batches trained, also when one failed
+        let complete = pass?;
         if complete {
             self.epoch += 1;
             self.next_batch = 0;
         }
-        let (val_loss, val_acc) = match val.filter(|_| complete) {
+        let sums = self.tally.finish(complete, start.elapsed().as_secs_f64());
+        let val = match val.filter(|_| complete) {
             Some(v) => {
                 let e = evaluate(&self.cfg, &self.params, &v.x, &v.labels)?;
-                (Some(e.loss), Some(e.accuracy))
+                Some((e.loss, e.accuracy))
             }
-            None => (None, None),
+            None => None,
         };
-        let seen = seen.max(1) as f64;
-        Ok(EpochReport {
-            epoch: self.epoch,
-            steps: self.opt.steps_taken(),
-            train_loss: loss_sum / seen,
-            train_acc: correct as f64 / seen,
-            val_loss,
-            val_acc,
-            seconds: start.elapsed().as_secs_f64(),
-            lr: self.opt.lr(),
-            complete,
-        })
+        Ok(sums.report(self.epoch, self.opt.steps_taken(), val, self.opt.lr(), complete))
     }
 }
 
@@ -289,25 +357,19 @@ pub fn check_position(next_batch: usize, total: usize) -> Result<()> {
     Ok(())
 }
 
-/// What one pass of [`drive_epoch`] saw.
-pub struct Pass {
-    pub loss_sum: f64,
-    pub correct: usize,
-    pub seen: usize,
-    pub complete: bool,
-}
-
 /// The batch loop every trainer shares: batches of `order` from batch `from` on, gathered into
-/// one reused buffer, `step(batch index, x, labels) -> (mean loss, correct)`, then
-/// `on_batch(done, total, loss)`, which stops the pass early by returning false.
+/// one reused buffer, `step(batch index, x, labels) -> (mean loss, correct)`, added to the
+/// epoch's `tally`, then `on_batch(done, total, loss)`, which stops the pass early by
+/// returning false. Returns whether the epoch is complete.
 pub fn drive_epoch(
     train: &Dataset,
     order: &[u32],
     batch_size: usize,
     from: usize,
+    tally: &mut Tally,
     mut step: impl FnMut(usize, &[f32], &[u32]) -> Result<(f64, usize)>,
     mut on_batch: impl FnMut(usize, usize, f64) -> bool,
-) -> Result<Pass> {
+) -> Result<bool> {
     let n = order.len();
     if batch_size == 0 {
         return Err(Error::Config("batch size must be at least 1".into()));
@@ -315,7 +377,6 @@ pub fn drive_epoch(
     let total = n.div_ceil(batch_size);
     check_position(from, total)?;
     let (mut x, mut labels) = (Vec::new(), Vec::new());
-    let mut pass = Pass { loss_sum: 0.0, correct: 0, seen: 0, complete: true };
     for b in from.min(total)..total {
         let range = b * batch_size..((b + 1) * batch_size).min(n);
         let len = range.len();
@@ -326,15 +387,12 @@ pub fn drive_epoch(
             labels.push(train.labels[i as usize]);
         }
         let (loss, c) = step(b, &x, &labels)?;
-        pass.loss_sum += loss * len as f64;
-        pass.correct += c;
-        pass.seen += len;
+        tally.add(loss, c, len);
         if !on_batch(b + 1, total, loss) && b + 1 < total {
-            pass.complete = false;
-            break;
+            return Ok(false);
         }
     }
-    Ok(pass)
+    Ok(true)
 }
 
 /// Epochs and batch size that train every integrator well on a generated 2-D set with the
@@ -408,8 +466,19 @@ mod tests {
         assert!(err.contains("NaN or infinity in classifier.bias"), "{err}");
         assert!(crate::evaluate(&cfg, &bad, &train.x, &train.labels).is_err());
         let order: Vec<u32> = (0..100).collect();
-        let err = drive_epoch(&train, &order, 0, 0, |_, _, _| Ok((0.0, 0)), |_, _, _| true).err().unwrap();
+        let mut tally = Tally::default();
+        let err = drive_epoch(&train, &order, 0, 0, &mut tally, |_, _, _| Ok((0.0, 0)), |_, _, _| true).err().unwrap();
         assert!(err.to_string().contains("batch size"), "{err}");
+        // Running sums no epoch could have (a corrupt checkpoint) are refused and not kept.
+        t.set_position(0, 2);
+        let fine = Tally { loss_sum: 20.0, correct: 30, seen: 32, seconds: 0.5 };
+        t.set_tally(fine).unwrap();
+        for bad in
+            [Tally { correct: 33, ..fine }, Tally { loss_sum: f64::NAN, ..fine }, Tally { seconds: -1.0, ..fine }]
+        {
+            assert!(t.set_tally(bad).unwrap_err().to_string().contains("impossible"), "{bad:?}");
+        }
+        assert_eq!(t.tally(), fine);
         let other = ModelConfig { width: 5, ..cfg };
         assert!(crate::multilevel::prolongate(&other, &t.params).is_err());
     }

@@ -8,7 +8,7 @@ use stablenet_core::backend::Backend;
 use stablenet_core::data::Dataset;
 use stablenet_core::io::Tensor;
 use stablenet_core::optim::{Optimizer, OptimizerKind};
-use stablenet_core::train::{check_position, check_set, check_setup, epoch_order};
+use stablenet_core::train::{Tally, check_position, check_set, check_setup, epoch_order};
 use stablenet_core::{EpochReport, Error, ModelConfig, Params, Result, TrainConfig, evaluate};
 
 pub struct GpuTrainer {
@@ -16,6 +16,7 @@ pub struct GpuTrainer {
     tc: TrainConfig,
     epoch: usize,
     next_batch: usize,
+    tally: Tally,
     /// Which data set is resident: the [`fingerprint`] of the one last uploaded.
     resident: Option<u64>,
     capacity: usize,
@@ -56,7 +57,7 @@ impl GpuTrainer {
         let capacity = data_capacity.max(tc.batch_size);
         let net = GpuNet::new(gpu, &cfg, tc.batch_size, capacity, Some(hyper)).map_err(gpu_err)?;
         net.set_params(params).map_err(gpu_err)?;
-        Ok(GpuTrainer { net, tc, epoch: 0, next_batch: 0, resident: None, capacity })
+        Ok(GpuTrainer { net, tc, epoch: 0, next_batch: 0, tally: Tally::default(), resident: None, capacity })
     }
 
     pub fn net(&self) -> &GpuNet {
@@ -145,8 +146,8 @@ impl Backend for GpuTrainer {
             self.epoch += 1;
             self.next_batch = 0;
         }
-        let (mut loss_sum, mut seen) = (0.0, 0usize);
-        for (b, l) in losses.iter().enumerate().skip(first) {
+        let mut tally = self.tally;
+        for (b, (l, h)) in losses.iter().zip(&hits).enumerate().skip(first) {
             if !l.is_finite() {
                 return Err(Error::Data(format!(
                     "the loss became {l} at epoch {}, batch {}: the training diverged. Lower the \
@@ -155,30 +156,19 @@ impl Backend for GpuTrainer {
                     b + 1
                 )));
             }
-            let len = bs.min(n - b * bs);
-            loss_sum += f64::from(*l) * len as f64;
-            seen += len;
+            // Hit counts are whole numbers in f32, exact below 2^24 per batch.
+            tally.add(f64::from(*l), *h as usize, bs.min(n - b * bs));
         }
-        let correct: f64 = hits.iter().skip(first).map(|h| f64::from(*h)).sum();
-        let seen = seen.max(1) as f64;
-        let (val_loss, val_acc) = match val.filter(|_| complete) {
+        self.tally = tally;
+        let sums = self.tally.finish(complete, start.elapsed().as_secs_f64());
+        let val = match val.filter(|_| complete) {
             Some(v) => {
                 let e = evaluate(&cfg, &self.params()?, &v.x, &v.labels)?;
-                (Some(e.loss), Some(e.accuracy))
+                Some((e.loss, e.accuracy))
             }
-            None => (None, None),
+            None => None,
         };
-        Ok(EpochReport {
-            epoch: self.epoch,
-            steps: u64::from(self.net.steps_taken()),
-            train_loss: loss_sum / seen,
-            train_acc: correct / seen,
-            val_loss,
-            val_acc,
-            seconds: start.elapsed().as_secs_f64(),
-            lr: self.tc.optimizer.lr(),
-            complete,
-        })
+        Ok(sums.report(self.epoch, u64::from(self.net.steps_taken()), val, self.tc.optimizer.lr(), complete))
     }
 
     fn params(&self) -> Result<Params<f32>> {
@@ -190,7 +180,17 @@ impl Backend for GpuTrainer {
     }
 
     fn set_position(&mut self, epoch: usize, next_batch: usize) {
-        (self.epoch, self.next_batch) = (epoch, next_batch);
+        (self.epoch, self.next_batch, self.tally) = (epoch, next_batch, Tally::default());
+    }
+
+    fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    fn set_tally(&mut self, tally: Tally) -> Result<()> {
+        tally.check()?;
+        self.tally = tally;
+        Ok(())
     }
 
     fn set_lr(&mut self, lr: f64) -> Result<()> {

@@ -4,7 +4,7 @@ use super::{ImageConfig, ImageEval, ImageNet, ImageParams};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::optim::{OptimizerKind, update};
-use crate::train::{EpochReport, drive_epoch, epoch_order};
+use crate::train::{EpochReport, Tally, drive_epoch, epoch_order};
 
 pub struct ImageTrainer {
     pub net: ImageNet,
@@ -19,6 +19,7 @@ pub struct ImageTrainer {
     t: u64,
     epoch: usize,
     next_batch: usize,
+    tally: Tally,
     grad: ImageParams<f32>,
     partials: Vec<(f64, usize, Vec<f32>)>,
 }
@@ -50,6 +51,7 @@ impl ImageTrainer {
             t: 0,
             epoch: 0,
             next_batch: 0,
+            tally: Tally::default(),
             partials: Vec::new(),
         })
     }
@@ -64,8 +66,21 @@ impl ImageTrainer {
         (self.epoch, self.next_batch)
     }
 
+    /// Continue from a checkpoint's position (with no running sums: see [`Self::set_tally`]).
     pub fn set_position(&mut self, epoch: usize, next_batch: usize) {
-        (self.epoch, self.next_batch) = (epoch, next_batch);
+        (self.epoch, self.next_batch, self.tally) = (epoch, next_batch, Tally::default());
+    }
+
+    /// The running sums of the epoch in progress ([`Tally`]).
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// Restores a checkpoint's running sums, after [`Self::set_position`].
+    pub fn set_tally(&mut self, tally: Tally) -> Result<()> {
+        tally.check()?;
+        self.tally = tally;
+        Ok(())
     }
 
     pub fn lr(&self) -> f64 {
@@ -121,39 +136,33 @@ impl ImageTrainer {
         self.net.cfg.check_epoch_data(train, val)?;
         let start = std::time::Instant::now();
         let order = epoch_order(self.seed, self.epoch, train.len());
-        let (bs, from) = (self.batch_size, self.next_batch);
+        let (bs, from, mut tally) = (self.batch_size, self.next_batch, self.tally);
         let pass = drive_epoch(
             train,
             &order,
             bs,
             from,
+            &mut tally,
             |b, x, labels| {
                 let r = self.step(x, labels)?;
                 self.next_batch = b + 1;
                 Ok(r)
             },
             &mut on_batch,
-        )?;
-        if pass.complete {
+        );
+        self.tally = tally; // the batches trained, also when one failed
+        let complete = pass?;
+        if complete {
             self.epoch += 1;
             self.next_batch = 0;
         }
-        let v = match val.filter(|_| pass.complete) {
+        let sums = self.tally.finish(complete, start.elapsed().as_secs_f64());
+        let v = match val.filter(|_| complete) {
             Some(v) => Some(self.evaluate(v)?),
             None => None,
         };
-        let seen = pass.seen.max(1) as f64;
-        Ok(EpochReport {
-            epoch: self.epoch,
-            steps: self.t,
-            train_loss: pass.loss_sum / seen,
-            train_acc: pass.correct as f64 / seen,
-            val_loss: v.as_ref().map(|v| v.loss),
-            val_acc: v.as_ref().map(|v| v.accuracy),
-            seconds: start.elapsed().as_secs_f64(),
-            lr: self.kind.lr(),
-            complete: pass.complete,
-        })
+        let v = v.map(|v| (v.loss, v.accuracy));
+        Ok(sums.report(self.epoch, self.t, v, self.kind.lr(), complete))
     }
 
     pub fn evaluate(&self, data: &Dataset) -> Result<ImageEval> {

@@ -16,7 +16,7 @@ use stablenet_core::error::{Error, Result};
 use stablenet_core::image::{ImageConfig, ImageEval, ImageParams};
 use stablenet_core::io::Tensor;
 use stablenet_core::optim::OptimizerKind;
-use stablenet_core::train::{EpochReport, check_position, epoch_order};
+use stablenet_core::train::{EpochReport, Tally, check_position, epoch_order};
 use std::time::{Duration, Instant};
 
 fn gpu_err(e: anyhow::Error) -> Error {
@@ -44,6 +44,7 @@ pub struct GpuImageTrainer {
     t: u64,
     epoch: usize,
     next_batch: usize,
+    tally: Tally,
     count: usize,
     template: ImageParams<f32>,
     /// SGD velocity | Adam first moment, Adam second moment.
@@ -159,6 +160,7 @@ impl GpuImageTrainer {
             t: 0,
             epoch: 0,
             next_batch: 0,
+            tally: Tally::default(),
             count,
             template: params.zeros_like(),
             m,
@@ -184,8 +186,21 @@ impl GpuImageTrainer {
         (self.epoch, self.next_batch)
     }
 
+    /// Continue from a checkpoint's position (with no running sums: see [`Self::set_tally`]).
     pub fn set_position(&mut self, epoch: usize, next_batch: usize) {
-        (self.epoch, self.next_batch) = (epoch, next_batch);
+        (self.epoch, self.next_batch, self.tally) = (epoch, next_batch, Tally::default());
+    }
+
+    /// The running sums of the epoch in progress ([`Tally`]).
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// Restores a checkpoint's running sums, after [`Self::set_position`].
+    pub fn set_tally(&mut self, tally: Tally) -> Result<()> {
+        tally.check()?;
+        self.tally = tally;
+        Ok(())
     }
 
     pub fn lr(&self) -> f64 {
@@ -356,7 +371,7 @@ impl GpuImageTrainer {
         }
         let done = self.next_batch;
         let log = if done > first { self.read(&self.log, 2 * first, 2 * (done - first))? } else { Vec::new() };
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        let mut tally = self.tally;
         for (k, e) in log.chunks_exact(2).enumerate() {
             let b = first + k;
             let loss = f64::from(e[0]);
@@ -369,30 +384,20 @@ impl GpuImageTrainer {
                 )));
             }
             let len = bs.min(n - b * bs);
-            loss_sum += loss * len as f64;
-            correct += e[1] as usize;
-            seen += len;
+            tally.add(loss, e[1] as usize, len);
         }
+        self.tally = tally;
         if complete {
             self.epoch += 1;
             self.next_batch = 0;
         }
+        let sums = self.tally.finish(complete, start.elapsed().as_secs_f64());
         let v = match val.filter(|_| complete) {
             Some(v) => Some(self.evaluate(v)?),
             None => None,
         };
-        let seen = seen.max(1) as f64;
-        Ok(EpochReport {
-            epoch: self.epoch,
-            steps: self.t,
-            train_loss: loss_sum / seen,
-            train_acc: correct as f64 / seen,
-            val_loss: v.as_ref().map(|v| v.loss),
-            val_acc: v.as_ref().map(|v| v.accuracy),
-            seconds: start.elapsed().as_secs_f64(),
-            lr: self.kind.lr(),
-            complete,
-        })
+        let v = v.map(|v| (v.loss, v.accuracy));
+        Ok(sums.report(self.epoch, self.t, v, self.kind.lr(), complete))
     }
 
     /// Loss, accuracy and predictions over `data` in batches of the batch size (forward only);

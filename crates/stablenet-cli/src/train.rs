@@ -475,6 +475,9 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
+    // Before the run prints anything: a Ctrl-C after its first line then always checkpoints
+    // (scripts and tests signal on a line), never the default kill.
+    stop_flag()?;
     let (exp, mut resume) = match &a.resume {
         Some(path) => {
             let (exp, r) = read_resume(path)?;

@@ -185,9 +185,38 @@ fn image_network_trains_on_the_gpu() {
     let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
     assert!((last["val_acc"].as_f64().unwrap() - acc).abs() <= 0.011, "{last} vs {acc} (CPU eval)");
 
-    // The checkpoint of level 2 (written by the GPU, with its Adam state) continues on the CPU.
-    let ck = root.join("model.ckpt.safetensors");
-    let out2 = root.join("resumed.safetensors");
-    ok(&stablenet(&["train", "--resume", ck.to_str().unwrap(), "--backend", "cpu", "--out", out2.to_str().unwrap()]));
+    // The same run stopped by Ctrl-C inside level 2 (a checkpoint written by the GPU, with its
+    // Adam state and the epoch's running sums) continues on the CPU: the GPU's epochs match the
+    // run above, the step count runs on, and the model still learns.
+    let (out2, metrics2) = (root.join("resumed.safetensors"), root.join("resumed.jsonl"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stablenet"))
+        .args(["train", "--config", e, "--backend", "gpu", "--fallback", "--out", out2.to_str().unwrap()])
+        .args(["--metrics", metrics2.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let count = |p: &Path| std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0);
+    let t0 = Instant::now();
+    while count(&metrics2) < 4 && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130), "Ctrl-C inside level 2 exits with 130");
+    let ck = root.join("resumed.ckpt.safetensors");
+    ok(&stablenet(&["train", "--resume", ck.to_str().unwrap(), "--backend", "cpu"]));
+    let strip = |t: &str| -> Vec<serde_json::Value> {
+        let mut v: Vec<serde_json::Value> = t.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        v.iter_mut().for_each(|l| drop(l.as_object_mut().unwrap().remove("seconds")));
+        v
+    };
+    let (full, resumed) = (strip(&lines), strip(&std::fs::read_to_string(&metrics2).unwrap()));
+    assert_eq!(resumed.len(), 6, "every epoch logged once: {resumed:?}");
+    assert_eq!(resumed[..4], full[..4], "the GPU's epochs are the same in both runs");
+    assert_eq!(resumed[5]["steps"], full[5]["steps"], "the optimiser's step count ran on across backends");
+    let ev: serde_json::Value =
+        serde_json::from_str(&ok(&stablenet(&["eval", "--model", out2.to_str().unwrap(), "--json"]))).unwrap();
+    let acc2 = ev["accuracy"].as_f64().unwrap();
+    assert!(acc2 >= 0.9, "test accuracy {acc2} after resuming the GPU's run on the CPU");
     std::fs::remove_dir_all(&root).ok();
 }

@@ -64,6 +64,7 @@ fn interrupted(d: &Path, backend: &str, after: usize, signal: i32) -> (PathBuf, 
     while lines(&metrics) < after && t0.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(5));
     }
+    assert!(lines(&metrics) >= after, "{backend}: the run logged {after} epochs within 60 s");
     unsafe { libc::kill(child.id() as i32, signal) };
     let status = child.wait().unwrap();
     (out, metrics, status.code())
@@ -107,14 +108,13 @@ fn ctrl_c_in_the_first_epoch_into_a_new_folder_keeps_the_run() {
     #[rustfmt::skip]
     let long = ["train", "--backend", "cpu", "--data", "peaks", "--epochs", "1", "--width", "16", "--steps", "512"];
     let mut child = bin().args(long).arg("--out").arg(&out).stderr(Stdio::piped()).spawn().unwrap();
-    // Signalled once the level has begun (its line comes just before the Ctrl-C handler is
-    // installed), not after a fixed time: on a loaded machine that was too early.
+    // Signalled once the level has begun (the Ctrl-C handler is installed before the run's
+    // first line), not after a fixed time: on a loaded machine that was too early.
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut lines = stderr.lines().map_while(Result::ok);
     assert!(lines.any(|l| l.starts_with("level 1:")), "the run started its first level");
     // Keep reading: a closed pipe would end the run with SIGPIPE at its next message.
     let drain = std::thread::spawn(move || lines.count());
-    std::thread::sleep(Duration::from_millis(300));
     assert!(d.join("new/sub").is_dir(), "the folders are made before training");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130), "Ctrl-C in the first epoch exits cleanly with 130");
@@ -305,10 +305,18 @@ fn a_run_on_a_relative_data_file_resumes_from_elsewhere() {
         .unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && e.contains("on train-hamiltonian"), "{e}");
+    // The run is complete, so the resume trains nothing, but it reads the data file again to
+    // report the final accuracy: the same figure, read from elsewhere.
+    let accuracy = |o: &std::process::Output| {
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        out.split("final:").nth(1).and_then(|t| t.split('(').next()).map(str::to_string).expect(&out)
+    };
+    let first = accuracy(&o);
     let elsewhere = d.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let mut resume = bin();
     resume.current_dir(&elsewhere).args(["train", "--backend", "cpu", "--resume"]).arg(d.join("m.ckpt.safetensors"));
     let o = resume.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(accuracy(&o), first, "the resumed run found the data and the model");
 }

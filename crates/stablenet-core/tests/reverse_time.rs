@@ -48,9 +48,13 @@ fn reconstruction_drift_table() {
             let (d32, d64) = (drift::<f32>(integrator, n), drift::<f64>(integrator, n));
             println!("{integrator:<12} {n:<5} {d32:.2e}    {d64:.2e}");
             assert!(d64 < 1e-10, "{integrator} N={n}: f64 drift {d64}");
-            let bound = match integrator {
-                Integrator::Hamiltonian => 1e-5,
-                _ => 2e-6 * n as f64, // round-off amplified by 2 y_j - y_{j+1}, grows with N
+            // Leapfrog's round-off is amplified by 2 y_j - y_{j+1} and grows with N (measured
+            // 8.3e-7, 8.9e-6, 2.3e-4 at N = 16, 256, 4096): bounds about 4x above.
+            let bound = match (integrator, n) {
+                (Integrator::Hamiltonian, _) => 1e-5,
+                (_, 16) => 4e-6,
+                (_, 256) => 4e-5,
+                _ => 1e-3,
             };
             assert!(d32 < bound, "{integrator} N={n}: f32 drift {d32} > {bound}");
         }
@@ -63,8 +67,10 @@ fn rel_err(a: &Params<f32>, b: &Params<f64>) -> f64 {
     num / b32.max_abs() as f64
 }
 
-/// f32 gradients by reverse time vs f64 stored-state gradients; restarts (checkpoints) keep
-/// deep leapfrog accurate.
+/// f32 gradients by reverse time vs f64 stored-state gradients. Deep f32 leapfrog loses
+/// accuracy with any method: its adjoint recursion (a_j += 2 a_{j+1}) amplifies round-off as
+/// its forward pass does, so restarts from checkpoints bound the state drift but not the
+/// gradient error, which reverse time matches.
 #[test]
 fn reverse_time_gradients_match_stored() {
     println!("integrator   N     method            rel. error vs f64 stored");
@@ -80,12 +86,11 @@ fn reverse_time_gradients_match_stored() {
                 let g = loss_grad(&cfg, &p32, &x, &l, method).unwrap();
                 let err = rel_err(&g.grad, &exact.grad);
                 println!("{integrator:<12} {n:<5} {:<17} {err:.2e}", format!("{method:?}"));
-                // Deep f32 leapfrog amplifies round-off even with stored states (2 y_j - y_{j-1}
-                // in the forward pass); pure reverse time amplifies it a second time.
-                let bound = match (integrator, method) {
-                    (Integrator::Hamiltonian, _) => 1e-5,
-                    (_, GradMethod::Reverse) => 1e-5 * n as f64,
-                    _ => 1e-6 * n as f64,
+                // Leapfrog, every method: measured 8.2e-7, 3.2e-5, 1.8e-3 at N = 16, 256, 4096,
+                // growing as N^1.5; the bound 3e-8 N^1.5 is 2.3x to 4.4x above.
+                let bound = match integrator {
+                    Integrator::Hamiltonian => 1e-5,
+                    _ => 3e-8 * (n as f64).powf(1.5),
                 };
                 assert!(err < bound, "{integrator} N={n} {method:?}: {err}");
             }

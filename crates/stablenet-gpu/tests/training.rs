@@ -124,9 +124,11 @@ fn profiled_step_is_the_same_step() {
         };
         let (mut plain, mut profiled) = (net(), net());
         plain.train_step(0, 300, 0).unwrap();
+        // lavapipe (CI) writes timestamps; an adapter that writes none has no profile to test.
         let Some(phases) = profiled.profile_step(0, 300, 0).unwrap() else {
-            eprintln!("this adapter writes no timestamps: only the parameters are compared");
-            continue;
+            assert!(!profiled.gpu().timestamps, "timestamps were offered but no profile came back");
+            eprintln!("this adapter writes no timestamps: nothing to compare");
+            return;
         };
         assert_eq!(plain.params().unwrap().b, profiled.params().unwrap().b, "w = {width}");
         assert_eq!(plain.params().unwrap().k, profiled.params().unwrap().k, "w = {width}");

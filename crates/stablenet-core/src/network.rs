@@ -27,7 +27,10 @@ pub enum GradMethod {
 impl GradMethod {
     /// resnet/antisym: checkpoints every ceil(sqrt N) steps; hamiltonian: pure reverse time;
     /// leapfrog: reverse time with restarts every 256 steps, because its rebuild amplifies
-    /// round-off with depth (MODEL.md section 3 measures 6e-5 at N = 256 in f32).
+    /// round-off with depth (MODEL.md section 3 measures 6e-5 at N = 256 in f32). The restarts
+    /// bound the rebuilt states' drift; the f32 gradient error is the same with or without
+    /// them, and with stored states (its adjoint amplifies round-off as the forward pass
+    /// does; `tests/reverse_time.rs`), which is why the fast path uses pure reverse time.
     pub fn default_for(cfg: &ModelConfig) -> Self {
         match cfg.integrator {
             Integrator::Resnet | Integrator::Antisym => {

@@ -49,12 +49,16 @@ pub fn warnings<T: Real>(cfg: &ModelConfig, p: &Params<T>) -> Vec<String> {
                     })
                     .fold(0.0, f64::max);
                 if worst > 1.0 + 1e-12 {
+                    // The bound compounds over the N steps: say by how much, since a mild
+                    // excess (the defaults' small gamma) differs from a blow-up.
+                    let growth = worst.sqrt().powf(cfg.steps as f64);
                     out.push(format!(
                         "antisym: the forward Euler amplification bound is {:.4} > 1 per step \
-                         (h = {h:.4}, gamma = {}); features may grow with depth. Use more steps \
-                         or a larger gamma.",
+                         (h = {h:.4}, gamma = {}), at most {growth:.3e} over the {} steps; features \
+                         may grow with depth. Use more steps or a larger gamma.",
                         worst.sqrt(),
-                        cfg.gamma
+                        cfg.gamma,
+                        cfg.steps
                     ));
                 }
             }

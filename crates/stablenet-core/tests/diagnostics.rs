@@ -141,14 +141,21 @@ fn inspect_conditions_of_the_other_integrators() {
     assert_eq!(inspect(&c, &fixed_k(&c, &rot), None).unwrap().stable_steps, 0);
     c.gamma = 0.5; // (1 - 0.0625)² + 0.0025 < 1
     assert_eq!(inspect(&c, &fixed_k(&c, &rot), None).unwrap().stable_steps, 4);
-    // leapfrog: h² λ_max(KᵀK) = 0.0625 * 36 = 2.25 <= 4 but h s_max = 1.5 < 2: stable; K = 9I
-    // gives h s_max = 2.25.
+    // leapfrog: h² λ_max(KᵀK) = 0.0625 * 36 = 2.25 <= 4: stable; K = 9I gives 5.06 > 4.
     let c = cfg(Integrator::Leapfrog, w, 4, 1.0);
     let r = inspect(&c, &fixed_k(&c, &eye(6.0)), None).unwrap();
     assert_eq!(r.stable_steps, 4, "{}", r.summary);
     assert!((r.per_step[0].criterion - 2.25).abs() < 1e-12);
     assert!((r.per_step[0].max_re + 36.0).abs() < 1e-9, "J = -KᵀK = -36 I");
     assert_eq!(inspect(&c, &fixed_k(&c, &eye(9.0)), None).unwrap().stable_steps, 0);
+    // Saturated units decide, not s_max: with b = 3, σ' = 1 - tanh²(3) ≈ 0.0099, so K = 9I has
+    // h s_max = 2.25 but h² λ_max(Kᵀ D K) ≈ 0.050, which leapfrog integrates stably.
+    let mut p = fixed_k(&c, &eye(9.0));
+    p.b.iter_mut().for_each(|v| *v = 3.0);
+    let r = inspect(&c, &p, None).unwrap();
+    let want = 0.0625 * 81.0 * (1.0 - 3.0f64.tanh().powi(2));
+    assert!((r.per_step[0].criterion - want).abs() < 1e-12, "{} vs {want}", r.per_step[0].criterion);
+    assert!(r.per_step[0].h_s_max > 2.0 && r.stable_steps == 4, "{}", r.summary);
 }
 
 /// y_0 = 0: K_in = 0, b_in = 0.

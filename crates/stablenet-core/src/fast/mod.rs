@@ -11,7 +11,9 @@
 //!   w < 16, as a product with transposed operands for w >= 16.
 //! - hamiltonian and leapfrog keep no states: the adjoint rebuilds them in reverse time, as
 //!   the reference does with `GradMethod::Reverse` (memory independent of N; leapfrog's f32
-//!   drift grows with depth, MODEL.md section 3). resnet/antisym store the tile's N + 1 states.
+//!   drift grows with depth, MODEL.md section 3; restarts from checkpoints would bound the
+//!   drift but not the gradient error, see [`crate::network::GradMethod::default_for`]).
+//!   resnet/antisym store the tile's N + 1 states.
 //! - tanh is a clamped [13/6] rational approximation (max |error| 2.7e-7 to 3.6e-7 measured,
 //!   see `simd::tanh`) and sigma' is taken from its value (1 - t^2).
 //! - Threads: tiles are handed out in order to the workers (`std::thread::scope`), and each

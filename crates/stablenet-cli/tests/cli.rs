@@ -1,5 +1,6 @@
 //! The `stablenet` binary end to end: gradients against PyTorch autograd (fixtures made by
 //! `benches/pytorch/make_fixtures.py`), clear errors on bad input, and a short training run.
+use stablenet_core::compare;
 use stablenet_core::io::{load_model, load_tensors};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -35,10 +36,11 @@ fn worst_error(ours: &Path, torch: &Path) -> f64 {
     for tb in &b {
         let ta = a.iter().find(|t| t.name == tb.name).unwrap_or_else(|| panic!("missing {}", tb.name));
         assert_eq!(ta.shape, tb.shape, "{}", tb.name);
-        let scale = tb.data.iter().fold(0f64, |m, v| m.max(v.abs() as f64)).max(1e-12);
-        let diff = ta.data.iter().zip(&tb.data).fold(0f64, |m, (x, y)| m.max((x - y).abs() as f64));
+        // NaN-aware: a non-finite entry or a length mismatch is an infinite error.
+        let (_, rel) = compare::errors(&ta.data, &tb.data);
+        let scale = compare::max_abs(&tb.data);
         assert!(scale > 1e-8 || tb.name == "steps.weight", "fixture gradient {} is trivially zero", tb.name);
-        worst = worst.max(diff / scale);
+        worst = worst.max(rel);
     }
     worst
 }

@@ -6,6 +6,7 @@
 //! [`Real`] (f32 and f64) and free of GPU dependencies; the GPU backend is checked against it.
 pub mod activation;
 pub mod backend;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod diagnostics;

@@ -2,6 +2,7 @@
 //! the same initial parameters, batch order and optimiser give the same parameters after an
 //! epoch of 10 steps (f32 on both sides), evaluation agrees, an interrupted epoch resumes to
 //! the same bits, and the optimiser state crosses backends.
+use stablenet_core::compare;
 use stablenet_core::data::Dataset;
 use stablenet_core::image::{ImageConfig, ImageParams, ImageTrainer, Shape};
 use stablenet_core::optim::OptimizerKind;
@@ -15,6 +16,19 @@ use stablenet_gpu::{DeviceRequest, Gpu, GpuImageTrainer};
 fn tol(kind: OptimizerKind) -> f64 {
     if kind.name() == "adam" { 1e-4 } else { 1e-5 }
 }
+
+/// Bound on every entry's difference, in units of lr (the second number of [`agreement`]).
+/// Measured on lavapipe: Adam 3.5e-2 lr after 10 steps (hamiltonian relu: an entry whose
+/// gradient is at round-off level), 2.2e-2 lr after a state crossed backends; SGD 9e-7 lr
+/// after 10 steps, 2.4e-6 lr after a crossing. About 7x and 4x the worst. Two Adam runs,
+/// whatever their gradients, differ by at most 10 lr an entry in 10 steps: 20 lr checked nothing.
+fn worst_tol(kind: OptimizerKind) -> f64 {
+    if kind.name() == "adam" { 0.25 } else { 1e-5 }
+}
+
+/// Relative difference of each optimiser-state tensor (momenta, Adam's m and v) after 10
+/// steps: measured at most 1.1e-5 on lavapipe (Adam's m of a bias), about 9x that.
+const STATE_TOL: f64 = 1e-4;
 
 /// (relative difference of the parameters, worst absolute difference over lr). Adam divides by
 /// sqrt(v): an entry whose gradients are at round-off level (sqrt(v) below 1e-4 of the
@@ -30,11 +44,12 @@ fn agreement(gpu: &[f32], cpu: &ImageTrainer) -> (f64, f64) {
             None => v.extend(std::iter::repeat_n(1.0, s.len)),
         }
     }
-    let vmax = v.iter().copied().fold(0.0f32, f32::max);
-    let keep = |i: usize| f64::from(v[i]) > 1e-8 * f64::from(vmax);
+    let vmax = compare::max_abs(&v);
+    let keep = |i: usize| f64::from(v[i]) > 1e-8 * vmax;
     let (a, b): (Vec<f32>, Vec<f32>) =
         (0..gpu.len()).filter(|&i| keep(i)).map(|i| (gpu[i], cpu.params.data[i])).unzip();
-    let worst = gpu.iter().zip(&cpu.params.data).map(|(x, y)| f64::from((x - y).abs())).fold(0.0, f64::max);
+    // NaN-aware: a non-finite entry or a length mismatch is infinitely far.
+    let worst = compare::max_abs_diff(gpu, &cpu.params.data);
     (rel(&a, &b), worst / cpu.lr())
 }
 
@@ -73,10 +88,9 @@ fn gpu() -> Gpu {
     Gpu::new(&DeviceRequest::default().with_env()).expect("a GPU adapter (lavapipe in CI)")
 }
 
+/// max |a - b| / max |b|, NaN-aware (a non-finite entry or a length mismatch is infinite).
 fn rel(a: &[f32], b: &[f32]) -> f64 {
-    let diff = a.iter().zip(b).map(|(x, y)| f64::from((x - y).abs())).fold(0.0, f64::max);
-    let scale = b.iter().map(|v| f64::from(v.abs())).fold(1e-12, f64::max);
-    diff / scale
+    compare::rel_error(a, b)
 }
 
 #[test]
@@ -103,7 +117,7 @@ fn gpu_image_training_matches_the_cpu_trainer() {
         let pg = dev.params().unwrap();
         let (err, worst) = agreement(&pg.data, &cpu);
         println!(
-            "{integrator} {act} {}: 10 steps, params rel. diff {err:.2e} (worst entry {worst:.2} lr); train loss {:.6} / {:.6}, val loss {:.6} / {:.6}",
+            "{integrator} {act} {}: 10 steps, params rel. diff {err:.2e} (worst entry {worst:.3e} lr); train loss {:.6} / {:.6}, val loss {:.6} / {:.6}",
             kind.name(),
             rg.train_loss,
             rc.train_loss,
@@ -111,7 +125,7 @@ fn gpu_image_training_matches_the_cpu_trainer() {
             rc.val_loss.unwrap()
         );
         assert!(err < tol(kind), "{integrator} {act} {kind}: parameters differ by {err:.2e} (relative)");
-        assert!(worst <= 2.0 * 10.0, "{integrator} {act} {kind}: an entry moved {worst} lr apart");
+        assert!(worst <= worst_tol(kind), "{integrator} {act} {kind}: an entry moved {worst:.2e} lr apart");
         assert!((rg.train_loss - rc.train_loss).abs() < 1e-4 * rc.train_loss.abs().max(1.0));
         assert_eq!(rg.train_acc, rc.train_acc);
         // Evaluation of the same parameters: loss to f32 round-off, the same predictions.
@@ -126,7 +140,7 @@ fn gpu_image_training_matches_the_cpu_trainer() {
         for (a, b) in sg.iter().zip(&sc) {
             assert_eq!((&a.name, &a.shape), (&b.name, &b.shape));
             let e = rel(&a.data, &b.data);
-            assert!(e < 1e-2, "{}: {e:.2e}", a.name);
+            assert!(e < STATE_TOL, "{integrator} {act} {kind}: {}: {e:.2e}", a.name);
         }
     }
 }
@@ -188,8 +202,12 @@ fn optimizer_state_crosses_backends() {
         dev.run_epoch(&train, None, |_, _, _| true).unwrap();
         cpu.run_epoch(&train, None, |_, _, _| true).unwrap();
         let (err, worst) = agreement(&dev.params().unwrap().data, &cpu);
-        println!("{}: CPU state -> GPU, one more epoch: params rel. diff {err:.2e} (worst {worst:.2} lr)", kind.name());
+        println!(
+            "{}: CPU state -> GPU, one more epoch: params rel. diff {err:.2e} (worst {worst:.2e} lr)",
+            kind.name()
+        );
         assert!(err < tol(kind), "{err:.2e}");
+        assert!(worst <= worst_tol(kind), "an entry moved {worst:.2e} lr apart");
         assert_eq!(dev.steps_taken(), cpu.steps_taken());
 
         // GPU -> CPU.
@@ -200,8 +218,12 @@ fn optimizer_state_crosses_backends() {
         cpu2.run_epoch(&train, None, |_, _, _| true).unwrap();
         dev.run_epoch(&train, None, |_, _, _| true).unwrap();
         let (err, worst) = agreement(&dev.params().unwrap().data, &cpu2);
-        println!("{}: GPU state -> CPU, one more epoch: params rel. diff {err:.2e} (worst {worst:.2} lr)", kind.name());
+        println!(
+            "{}: GPU state -> CPU, one more epoch: params rel. diff {err:.2e} (worst {worst:.2e} lr)",
+            kind.name()
+        );
         assert!(err < tol(kind), "{err:.2e}");
+        assert!(worst <= worst_tol(kind), "an entry moved {worst:.2e} lr apart");
 
         // A state of the other optimiser is refused and changes nothing.
         let other = if kind.name() == "adam" { OptimizerKind::sgd(0.1, 0.0) } else { OptimizerKind::adam(0.1) };

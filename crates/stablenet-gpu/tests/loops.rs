@@ -1,6 +1,7 @@
 //! lavapipe (the CI adapter) silently stops an invocation's loops after 65535 iterations, all
 //! its loops and their exit tests counted together: what the engine refuses there, on the
 //! adapter that is there.
+use stablenet_core::compare::rel_error;
 use stablenet_core::data::Dataset;
 use stablenet_core::network::GradMethod;
 use stablenet_core::{Activation, Integrator, ModelConfig, Params, loss_grad};
@@ -40,10 +41,8 @@ fn wide_openings_and_classifiers_are_refused_or_right() {
         net.set_data(&Dataset { x: x.clone(), labels: labels.clone(), d, classes: c }).unwrap();
         let (loss, g) = net.loss_grad(0, n).unwrap();
         let cpu = loss_grad(&cfg, &p.cast::<f64>(), &x, &labels, GradMethod::Stored).unwrap();
-        let rel = |a: &[f32], b: &[f64]| {
-            let diff = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - y).abs()).fold(0.0, f64::max);
-            diff / b.iter().map(|v| v.abs()).fold(1e-12, f64::max)
-        };
+        // NaN-aware: a non-finite entry or a length mismatch is an infinite error.
+        let rel = rel_error::<f32, f64>;
         assert!((f64::from(loss) - cpu.loss).abs() < 1e-4 * cpu.loss.abs().max(1.0), "d {d}, C {c}: loss");
         assert!(rel(&g.k_in, &cpu.grad.k_in) < 1e-4, "d {d}, C {c}: dK_in");
         assert!(rel(&g.k, &cpu.grad.k) < 1e-4, "d {d}, C {c}: dK");

@@ -42,8 +42,8 @@ fn random_batch(cfg: &ModelConfig, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) 
 fn compare(fast: &LossGrad<f32>, want: &LossGrad<f64>) -> (f64, &'static str, f64) {
     let mut worst = (0.0, "");
     for ((name, a), (_, b)) in fast.grad.groups().into_iter().zip(want.grad.groups()) {
-        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-        let err = a.iter().zip(b).map(|(x, y)| (*x as f64 - y).abs()).fold(0.0, f64::max) / scale;
+        // NaN-aware: a non-finite entry or a length mismatch is an infinite error.
+        let (_, err) = crate::compare::errors_floored(a, b, 1e-30);
         if err > worst.0 {
             worst = (err, name);
         }

@@ -1,5 +1,6 @@
 //! Shared helpers for the core's integration tests.
 #![allow(dead_code)]
+use stablenet_core::compare;
 use stablenet_core::{Activation, Integrator, ModelConfig, Params, Real, Rng};
 
 pub fn config(integrator: Integrator, d: usize, w: usize, n: usize, c: usize) -> ModelConfig {
@@ -38,10 +39,12 @@ pub fn random_batch(cfg: &ModelConfig, n: usize, seed: u64) -> (Vec<f32>, Vec<u3
     (x, labels)
 }
 
+/// NaN-aware (stablenet_core::compare): a non-finite entry or a length mismatch is infinite.
 pub fn max_abs_diff<T: Real>(a: &[T], b: &[T]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x.f64() - y.f64()).abs()).fold(0.0, f64::max)
+    compare::max_abs_diff(a, b)
 }
 
+/// NaN-aware: a non-finite entry makes it infinite.
 pub fn max_abs<T: Real>(a: &[T]) -> f64 {
-    a.iter().map(|x| x.f64().abs()).fold(0.0, f64::max)
+    compare::max_abs(a)
 }

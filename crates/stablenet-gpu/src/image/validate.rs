@@ -6,6 +6,7 @@ use super::{GpuImageNet, ImageStage, StageSpec};
 use crate::device::{DeviceRequest, Gpu};
 use crate::validate::Row;
 use anyhow::Result;
+use stablenet_core::compare::{errors, worst_of_groups};
 use stablenet_core::image::stage::{Scratch, Stage};
 use stablenet_core::image::{ImageConfig, ImageNet, ImageParams, Shape};
 use stablenet_core::{Activation, Integrator, Rng};
@@ -50,13 +51,6 @@ pub fn cases(quick: bool) -> Vec<ImageCase> {
         }
     }
     out
-}
-
-fn errors(gpu: &[f32], cpu: &[f64]) -> (f64, f64) {
-    assert_eq!(gpu.len(), cpu.len(), "compared tensors differ in length");
-    let abs = gpu.iter().zip(cpu).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
-    let scale = cpu.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-12);
-    (abs, abs / scale)
 }
 
 /// f32 round-off of a forward quantity grows with depth (as the dense checks); leapfrog's
@@ -258,11 +252,11 @@ pub fn check_net_case(gpu: &Gpu, cfg: &ImageConfig, n: usize, grid: Option<u32>)
     let hits = (g.correct as f64 - cpu.correct as f64).abs();
     row("classify, head_reduce", "correct predictions", (hits, hits), 0.0);
     // The gradients walk the network twice: three times the forward tolerance, as the stages.
+    // Weight and bias each scaled by itself (a wrong bias is not hidden behind the weights).
     let mut pair = |kernels, pre: &str| {
         let (a, b) = (format!("{pre}.weight"), format!("{pre}.bias"));
-        let gpu: Vec<f32> = g.grad.get(&a).iter().chain(g.grad.get(&b)).copied().collect();
-        let cpu: Vec<f64> = cpu.grad.get(&a).iter().chain(cpu.grad.get(&b)).copied().collect();
-        row(kernels, pre, errors(&gpu, &cpu), 3.0 * tol);
+        let each = [(g.grad.get(&a), cpu.grad.get(&a)), (g.grad.get(&b), cpu.grad.get(&b))];
+        row(kernels, pre, worst_of_groups(each), 3.0 * tol);
     };
     pair("head_reduce: dW, dmu", "classifier");
     for s in (0..cfg.stages()).rev() {
@@ -334,18 +328,22 @@ pub fn check_training(gpu: &Gpu, quick: bool) -> Result<Vec<Row>> {
         let rg = dev.run_epoch(&data, None, |_, _, _| true)?;
         let case =
             format!("train {integrator} {activation} {} 10 steps of {bs}, 1x12x10 channels [3, 5] N=3", kind.name());
-        let as64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
-        let (abs, rel) = errors(&dev.params()?.data, &as64(&cpu.params.data));
+        // Tensor by tensor, each scaled by itself (a bias is not hidden behind the weights).
+        let pg = dev.params()?;
+        let (abs, rel) = worst_of_groups(cpu.params.slots.iter().map(|s| (pg.get(&s.name), cpu.params.get(&s.name))));
         // Adam normalises every entry's step: f32 differences in a gradient at round-off level
         // (or a relu kink crossed on one side) move that entry by up to ~lr / 100 in 10 steps.
         let tol = if kind.name() == "adam" { 2e-4 } else { 1e-5 };
         rows.push(Row { kernels: "image trainer: params", case: case.clone(), max_abs: abs, max_rel: rel, tol });
+        // Tensor by tensor too; one the GPU lacks is an infinite error.
         let (sg, sc) = (dev.optimizer_state()?, cpu.optimizer_state());
-        let (gm, cm): (Vec<f32>, Vec<f32>) = (
-            sg.iter().filter(|t| t.name != "optim.t").flat_map(|t| t.data.clone()).collect(),
-            sc.iter().filter(|t| t.name != "optim.t").flat_map(|t| t.data.clone()).collect(),
+        let none: &[f32] = &[];
+        let (abs, rel) = worst_of_groups(
+            sc.iter()
+                .filter(|t| t.name != "optim.t")
+                .map(|c| (sg.iter().find(|t| t.name == c.name).map_or(none, |t| &t.data[..]), &c.data[..])),
         );
-        let (abs, rel) = errors(&gm, &as64(&cm));
+        let (abs, rel) = if sg.len() == sc.len() { (abs, rel) } else { (f64::INFINITY, f64::INFINITY) };
         rows.push(Row {
             kernels: "image trainer: optimizer",
             case: case.clone(),
@@ -353,14 +351,8 @@ pub fn check_training(gpu: &Gpu, quick: bool) -> Result<Vec<Row>> {
             max_rel: rel,
             tol: 1e-3,
         });
-        let abs = (rg.train_loss - rc.train_loss).abs();
-        rows.push(Row {
-            kernels: "image trainer: loss",
-            case,
-            max_abs: abs,
-            max_rel: abs / rc.train_loss.abs(),
-            tol: 1e-5,
-        });
+        let (abs, rel) = errors(&[rg.train_loss], &[rc.train_loss]);
+        rows.push(Row { kernels: "image trainer: loss", case, max_abs: abs, max_rel: rel, tol: 1e-5 });
     }
     Ok(rows)
 }

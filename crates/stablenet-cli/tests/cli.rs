@@ -91,16 +91,28 @@ fn grad_reports_bad_input_clearly() {
         run(bin().args(["grad", "--model", "no/such/model.safetensors", "--data"]).arg(&data).arg("--out").arg(&out));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no/such/model.safetensors"), "{}", stderr(&o));
-    // A data file whose x has the wrong width for the model.
-    let wrong = fixtures().join("antisym_odd.data.safetensors");
+    // A data file whose x has the wrong width for the model (its labels are fine).
+    let d = load_model(&model).unwrap().config.d;
+    let wrong = tmp("wide.data.safetensors");
+    let x: Vec<u8> = (0..3 * (d + 1)).flat_map(|i| (i as f32 * 0.1).to_le_bytes()).collect();
+    let views = [
+        ("x", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, d + 1], &x).unwrap()),
+        ("labels", safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![3], &[0, 1, 0]).unwrap()),
+    ];
+    safetensors::serialize_to_file(views, None, &wrong).unwrap();
     let o = run(bin().args(["grad", "--model"]).arg(&model).arg("--data").arg(&wrong).arg("--out").arg(&out));
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("d =") || e.contains("label"), "{e}");
+    assert!(e.contains(&format!("d = {d}")) && e.contains(&(d + 1).to_string()), "{e}");
+    // A label outside the model's classes.
+    let odd = fixtures().join("antisym_odd.data.safetensors");
+    let o = run(bin().args(["grad", "--model"]).arg(&model).arg("--data").arg(&odd).arg("--out").arg(&out));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("label 3 of sample 2 is outside 0..3"), "{}", stderr(&o));
     // The model file used as data: no `x` tensor.
     let o = run(bin().args(["grad", "--model"]).arg(&model).arg("--data").arg(&model).arg("--out").arg(&out));
     assert!(!o.status.success());
-    assert!(stderr(&o).contains('x'), "{}", stderr(&o));
+    assert!(stderr(&o).contains("tensor x is missing"), "{}", stderr(&o));
     // A truncated model file.
     let bytes = std::fs::read(&model).unwrap();
     let cut = tmp("cut.safetensors");

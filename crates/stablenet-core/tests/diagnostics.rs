@@ -29,7 +29,9 @@ fn leapfrog_jacobian_is_symmetric_negative_semidefinite() {
             }
             // The general (unsymmetric) solver must find real eigenvalues <= 0.
             let scale = spectral_norm(&j, w, w).unwrap().max(1.0);
-            for e in eigenvalues(&j, w).unwrap() {
+            let eigs = eigenvalues(&j, w).unwrap();
+            assert_eq!(eigs.len(), w);
+            for e in eigs {
                 assert!(e.im.abs() < 1e-10 * scale, "real: {e:?}");
                 assert!(e.re < 1e-10 * scale, "<= 0: {e:?}");
             }

@@ -134,6 +134,10 @@ fn gpu_image_training_matches_the_cpu_trainer() {
         assert!((eg.loss - ec.loss).abs() < 1e-5 * ec.loss.max(1.0), "{} vs {}", eg.loss, ec.loss);
         assert_eq!(eg.predictions, ec.predictions);
         assert_eq!(eg.accuracy, ec.accuracy);
+        // Read back in parts (of a batch: 5, 5, 2 images), as a set beyond the device's largest
+        // buffer is: the same figures, bit for bit.
+        let ep = again.evaluate_in_parts(&val, 5).unwrap();
+        assert_eq!((ep.loss, ep.accuracy, &ep.predictions), (eg.loss, eg.accuracy, &eg.predictions));
         // The optimiser state agrees too.
         let (sg, sc) = (dev.optimizer_state().unwrap(), cpu.optimizer_state());
         assert_eq!(sg.len(), sc.len());
@@ -155,13 +159,17 @@ fn gpu_image_training_resumes_and_steps() {
     let kind = OptimizerKind::adam(0.01).unwrap();
     let p0 = ImageParams::<f32>::init(&cfg, 3);
     let mut whole = GpuImageTrainer::new(&gpu, &cfg, p0.clone(), kind, 8, 2).unwrap();
-    whole.run_epoch(&train, None, |_, _, _| true).unwrap();
+    let rw = whole.run_epoch(&train, None, |_, _, _| true).unwrap();
     let mut parts = GpuImageTrainer::new(&gpu, &cfg, p0.clone(), kind, 8, 2).unwrap();
     let r = parts.run_epoch(&train, None, |b, _, _| b < 3).unwrap();
     assert!(!r.complete);
     assert_eq!(parts.position(), (0, 3));
+    assert_eq!(parts.tally().seen, 24, "the stopped epoch's sums are kept");
     let r = parts.run_epoch(&train, None, |_, _, _| true).unwrap();
     assert!(r.complete && r.steps == 5);
+    // The resumed epoch reports all 5 batches, to the bit, as the epoch run through.
+    assert_eq!((r.train_loss, r.train_acc), (rw.train_loss, rw.train_acc));
+    assert_eq!(parts.tally(), Default::default(), "a complete epoch leaves no sums behind");
     assert_eq!(whole.params().unwrap().data, parts.params().unwrap().data, "resumed epoch differs");
 
     let mut stepped = GpuImageTrainer::new(&gpu, &cfg, p0, kind, 8, 2).unwrap();

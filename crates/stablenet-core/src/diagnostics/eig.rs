@@ -88,8 +88,10 @@ mod tests {
     fn triangular_and_defective_matrices() {
         // The paper's K+ = [[2, -2], [0, 2]]: a double eigenvalue 2 (one Jordan block).
         let e = eigenvalues(&[2.0, -2.0, 0.0, 2.0], 2).unwrap();
+        assert_eq!(e.len(), 2);
         assert!(e.iter().all(|v| (v.re - 2.0).abs() < 1e-7 && v.im.abs() < 1e-7), "{e:?}");
         let e = eigenvalues(&[0.0; 9], 3).unwrap();
+        assert_eq!(e.len(), 3);
         assert!(e.iter().all(|v| v.re == 0.0 && v.im == 0.0));
         assert!(eigenvalues(&[f64::NAN], 1).is_err());
     }

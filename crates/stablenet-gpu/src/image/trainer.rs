@@ -401,35 +401,53 @@ impl GpuImageTrainer {
     }
 
     /// Loss, accuracy and predictions over `data` in batches of the batch size (forward only);
-    /// one readback at the end.
+    /// one readback per part of the set as large as the device's buffers allow (all of MNIST's
+    /// 10,000 test images at once on any device).
     pub fn evaluate(&mut self, data: &Dataset) -> Result<ImageEval> {
+        let bs = self.batch_size;
+        let part = ((self.device.limits().max_buffer_size / 8) as usize / bs).max(1) * bs;
+        self.evaluate_in_parts(data, part)
+    }
+
+    /// [`Self::evaluate`] reading back after every `part` images (rounded up to whole batches);
+    /// public for the test of the parts' seams.
+    #[doc(hidden)]
+    pub fn evaluate_in_parts(&mut self, data: &Dataset, part: usize) -> Result<ImageEval> {
         self.check_data(data)?;
         let n = data.len();
         if n == 0 {
             return Err(Error::Data("cannot evaluate on an empty data set".into()));
         }
+        // One loss and one prediction per image.
+        let bs = self.batch_size;
+        let part = part.div_ceil(bs).max(1) * bs;
         let out = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("image eval"),
-            size: 8 * n as u64,
+            size: 8 * part.min(n) as u64,
             usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let (losses, _, preds) = self.net.head_offsets();
         let d = data.d;
-        for s in (0..n).step_by(self.batch_size) {
-            let e = (s + self.batch_size).min(n);
-            let m = self.net.write_batch(&data.x[s * d..e * d], &data.labels[s..e]).map_err(gpu_err)?;
-            self.net.prepare(m);
-            let mut enc = self.device.create_command_encoder(&Default::default());
-            self.net.record(&mut enc, m, false);
-            let (.., head) = self.net.buffers();
-            let bytes = 4 * m as u64;
-            enc.copy_buffer_to_buffer(head, 4 * losses, &out, 4 * s as u64, bytes);
-            enc.copy_buffer_to_buffer(head, 4 * preds, &out, 4 * (n + s) as u64, bytes);
-            self.queue.submit([enc.finish()]);
+        let (mut loss, mut pred) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for p0 in (0..n).step_by(part) {
+            let len = part.min(n - p0);
+            for s in (p0..p0 + len).step_by(bs) {
+                let e = (s + bs).min(p0 + len);
+                let m = self.net.write_batch(&data.x[s * d..e * d], &data.labels[s..e]).map_err(gpu_err)?;
+                self.net.prepare(m);
+                let mut enc = self.device.create_command_encoder(&Default::default());
+                self.net.record(&mut enc, m, false);
+                let (.., head) = self.net.buffers();
+                let (bytes, at) = (4 * m as u64, (s - p0) as u64);
+                enc.copy_buffer_to_buffer(head, 4 * losses, &out, 4 * at, bytes);
+                enc.copy_buffer_to_buffer(head, 4 * preds, &out, 4 * (len as u64 + at), bytes);
+                self.queue.submit([enc.finish()]);
+            }
+            let all = self.read(&out, 0, 2 * len)?;
+            loss.extend_from_slice(&all[..len]);
+            pred.extend_from_slice(&all[len..]);
         }
-        let all = self.read(&out, 0, 2 * n)?;
-        let (loss, pred) = all.split_at(n);
         let predictions: Vec<u32> = pred.iter().map(|&p| p as u32).collect();
         let correct = predictions.iter().zip(&data.labels).filter(|(p, l)| p == l).count();
         let loss: f64 = loss.iter().map(|&l| f64::from(l)).sum();

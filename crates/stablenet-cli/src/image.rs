@@ -2,7 +2,7 @@
 //! level by level (depth prolongation of every stage, MODEL.md section 6), with the progress,
 //! metrics, atomic checkpoints, `--resume` and Ctrl-C handling of the dense runs.
 use crate::Chosen;
-use crate::train::{Level, Metrics, Outcome, Resume, RunFiles, Saved, checkpoint_meta, run_level};
+use crate::train::{Level, Metrics, Outcome, Resume, RunFiles, Saved, checkpoint_meta, diverged_if, run_level};
 use anyhow::{Context, Result, bail};
 use stablenet_core::data::{Dataset, ImageSet, ImageSplit, load_image_set};
 use stablenet_core::experiment::{DataSource, Experiment, Plan};
@@ -261,6 +261,8 @@ pub fn execute(
     let mut t = Trainer::new(gpu.as_deref(), &cfg, params.clone(), plan.optimizer, plan.batch_size, plan.seed)?;
     let test_eval = t.evaluate(&test)?;
     let train_eval = t.evaluate(&train)?;
+    diverged_if(train_eval.loss, "the final model's training loss")?;
+    diverged_if(test_eval.loss, "the final model's test loss")?;
     let seconds = start.elapsed().as_secs_f64();
     println!(
         "{} final: train acc {:.2}%  test acc {:.2}%  ({seconds:.1}s)",

@@ -383,6 +383,11 @@ pub(crate) fn run_level(
             std::process::exit(130);
         }
         let global = level * plan.epochs + e;
+        // Parameters that overflow on the validation set diverged, though the training loss was
+        // finite: stop before the checkpoint, which keeps the last good epoch.
+        if let Some(l) = r.val_loss {
+            diverged_if(l, &format!("the {val_word} loss after epoch {global}"))?;
+        }
         let val = match (r.val_loss, r.val_acc) {
             (Some(l), Some(a)) => format!("  {val_word} loss {l:.4}  {val_word} acc {:6.2}%", 100.0 * a),
             _ => String::new(),
@@ -402,6 +407,19 @@ pub(crate) fn run_level(
             eprintln!("interrupted after epoch {global}; continue with --resume {}", ckpt.display());
             std::process::exit(130);
         }
+    }
+    Ok(())
+}
+
+/// An error unless `loss` (named by `what`) is finite: a model that gives an infinite or NaN
+/// loss has diverged, and is not written as a checkpoint or as the run's model.
+pub(crate) fn diverged_if(loss: f64, what: &str) -> Result<()> {
+    if !loss.is_finite() {
+        bail!(
+            "{what} is {loss}: the training diverged, and the model is not written (the last \
+             checkpoint is kept). Lower the learning rate, or use more steps (smaller h) or a stable \
+             integrator."
+        );
     }
     Ok(())
 }
@@ -627,6 +645,7 @@ pub fn execute(
     }
     let cfg = plan.model(plan.levels.len() - 1, d, classes);
     let train_eval = stablenet_core::evaluate(&cfg, &params, &split.train.x, &split.train.labels)?;
+    diverged_if(train_eval.loss, "the final model's training loss")?;
     // Evaluated here, not taken from the last epoch, so a resumed run with nothing left to do
     // still reports it.
     let val_acc = match val {

@@ -142,24 +142,25 @@ impl Backend for GpuTrainer {
         let done = self.next_batch;
         let losses = self.net.losses(done).map_err(gpu_err)?;
         let hits = self.net.hits(done).map_err(gpu_err)?;
-        if complete {
-            self.epoch += 1;
-            self.next_batch = 0;
-        }
-        let mut tally = self.tally;
+        // Before the epoch counts as done: a diverged epoch leaves the position at the batch
+        // that diverged, as on the CPU (the device ran on past it: its parameters are lost).
         for (b, (l, h)) in losses.iter().zip(&hits).enumerate().skip(first) {
             if !l.is_finite() {
+                self.next_batch = b;
                 return Err(Error::Data(format!(
                     "the loss became {l} at epoch {}, batch {}: the training diverged. Lower the \
                      learning rate, or use more steps (smaller h) or a stable integrator.",
-                    self.epoch + usize::from(!complete),
+                    self.epoch + 1,
                     b + 1
                 )));
             }
             // Hit counts are whole numbers in f32, exact below 2^24 per batch.
-            tally.add(f64::from(*l), *h as usize, bs.min(n - b * bs));
+            self.tally.add(f64::from(*l), *h as usize, bs.min(n - b * bs));
         }
-        self.tally = tally;
+        if complete {
+            self.epoch += 1;
+            self.next_batch = 0;
+        }
         let sums = self.tally.finish(complete, start.elapsed().as_secs_f64());
         let val = match val.filter(|_| complete) {
             Some(v) => {

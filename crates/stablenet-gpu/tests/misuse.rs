@@ -93,6 +93,8 @@ fn diverging_dense_training_is_an_error_on_both_backends() {
         assert!(err.contains("the training diverged"), "GPU run_epoch, {what}: {err}");
         let gpu_batch = batch_named(&err);
         assert!((1..=batches.len()).contains(&gpu_batch), "GPU run_epoch, {what}: {err}");
+        // As on the CPU, the epoch is not counted done: the position is the failed batch.
+        assert_eq!(Backend::position(&dev), (0, gpu_batch - 1), "GPU run_epoch, {what}");
 
         // Backend::step reads each loss back: it fails at the batch run_epoch named.
         let mut dev = GpuTrainer::new(gpu(), cfg.clone(), &p0, tc.clone(), data.len()).unwrap();
@@ -159,6 +161,7 @@ fn diverging_image_training_is_an_error_on_both_backends() {
         let err = dev.run_epoch(&data, None, |_, _, _| true).unwrap_err().to_string();
         assert!(err.contains("the training diverged"), "GPU image run_epoch, {what}: {err}");
         let gpu_batch = batch_named(&err);
+        assert_eq!(dev.position().0, 0, "GPU image run_epoch, {what}: a diverged epoch is not done");
 
         let mut dev = GpuImageTrainer::new(&gpu, &cfg, p0.clone(), kind, 4, 1).unwrap();
         let (ok_gpu, err) = step_until_error(&batches, |x, l| dev.step(x, l).map(|_| ()))
@@ -169,11 +172,10 @@ fn diverging_image_training_is_an_error_on_both_backends() {
     }
 }
 
-/// (largest difference over the largest magnitude) of two tensors.
+/// (largest difference over the largest magnitude) of two tensors; NaN-aware (a non-finite
+/// entry or a length mismatch is infinitely far).
 fn rel(a: &[f32], b: &[f32]) -> f64 {
-    let diff = a.iter().zip(b).map(|(x, y)| f64::from((x - y).abs())).fold(0.0, f64::max);
-    let scale = b.iter().map(|v| f64::from(v.abs())).fold(1e-30, f64::max);
-    diff / scale
+    stablenet_core::compare::rel_error(a, b)
 }
 
 /// The tensors by name (the backends list them in different orders).
@@ -194,7 +196,10 @@ fn assert_same_bits(a: &[Tensor], b: &[Tensor], what: &str) {
 }
 
 fn params_rel(a: &Params<f32>, b: &Params<f32>) -> f64 {
-    a.groups().iter().zip(b.groups()).map(|((_, x), (_, y))| rel(x, y)).fold(0.0, f64::max)
+    stablenet_core::compare::worst_of_groups(
+        a.groups().into_iter().map(|(_, x)| x).zip(b.groups().into_iter().map(|(_, y)| y)),
+    )
+    .1
 }
 
 /// Tolerance on the optimiser state after 8 steps from the same start, CPU against GPU, per
@@ -316,4 +321,24 @@ fn nan_training_data_is_refused_on_the_device() {
     t.run_epoch(&clean, None, &mut |_, _| true).unwrap();
     fresh.run_epoch(&clean, None, &mut |_, _| true).unwrap();
     assert_eq!(t.params().unwrap(), fresh.params().unwrap(), "the refused data left a trace");
+}
+
+/// A NaN pixel in a batch given to `step` is bad input, named as such, on both image trainers,
+/// and trains nothing: the GPU once took it and wrote NaN into every parameter.
+#[test]
+fn nan_pixels_are_refused_by_the_image_trainers() {
+    let cfg = image_cfg(2, 1.0);
+    let p0 = ImageParams::<f32>::init(&cfg, 2);
+    let kind = OptimizerKind::adam(0.01).unwrap();
+    let mut batch = images(4);
+    batch.x[64 * 2 + 5] = f32::NAN; // image 2
+    let mut cpu = ImageTrainer::new(&cfg, p0.clone(), kind, 4, 1).unwrap();
+    let err = cpu.step(&batch.x, &batch.labels).unwrap_err().to_string();
+    assert!(err.contains("image 2 has a non-finite pixel NaN") && !err.contains("diverged"), "CPU: {err}");
+    assert_eq!((cpu.steps_taken(), &cpu.params.data), (0, &p0.data), "CPU: nothing trained");
+    let gpu = gpu();
+    let mut dev = GpuImageTrainer::new(&gpu, &cfg, p0.clone(), kind, 4, 1).unwrap();
+    let err = dev.step(&batch.x, &batch.labels).unwrap_err().to_string();
+    assert!(err.contains("image 2 has a non-finite pixel NaN") && !err.contains("diverged"), "GPU: {err}");
+    assert_eq!((dev.steps_taken(), dev.params().unwrap().data), (0, p0.data), "GPU: nothing trained");
 }

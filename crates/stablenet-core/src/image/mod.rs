@@ -112,6 +112,30 @@ impl ImageConfig {
         Ok(())
     }
 
+    /// Checks a batch of images (`x` is n images, one label each) and returns n: its shape,
+    /// its labels, and finite pixels (a NaN would poison every parameter in one step).
+    pub fn check_batch<T: crate::real::Real>(&self, x: &[T], labels: &[u32]) -> Result<usize> {
+        let d = self.input.len();
+        if labels.is_empty() || x.len() != labels.len() * d {
+            return Err(Error::Shape(format!(
+                "image batch: {} values for {} labels, expected {} ({} x {} x {} per image)",
+                x.len(),
+                labels.len(),
+                labels.len() * d,
+                self.input.c,
+                self.input.h,
+                self.input.w
+            )));
+        }
+        if let Some(&bad) = labels.iter().find(|&&l| l as usize >= self.classes) {
+            return Err(Error::Shape(format!("label {bad} is out of range for {} classes", self.classes)));
+        }
+        if let Some(k) = x.iter().position(|v| !v.f64().is_finite()) {
+            return Err(Error::Data(format!("image {} has a non-finite pixel {}", k / d, x[k].f64())));
+        }
+        Ok(labels.len())
+    }
+
     /// Every parameter tensor: name, PyTorch shape (docs/IMAGES.md).
     pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
         let (c0, n) = (self.input.c, self.steps);

@@ -11,7 +11,7 @@ use super::kernels::{act_inplace, dsig_from_value};
 use super::stage::{Scratch, Stage};
 use super::{ImageConfig, ImageParams};
 use crate::config::Integrator;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::real::Real;
 use std::ops::Range;
 
@@ -262,22 +262,7 @@ impl ImageNet {
 
     fn check_batch<T: Real>(&self, p: &ImageParams<T>, x: &[T], labels: &[u32]) -> Result<usize> {
         p.check_shape(&self.cfg)?;
-        let d = self.input_len();
-        if labels.is_empty() || x.len() != labels.len() * d {
-            return Err(Error::Shape(format!(
-                "image batch: {} values for {} labels, expected {} ({} x {} x {} per image)",
-                x.len(),
-                labels.len(),
-                labels.len() * d,
-                self.cfg.input.c,
-                self.cfg.input.h,
-                self.cfg.input.w
-            )));
-        }
-        if let Some(&bad) = labels.iter().find(|&&l| l as usize >= self.cfg.classes) {
-            return Err(Error::Shape(format!("label {bad} is out of range for {} classes", self.cfg.classes)));
-        }
-        Ok(labels.len())
+        self.cfg.check_batch(x, labels)
     }
 
     /// Mean loss of the batch and its gradient, on `threads` threads (0: all). `x` is n images.

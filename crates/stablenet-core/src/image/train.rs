@@ -105,10 +105,15 @@ impl ImageTrainer {
     pub fn step(&mut self, x: &[f32], labels: &[u32]) -> Result<(f64, usize)> {
         let (loss, correct) =
             self.net.loss_grad_into(&self.params, x, labels, self.threads, &mut self.partials, &mut self.grad)?;
-        if !loss.is_finite() || self.grad.data.iter().any(|g| !g.is_finite()) {
+        let what = if !loss.is_finite() {
+            Some(format!("the loss became {loss}"))
+        } else {
+            self.grad.data.iter().any(|g| !g.is_finite()).then(|| format!("the gradient overflowed (loss {loss})"))
+        };
+        if let Some(what) = what {
             return Err(Error::Data(format!(
-                "the loss became {loss} in epoch {}: the training diverged. Lower the learning rate or \
-                 the final time, or use more steps per stage.",
+                "{what} in epoch {}: the training diverged. Lower the learning rate or the final time, \
+                 or use more steps per stage.",
                 self.epoch + 1
             )));
         }

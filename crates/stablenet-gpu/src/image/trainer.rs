@@ -255,6 +255,8 @@ impl GpuImageTrainer {
     /// One optimiser step on a batch from the host; returns (mean loss, correct). Reads the
     /// loss back (run_epoch does not).
     pub fn step(&mut self, x: &[f32], labels: &[u32]) -> Result<(f64, usize)> {
+        // The CPU trainer's checks, finite pixels included: the device would train on a NaN.
+        self.net.cfg.check_batch(x, labels)?;
         let n = self.net.write_batch(x, labels).map_err(gpu_err)?;
         self.write_step();
         let enc = self.device.create_command_encoder(&Default::default());

@@ -122,9 +122,13 @@ fn reduce_partial(
                     tr[k] = r[job.r_off + s0 * rows + k];
                 }
             }
-            if !ones {
+            // S is staged whenever it is used, also when Q is all ones (no job does both
+            // today; workgroup memory is not zeroed, so a skipped load would add stale values).
+            if !ones || two {
                 for (var k = li; k < m * cols; k += WG) {
-                    tq[k] = q[job.q_off + s0 * cols + k];
+                    if !ones {
+                        tq[k] = q[job.q_off + s0 * cols + k];
+                    }
                     if two {
                         ts[k] = sf[job.s_off + s0 * cols + k];
                     }
@@ -238,6 +242,8 @@ fn put_result(x: u32, e: u32, k: u32, j: u32, sum: f32) {
     }
     out[at] = total;
     // Every workgroup of this dispatch reads cursor[cur] only; the next one reads the other.
+    // After the last block (j < block) this wraps to u32 max; nothing reads it then (the host
+    // records exactly ceil(N / block) blocks).
     if (job.flags & 64u) != 0u && x == 0u {
         cursor[1u - job.cur] = j - min(max(job.block, 1u), j + 1u);
     }

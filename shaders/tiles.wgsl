@@ -80,7 +80,9 @@ struct ForwardJob {
 
 fn forward_job(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> ForwardJob {
     let j0 = read_cursor(li, 0u);
-    return ForwardJob(group_index(wid, nwg), j0, min(j0 + SPD, N));
+    // j1 >= j0 even for a cursor at or past N (never dispatched): no steps, and leapfrog's
+    // slot parity (j1 % 2) stays that of the state it holds.
+    return ForwardJob(group_index(wid, nwg), j0, max(j0, min(j0 + SPD, N)));
 }
 
 // What an adjoint workgroup does: steps j, j - 1, .. (count of them) for the tiles

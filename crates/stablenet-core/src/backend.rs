@@ -69,7 +69,7 @@ impl<T: Real> Backend for Trainer<T> {
     }
 
     fn config(&self) -> &ModelConfig {
-        &self.cfg
+        self.config()
     }
 
     fn step(&mut self, x: &[f32], labels: &[u32]) -> Result<()> {

@@ -128,9 +128,11 @@ pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
 
 /// A model in training: parameters, optimiser state and the position (epoch, batch).
 pub struct Trainer<T> {
-    pub cfg: ModelConfig,
+    /// Fixed at construction (the workspace and optimiser are built for them): read them with
+    /// [`Trainer::config`] and [`Trainer::train_config`]. The parameters may be changed.
+    cfg: ModelConfig,
     pub params: Params<T>,
-    pub tc: TrainConfig,
+    tc: TrainConfig,
     opt: Optimizer<T>,
     epoch: usize,
     next_batch: usize,
@@ -151,6 +153,17 @@ impl<T: Real> Trainer<T> {
         let fast = if is_f32 && tc.method.is_none() { Some(crate::fast::FastWorkspace::new(&cfg)?) } else { None };
         let grad = params.zeros_like();
         Ok(Trainer { cfg, params, tc, opt, epoch: 0, next_batch: 0, tally: Tally::default(), fast, threads: 0, grad })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// How it trains (batch size, optimiser, regulariser, seed, gradient method); the learning
+    /// rate of the optimiser is [`Trainer::optimizer`]'s.
+    pub fn train_config(&self) -> &TrainConfig {
+        &self.tc
     }
 
     /// Threads of the fast path (0: all the machine has). Results are the same for any count.

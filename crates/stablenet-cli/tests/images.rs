@@ -69,6 +69,27 @@ fn write_idx(root: &Path, n_train: usize, n_test: usize) {
 
 /// The synthetic set (640 training, 200 test images) under `root` and an experiment that
 /// learns it: hamiltonian, relu, channels 4 and 8, levels N = 1 then 2, 3 epochs each.
+/// Starts `train` with `flags`, waits until its metrics have `lines` epochs, then sends
+/// `signal`; returns its exit code.
+fn interrupt(flags: &[&str], out: &Path, metrics: &Path, lines: usize, signal: i32) -> Option<i32> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stablenet"))
+        .arg("train")
+        .args(flags)
+        .args(["--out", out.to_str().unwrap(), "--metrics", metrics.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let count = || std::fs::read_to_string(metrics).map(|t| t.lines().count()).unwrap_or(0);
+    let t0 = Instant::now();
+    while count() < lines && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(count() >= lines, "the run logged {lines} epochs within 120 s");
+    unsafe { libc::kill(child.id() as i32, signal) };
+    child.wait().unwrap().code()
+}
+
 fn shapes_experiment(root: &Path) -> PathBuf {
     write_idx(root, 640, 200);
     let data_dir = root.to_str().unwrap();
@@ -117,22 +138,10 @@ fn image_network_trains_evaluates_plots_and_resumes() {
     // A run killed (SIGKILL) inside level 2 and resumed from its checkpoint ends with the
     // same model, byte for byte.
     let (out2, metrics2) = (root.join("killed.safetensors"), root.join("killed.jsonl"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stablenet"))
-        .args(["train", "--config", e, "--backend", "cpu", "--out", out2.to_str().unwrap()])
-        .args(["--metrics", metrics2.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let count = |p: &Path| std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0);
-    let t0 = Instant::now();
-    while count(&metrics2) < 4 && t0.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    assert_eq!(child.wait().unwrap().code(), None, "killed, not finished");
+    let code = interrupt(&["--config", e, "--backend", "cpu"], &out2, &metrics2, 4, libc::SIGKILL);
+    assert_eq!(code, None, "killed, not finished");
     let before = std::fs::read_to_string(&metrics2).unwrap();
-    assert!(count(&metrics2) >= 4 && !out2.exists(), "killed inside level 2, not after the run:\n{before}");
+    assert!(!out2.exists(), "killed inside level 2, not after the run:\n{before}");
     let ck = root.join("killed.ckpt.safetensors");
     ok(&stablenet(&["train", "--resume", ck.to_str().unwrap(), "--backend", "cpu", "--out", out2.to_str().unwrap()]));
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&out2).unwrap(), "resumed model differs");
@@ -189,20 +198,8 @@ fn image_network_trains_on_the_gpu() {
     // Adam state and the epoch's running sums) continues on the CPU: the GPU's epochs match the
     // run above, the step count runs on, and the model still learns.
     let (out2, metrics2) = (root.join("resumed.safetensors"), root.join("resumed.jsonl"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stablenet"))
-        .args(["train", "--config", e, "--backend", "gpu", "--fallback", "--out", out2.to_str().unwrap()])
-        .args(["--metrics", metrics2.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let count = |p: &Path| std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0);
-    let t0 = Instant::now();
-    while count(&metrics2) < 4 && t0.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    assert_eq!(child.wait().unwrap().code(), Some(130), "Ctrl-C inside level 2 exits with 130");
+    let code = interrupt(&["--config", e, "--backend", "gpu", "--fallback"], &out2, &metrics2, 4, libc::SIGINT);
+    assert_eq!(code, Some(130), "Ctrl-C inside level 2 exits with 130");
     let ck = root.join("resumed.ckpt.safetensors");
     ok(&stablenet(&["train", "--resume", ck.to_str().unwrap(), "--backend", "cpu"]));
     let strip = |t: &str| -> Vec<serde_json::Value> {

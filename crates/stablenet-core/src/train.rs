@@ -116,6 +116,45 @@ impl Tally {
     }
 }
 
+/// Where a trainer stands: epochs completed, the next batch of the current epoch, and that
+/// epoch's running sums. Every trainer (CPU/GPU, dense/image) keeps one.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Progress {
+    pub epoch: usize,
+    pub next_batch: usize,
+    pub tally: Tally,
+}
+
+impl Progress {
+    /// (epochs completed, next batch of the current epoch).
+    pub fn position(&self) -> (usize, usize) {
+        (self.epoch, self.next_batch)
+    }
+
+    /// A checkpoint's position, with no running sums (see [`Progress::set_tally`]).
+    pub fn set_position(&mut self, epoch: usize, next_batch: usize) {
+        *self = Progress { epoch, next_batch, tally: Tally::default() };
+    }
+
+    /// Ends a pass over an epoch that took `seconds`: a `complete` epoch counts as done (the
+    /// next starts at batch 0 with no sums). Returns the epoch's sums so far.
+    pub fn end_pass(&mut self, complete: bool, seconds: f64) -> Tally {
+        if complete {
+            self.epoch += 1;
+            self.next_batch = 0;
+        }
+        self.tally.finish(complete, seconds)
+    }
+
+    /// A checkpoint's running sums, after [`Progress::set_position`]; impossible ones are
+    /// refused.
+    pub fn set_tally(&mut self, tally: Tally) -> Result<()> {
+        tally.check()?;
+        self.tally = tally;
+        Ok(())
+    }
+}
+
 /// The example order of epoch `epoch`: a fresh shuffle from a stream that depends only on the
 /// seed and the epoch, so an interrupted run resumes with the very same batches, and the CPU
 /// and GPU backends see the same order.
@@ -134,9 +173,7 @@ pub struct Trainer<T> {
     pub params: Params<T>,
     tc: TrainConfig,
     opt: Optimizer<T>,
-    epoch: usize,
-    next_batch: usize,
-    tally: Tally,
+    at: Progress,
     /// The fast f32 path (blocked, vectorised, threaded; see [`crate::fast`]): used when T is
     /// f32 and no gradient method was asked for. Its results do not depend on the thread count.
     fast: Option<crate::fast::FastWorkspace>,
@@ -152,7 +189,7 @@ impl<T: Real> Trainer<T> {
         let is_f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
         let fast = if is_f32 && tc.method.is_none() { Some(crate::fast::FastWorkspace::new(&cfg)?) } else { None };
         let grad = params.zeros_like();
-        Ok(Trainer { cfg, params, tc, opt, epoch: 0, next_batch: 0, tally: Tally::default(), fast, threads: 0, grad })
+        Ok(Trainer { cfg, params, tc, opt, at: Progress::default(), fast, threads: 0, grad })
     }
 
     /// The model's configuration.
@@ -212,29 +249,27 @@ impl<T: Real> Trainer<T> {
     }
 
     pub fn epoch(&self) -> usize {
-        self.epoch
+        self.at.epoch
     }
 
     /// (epochs completed, next batch of the current epoch).
     pub fn position(&self) -> (usize, usize) {
-        (self.epoch, self.next_batch)
+        self.at.position()
     }
 
     /// Continue from a checkpoint's position (with no running sums: see [`Trainer::set_tally`]).
     pub fn set_position(&mut self, epoch: usize, next_batch: usize) {
-        (self.epoch, self.next_batch, self.tally) = (epoch, next_batch, Tally::default());
+        self.at.set_position(epoch, next_batch)
     }
 
     /// The running sums of the epoch in progress (zero at an epoch's start).
     pub fn tally(&self) -> Tally {
-        self.tally
+        self.at.tally
     }
 
     /// Restores a checkpoint's running sums, after [`Trainer::set_position`].
     pub fn set_tally(&mut self, tally: Tally) -> Result<()> {
-        tally.check()?;
-        self.tally = tally;
-        Ok(())
+        self.at.set_tally(tally)
     }
 
     pub fn optimizer(&self) -> &Optimizer<T> {
@@ -270,7 +305,7 @@ impl<T: Real> Trainer<T> {
             return Err(Error::Data(format!(
                 "the objective became {objective} at epoch {}: the training diverged. Lower the \
                  learning rate, or use more steps (smaller h) or a stable integrator.",
-                self.epoch + 1
+                self.at.epoch + 1
             )));
         }
         self.opt.step(&mut self.params, &self.grad)?;
@@ -292,8 +327,8 @@ impl<T: Real> Trainer<T> {
             check_set(&self.cfg, v, "validation")?;
         }
         let start = std::time::Instant::now();
-        let order = epoch_order(self.tc.seed, self.epoch, train.len());
-        let (bs, from, mut tally) = (self.tc.batch_size, self.next_batch, self.tally);
+        let order = epoch_order(self.tc.seed, self.at.epoch, train.len());
+        let (bs, from, mut tally) = (self.tc.batch_size, self.at.next_batch, self.at.tally);
         let pass = drive_epoch(
             train,
             &order,
@@ -302,18 +337,14 @@ impl<T: Real> Trainer<T> {
             &mut tally,
             |b, x, labels| {
                 let (_, loss, c) = self.step(x, labels)?;
-                self.next_batch = b + 1;
+                self.at.next_batch = b + 1;
                 Ok((loss, c))
             },
             on_batch,
         );
-        self.tally = tally; // the batches trained, also when one failed
+        self.at.tally = tally; // the batches trained, also when one failed
         let complete = pass?;
-        if complete {
-            self.epoch += 1;
-            self.next_batch = 0;
-        }
-        let sums = self.tally.finish(complete, start.elapsed().as_secs_f64());
+        let sums = self.at.end_pass(complete, start.elapsed().as_secs_f64());
         let val = match val.filter(|_| complete) {
             Some(v) => {
                 let e = evaluate(&self.cfg, &self.params, &v.x, &v.labels)?;
@@ -321,7 +352,7 @@ impl<T: Real> Trainer<T> {
             }
             None => None,
         };
-        Ok(sums.report(self.epoch, self.opt.steps_taken(), val, self.opt.lr(), complete))
+        Ok(sums.report(self.at.epoch, self.opt.steps_taken(), val, self.opt.lr(), complete))
     }
 }
 

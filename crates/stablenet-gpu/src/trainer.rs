@@ -8,15 +8,13 @@ use stablenet_core::backend::Backend;
 use stablenet_core::data::Dataset;
 use stablenet_core::io::Tensor;
 use stablenet_core::optim::{Optimizer, OptimizerKind};
-use stablenet_core::train::{Tally, check_position, check_set, check_setup, epoch_order};
+use stablenet_core::train::{Progress, Tally, check_position, check_set, check_setup, epoch_order};
 use stablenet_core::{EpochReport, Error, ModelConfig, Params, Result, TrainConfig, evaluate};
 
 pub struct GpuTrainer {
     net: GpuNet,
     tc: TrainConfig,
-    epoch: usize,
-    next_batch: usize,
-    tally: Tally,
+    at: Progress,
     /// Which data set is resident: the [`fingerprint`] of the one last uploaded.
     resident: Option<u64>,
     capacity: usize,
@@ -57,7 +55,7 @@ impl GpuTrainer {
         let capacity = data_capacity.max(tc.batch_size);
         let net = GpuNet::new(gpu, &cfg, tc.batch_size, capacity, Some(hyper)).map_err(gpu_err)?;
         net.set_params(params).map_err(gpu_err)?;
-        Ok(GpuTrainer { net, tc, epoch: 0, next_batch: 0, tally: Tally::default(), resident: None, capacity })
+        Ok(GpuTrainer { net, tc, at: Progress::default(), resident: None, capacity })
     }
 
     pub fn net(&self) -> &GpuNet {
@@ -123,45 +121,41 @@ impl Backend for GpuTrainer {
         }
         let (n, bs) = (train.len(), self.tc.batch_size);
         let total = n.div_ceil(bs);
-        check_position(self.next_batch, total)?;
+        check_position(self.at.next_batch, total)?;
         let start = std::time::Instant::now();
         self.upload(train)?;
-        let order = epoch_order(self.tc.seed, self.epoch, n);
+        let order = epoch_order(self.tc.seed, self.at.epoch, n);
         self.net.set_order(&order).map_err(gpu_err)?;
-        let first = self.next_batch;
+        let first = self.at.next_batch;
         let mut complete = true;
         for b in first..total {
             let len = bs.min(n - b * bs);
             self.net.train_step(b * bs, len, b as u32).map_err(gpu_err)?;
-            self.next_batch = b + 1;
+            self.at.next_batch = b + 1;
             if !on_batch(b + 1, total) && b + 1 < total {
                 complete = false;
                 break;
             }
         }
-        let done = self.next_batch;
+        let done = self.at.next_batch;
         let losses = self.net.losses(done).map_err(gpu_err)?;
         let hits = self.net.hits(done).map_err(gpu_err)?;
         // Before the epoch counts as done: a diverged epoch leaves the position at the batch
         // that diverged, as on the CPU (the device ran on past it: its parameters are lost).
         for (b, (l, h)) in losses.iter().zip(&hits).enumerate().skip(first) {
             if !l.is_finite() {
-                self.next_batch = b;
+                self.at.next_batch = b;
                 return Err(Error::Data(format!(
                     "the loss became {l} at epoch {}, batch {}: the training diverged. Lower the \
                      learning rate, or use more steps (smaller h) or a stable integrator.",
-                    self.epoch + 1,
+                    self.at.epoch + 1,
                     b + 1
                 )));
             }
             // Hit counts are whole numbers in f32, exact below 2^24 per batch.
-            self.tally.add(f64::from(*l), *h as usize, bs.min(n - b * bs));
+            self.at.tally.add(f64::from(*l), *h as usize, bs.min(n - b * bs));
         }
-        if complete {
-            self.epoch += 1;
-            self.next_batch = 0;
-        }
-        let sums = self.tally.finish(complete, start.elapsed().as_secs_f64());
+        let sums = self.at.end_pass(complete, start.elapsed().as_secs_f64());
         let val = match val.filter(|_| complete) {
             Some(v) => {
                 let e = evaluate(&cfg, &self.params()?, &v.x, &v.labels)?;
@@ -169,7 +163,7 @@ impl Backend for GpuTrainer {
             }
             None => None,
         };
-        Ok(sums.report(self.epoch, u64::from(self.net.steps_taken()), val, self.tc.optimizer.lr(), complete))
+        Ok(sums.report(self.at.epoch, u64::from(self.net.steps_taken()), val, self.tc.optimizer.lr(), complete))
     }
 
     fn params(&self) -> Result<Params<f32>> {
@@ -177,21 +171,19 @@ impl Backend for GpuTrainer {
     }
 
     fn position(&self) -> (usize, usize) {
-        (self.epoch, self.next_batch)
+        self.at.position()
     }
 
     fn set_position(&mut self, epoch: usize, next_batch: usize) {
-        (self.epoch, self.next_batch, self.tally) = (epoch, next_batch, Tally::default());
+        self.at.set_position(epoch, next_batch)
     }
 
     fn tally(&self) -> Tally {
-        self.tally
+        self.at.tally
     }
 
     fn set_tally(&mut self, tally: Tally) -> Result<()> {
-        tally.check()?;
-        self.tally = tally;
-        Ok(())
+        self.at.set_tally(tally)
     }
 
     fn set_lr(&mut self, lr: f64) -> Result<()> {

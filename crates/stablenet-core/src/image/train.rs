@@ -4,7 +4,7 @@ use super::{ImageConfig, ImageEval, ImageNet, ImageParams};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::optim::{OptimizerKind, update};
-use crate::train::{EpochReport, Tally, drive_epoch, epoch_order};
+use crate::train::{EpochReport, Progress, Tally, drive_epoch, epoch_order};
 
 pub struct ImageTrainer {
     pub net: ImageNet,
@@ -17,9 +17,7 @@ pub struct ImageTrainer {
     /// SGD: [velocity]; Adam: [m, v]; flat like the parameters.
     bufs: Vec<Vec<f32>>,
     t: u64,
-    epoch: usize,
-    next_batch: usize,
-    tally: Tally,
+    at: Progress,
     grad: ImageParams<f32>,
     partials: Vec<(f64, usize, Vec<f32>)>,
 }
@@ -49,9 +47,7 @@ impl ImageTrainer {
             threads: 0,
             kind,
             t: 0,
-            epoch: 0,
-            next_batch: 0,
-            tally: Tally::default(),
+            at: Progress::default(),
             partials: Vec::new(),
         })
     }
@@ -63,24 +59,22 @@ impl ImageTrainer {
     }
 
     pub fn position(&self) -> (usize, usize) {
-        (self.epoch, self.next_batch)
+        self.at.position()
     }
 
     /// Continue from a checkpoint's position (with no running sums: see [`Self::set_tally`]).
     pub fn set_position(&mut self, epoch: usize, next_batch: usize) {
-        (self.epoch, self.next_batch, self.tally) = (epoch, next_batch, Tally::default());
+        self.at.set_position(epoch, next_batch)
     }
 
     /// The running sums of the epoch in progress ([`Tally`]).
     pub fn tally(&self) -> Tally {
-        self.tally
+        self.at.tally
     }
 
     /// Restores a checkpoint's running sums, after [`Self::set_position`].
     pub fn set_tally(&mut self, tally: Tally) -> Result<()> {
-        tally.check()?;
-        self.tally = tally;
-        Ok(())
+        self.at.set_tally(tally)
     }
 
     pub fn lr(&self) -> f64 {
@@ -114,7 +108,7 @@ impl ImageTrainer {
             return Err(Error::Data(format!(
                 "{what} in epoch {}: the training diverged. Lower the learning rate or the final time, \
                  or use more steps per stage.",
-                self.epoch + 1
+                self.at.epoch + 1
             )));
         }
         self.t += 1;
@@ -140,8 +134,8 @@ impl ImageTrainer {
     ) -> Result<EpochReport> {
         self.net.cfg.check_epoch_data(train, val)?;
         let start = std::time::Instant::now();
-        let order = epoch_order(self.seed, self.epoch, train.len());
-        let (bs, from, mut tally) = (self.batch_size, self.next_batch, self.tally);
+        let order = epoch_order(self.seed, self.at.epoch, train.len());
+        let (bs, from, mut tally) = (self.batch_size, self.at.next_batch, self.at.tally);
         let pass = drive_epoch(
             train,
             &order,
@@ -150,24 +144,20 @@ impl ImageTrainer {
             &mut tally,
             |b, x, labels| {
                 let r = self.step(x, labels)?;
-                self.next_batch = b + 1;
+                self.at.next_batch = b + 1;
                 Ok(r)
             },
             &mut on_batch,
         );
-        self.tally = tally; // the batches trained, also when one failed
+        self.at.tally = tally; // the batches trained, also when one failed
         let complete = pass?;
-        if complete {
-            self.epoch += 1;
-            self.next_batch = 0;
-        }
-        let sums = self.tally.finish(complete, start.elapsed().as_secs_f64());
+        let sums = self.at.end_pass(complete, start.elapsed().as_secs_f64());
         let v = match val.filter(|_| complete) {
             Some(v) => Some(self.evaluate(v)?),
             None => None,
         };
         let v = v.map(|v| (v.loss, v.accuracy));
-        Ok(sums.report(self.epoch, self.t, v, self.kind.lr(), complete))
+        Ok(sums.report(self.at.epoch, self.t, v, self.kind.lr(), complete))
     }
 
     pub fn evaluate(&self, data: &Dataset) -> Result<ImageEval> {

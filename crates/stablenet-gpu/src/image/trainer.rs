@@ -16,7 +16,7 @@ use stablenet_core::error::{Error, Result};
 use stablenet_core::image::{ImageConfig, ImageEval, ImageParams};
 use stablenet_core::io::Tensor;
 use stablenet_core::optim::OptimizerKind;
-use stablenet_core::train::{EpochReport, Tally, check_position, epoch_order};
+use stablenet_core::train::{EpochReport, Progress, Tally, check_position, epoch_order};
 use std::time::{Duration, Instant};
 
 fn gpu_err(e: anyhow::Error) -> Error {
@@ -42,9 +42,7 @@ pub struct GpuImageTrainer {
     pub seed: u64,
     kind: OptimizerKind,
     t: u64,
-    epoch: usize,
-    next_batch: usize,
-    tally: Tally,
+    at: Progress,
     count: usize,
     template: ImageParams<f32>,
     /// SGD velocity | Adam first moment, Adam second moment.
@@ -158,9 +156,7 @@ impl GpuImageTrainer {
             seed,
             kind,
             t: 0,
-            epoch: 0,
-            next_batch: 0,
-            tally: Tally::default(),
+            at: Progress::default(),
             count,
             template: params.zeros_like(),
             m,
@@ -183,24 +179,22 @@ impl GpuImageTrainer {
     }
 
     pub fn position(&self) -> (usize, usize) {
-        (self.epoch, self.next_batch)
+        self.at.position()
     }
 
     /// Continue from a checkpoint's position (with no running sums: see [`Self::set_tally`]).
     pub fn set_position(&mut self, epoch: usize, next_batch: usize) {
-        (self.epoch, self.next_batch, self.tally) = (epoch, next_batch, Tally::default());
+        self.at.set_position(epoch, next_batch)
     }
 
     /// The running sums of the epoch in progress ([`Tally`]).
     pub fn tally(&self) -> Tally {
-        self.tally
+        self.at.tally
     }
 
     /// Restores a checkpoint's running sums, after [`Self::set_position`].
     pub fn set_tally(&mut self, tally: Tally) -> Result<()> {
-        tally.check()?;
-        self.tally = tally;
-        Ok(())
+        self.at.set_tally(tally)
     }
 
     pub fn lr(&self) -> f64 {
@@ -267,7 +261,7 @@ impl GpuImageTrainer {
             return Err(Error::Data(format!(
                 "the loss became {loss} in epoch {}: the training diverged. Lower the learning rate or \
                  the final time, or use more steps per stage.",
-                self.epoch + 1
+                self.at.epoch + 1
             )));
         }
         Ok((loss, r[1] as usize))
@@ -329,11 +323,11 @@ impl GpuImageTrainer {
         self.net.cfg.check_epoch_data(train, val)?;
         let start = Instant::now();
         let n = train.len();
-        let order = epoch_order(self.seed, self.epoch, n);
+        let order = epoch_order(self.seed, self.at.epoch, n);
         let bs = self.batch_size;
         let total = n.div_ceil(bs);
-        check_position(self.next_batch, total)?;
-        let first = self.next_batch;
+        check_position(self.at.next_batch, total)?;
+        let first = self.at.next_batch;
         self.ensure_log(total);
         let resident = self.make_resident(train, &order);
         let d = train.d as u64;
@@ -361,7 +355,7 @@ impl GpuImageTrainer {
             }
             self.write_step();
             self.submit_step(enc, len, b);
-            self.next_batch = b + 1;
+            self.at.next_batch = b + 1;
             if last_read.elapsed() >= Duration::from_secs(1) {
                 shown = f64::from(self.read(&self.log, 2 * b, 1)?[0]);
                 last_read = Instant::now();
@@ -371,9 +365,9 @@ impl GpuImageTrainer {
                 break;
             }
         }
-        let done = self.next_batch;
+        let done = self.at.next_batch;
         let log = if done > first { self.read(&self.log, 2 * first, 2 * (done - first))? } else { Vec::new() };
-        let mut tally = self.tally;
+        let mut tally = self.at.tally;
         for (k, e) in log.chunks_exact(2).enumerate() {
             let b = first + k;
             let loss = f64::from(e[0]);
@@ -381,25 +375,21 @@ impl GpuImageTrainer {
                 return Err(Error::Data(format!(
                     "the loss became {loss} in epoch {}, batch {}: the training diverged. Lower the learning \
                      rate or the final time, or use more steps per stage.",
-                    self.epoch + 1,
+                    self.at.epoch + 1,
                     b + 1
                 )));
             }
             let len = bs.min(n - b * bs);
             tally.add(loss, e[1] as usize, len);
         }
-        self.tally = tally;
-        if complete {
-            self.epoch += 1;
-            self.next_batch = 0;
-        }
-        let sums = self.tally.finish(complete, start.elapsed().as_secs_f64());
+        self.at.tally = tally;
+        let sums = self.at.end_pass(complete, start.elapsed().as_secs_f64());
         let v = match val.filter(|_| complete) {
             Some(v) => Some(self.evaluate(v)?),
             None => None,
         };
         let v = v.map(|v| (v.loss, v.accuracy));
-        Ok(sums.report(self.epoch, self.t, v, self.kind.lr(), complete))
+        Ok(sums.report(self.at.epoch, self.t, v, self.kind.lr(), complete))
     }
 
     /// Loss, accuracy and predictions over `data` in batches of the batch size (forward only);

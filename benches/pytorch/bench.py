@@ -19,6 +19,13 @@ peak RSS (VmHWM) minus its RSS before the first step, after malloc_trim(0) and a
 high-water mark through /proc/self/clear_refs; where that file is not writable, the growth of
 ru_maxrss (a lifetime peak, so only growth beyond earlier workloads shows).
 
+On CUDA, `torch-cudagraph` lines time the same step captured whole (forward, backward and
+SGD) as one CUDA graph and replayed, as PyTorch's documentation shows for whole-network
+capture: it removes the per-operation launch cost that dominates eager at small widths, with
+no compilation. It runs on the BENCH.md workloads (every job with --compile-all). TF32 is off
+on both matmul paths (PyTorch's default for matmuls, pinned here), so PyTorch computes in f32
+as the engine does; each line says so (`tf32`).
+
 torch.compile runs on the five BENCH.md workloads (peaks-small only with --quick; every job
 with --compile-all): compiling costs about a minute per job on a small machine. Up to
 --compile-max-steps steps the whole module is compiled (the loop unrolled into one graph);
@@ -230,6 +237,7 @@ def run_job(job: dict, impl: str, dev: torch.device, device_name: str, threads: 
         peak_mem_bytes=None,
         mem_method=None,
         loss=None,
+        tf32=torch.backends.cuda.matmul.allow_tf32,
         date=now(),
         host=socket.gethostname(),
         torch_version=torch.__version__,
@@ -265,6 +273,8 @@ def run_job(job: dict, impl: str, dev: torch.device, device_name: str, threads: 
         else:
             rss = RssWindow()
             rec["mem_method"] = rss.method
+        if impl == "torch-cudagraph":
+            step = capture(model, opt, x, labels)  # its own warm-up steps, then the capture
         t0 = time.perf_counter()
         for _ in range(warmup):
             step()
@@ -298,12 +308,39 @@ def run_job(job: dict, impl: str, dev: torch.device, device_name: str, threads: 
     return rec
 
 
+def capture(model: nn.Module, opt: torch.optim.Optimizer, x, labels):
+    """The whole training step as one CUDA graph (PyTorch's whole-network capture): three
+    eager steps on a side stream first (allocator and autograd warm-up, as documented), then
+    the capture; replaying it refills the static .grad tensors in place, so no zero_grad."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), labels).backward()
+            opt.step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)  # .grad then lives in the graph's pool
+    with torch.cuda.graph(graph):
+        loss = F.cross_entropy(model(x), labels)
+        loss.backward()
+        opt.step()
+
+    def replay() -> float:
+        graph.replay()
+        return loss.item()
+
+    return replay
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one timed step, no warm-up")
     ap.add_argument("--only", help="comma-separated config names (peaks-small, ..., scale-n, scale-N, mem-depth)")
     ap.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
-    ap.add_argument("--no-compile", action="store_true", help="eager only")
+    ap.add_argument("--no-compile", action="store_true", help="no torch.compile lines")
+    ap.add_argument("--no-cudagraph", action="store_true", help="no CUDA-graph lines")
     ap.add_argument("--compile-all", action="store_true", help="torch.compile every job, not only the workloads")
     ap.add_argument("--compile-max-steps", type=int, default=32,
                     help="compile the whole module up to this depth, one Verlet step beyond it")
@@ -325,6 +362,9 @@ def main(argv=None) -> int:
 
     threads = cores()
     torch.set_num_threads(threads)
+    # f32 matmuls on CUDA, as the engine computes (pinned: the default has changed before).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     targets = []
     if args.device in ("cpu", "all"):
         targets.append((torch.device("cpu"), "cpu", f"{cpu_model()} ({threads} threads)", threads))
@@ -335,14 +375,18 @@ def main(argv=None) -> int:
     elif args.device == "cuda":
         print("bench.py: CUDA is not available", file=sys.stderr)
         return 2
-    impls = ["torch-eager"] + ([] if args.no_compile else ["torch-compile"])
+    impls = ["torch-eager"] + ([] if args.no_cudagraph else ["torch-cudagraph"])
+    impls += [] if args.no_compile else ["torch-compile"]
     compiled = {"peaks-small"} if args.quick else COMPILED
     failed = 0
-    # Every eager line first: compiling is slow, and a run cut short should lose only those.
+    # Every eager line first, then the (quick) CUDA graphs: compiling is slow, and a run cut
+    # short should lose only those.
     for impl in impls:
         for dev, target, name, thr in targets:
+            if impl == "torch-cudagraph" and dev.type != "cuda":
+                continue
             for job in (j for j in jobs if j["target"] == target):
-                if impl == "torch-compile" and not args.compile_all and job["config"] not in compiled:
+                if impl != "torch-eager" and not args.compile_all and job["config"] not in compiled:
                     continue
                 rec = run_job(job, impl, dev, name, thr, args)
                 print(json.dumps(rec), flush=True)

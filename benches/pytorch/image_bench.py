@@ -135,6 +135,10 @@ def main(argv=None) -> int:
         return 1
 
     torch.set_num_threads(a.threads)
+    # f32 convolutions and matmuls on CUDA, as the engine computes: cuDNN's default allows
+    # TF32 for convolutions, which would compare PyTorch at lower precision.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(a.seed)
     dev = torch.device(a.device)
     train_x, train_y = load_split(files, TRAIN)
@@ -216,6 +220,7 @@ def main(argv=None) -> int:
         "data": str(data_dir),
         "train_loss": train_loss,
         "torch_version": torch.__version__,
+        "tf32": torch.backends.cudnn.allow_tf32,
     }
     if dev.type == "cuda":
         rec["peak_cuda_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20

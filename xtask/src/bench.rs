@@ -31,7 +31,7 @@ const WORKLOADS: [(&str, usize, usize, usize, usize, usize, usize); 5] = [
     ("deep-1024", 2, 8, 1024, 1024, 16384, 5),
 ];
 const DEPTHS: [usize; 5] = [16, 64, 256, 1024, 4096];
-const IMPLS: [&str; 4] = ["stablenet-gpu", "stablenet-cpu", "torch-eager", "torch-compile"];
+const IMPLS: [&str; 5] = ["stablenet-gpu", "stablenet-cpu", "torch-eager", "torch-cudagraph", "torch-compile"];
 
 struct Opts {
     quick: bool,
@@ -622,7 +622,8 @@ pub(crate) fn find_python(explicit: Option<&str>) -> Option<String> {
 // ---- checking and summarising -------------------------------------------------------
 
 /// Checks one JSON line: every required field with a sane value; a line with `error` passes
-/// only for torch-compile (compilation may fail; that is reported, not fatal).
+/// only for torch-compile and torch-cudagraph (compilation or capture may fail; that is
+/// reported, not fatal).
 fn check_record(rec: &Value) -> Result<()> {
     let obj = rec.as_object().context("not a JSON object")?;
     let imp = obj.get("impl").and_then(Value::as_str).context("impl missing")?;
@@ -636,7 +637,7 @@ fn check_record(rec: &Value) -> Result<()> {
         ensure!(v > 0, "{key} = 0");
     }
     if let Some(e) = obj.get("error") {
-        ensure!(imp == "torch-compile", "{imp} failed: {e}");
+        ensure!(imp == "torch-compile" || imp == "torch-cudagraph", "{imp} failed: {e}");
         return Ok(());
     }
     for key in ["s_per_step", "samples_per_s", "gflops"] {
@@ -708,8 +709,8 @@ fn summary(records: &[Value]) -> String {
         let name = r["device"].as_str().unwrap_or("?").split(" (").next().unwrap_or("?");
         format!("{name}{}", if r["software"] == true { " (software)" } else { "" })
     };
-    s += "| workload | d | w | N | n | impl | device | s/step | samples/s | GFLOP/s | peak mem | / torch-eager | / torch-compile |\n";
-    s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    s += "| workload | d | w | N | n | impl | device | s/step | samples/s | GFLOP/s | peak mem | / torch-eager | / torch-cudagraph | / torch-compile |\n";
+    s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     let main: Vec<&Value> = records.iter().filter(|r| WORKLOADS.iter().any(|w| r["config"] == w.0)).collect();
     for r in &main {
         let ratio = |imp| {
@@ -720,7 +721,7 @@ fn summary(records: &[Value]) -> String {
             }
         };
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r["config"].as_str().unwrap_or("?"),
             r["d"],
             r["w"],
@@ -733,6 +734,7 @@ fn summary(records: &[Value]) -> String {
             r["gflops"].as_f64().map_or("-".into(), |v| format!("{v:.2}")),
             fmt_bytes(&r["peak_mem_bytes"]),
             ratio("torch-eager"),
+            ratio("torch-cudagraph"),
             ratio("torch-compile"),
         );
     }
@@ -891,4 +893,47 @@ pub fn main(args: &[String]) -> Result<()> {
         println!("bench --quick: {} lines checked: every required field present and sane", run.records.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn line(imp: &str, target: &str, s: Option<f64>) -> Value {
+        let mut r = json!({
+            "impl": imp, "device": "Dev (x)", "config": "peaks-small", "date": "2026-11-27T00:00:00Z",
+            "d": 2, "w": 8, "N": 64, "n": 65536, "C": 5, "flops_per_step": 1000, "target": target,
+            "software": false, "peak_mem_bytes": 1, "param_state_bytes": 1, "work_bytes": 1,
+        });
+        match s {
+            Some(s) => {
+                r["s_per_step"] = json!(s);
+                r["samples_per_s"] = json!(65536.0 / s);
+                r["gflops"] = json!(1e-6 / s);
+            }
+            None => r["error"] = json!("capture failed"),
+        }
+        r
+    }
+
+    /// A CUDA-graph line is checked like torch.compile's (a failed capture is reported, not
+    /// fatal) and gets its own ratio column; an eager failure is fatal.
+    #[test]
+    fn cudagraph_lines_check_and_compare() {
+        assert!(check_record(&line("torch-cudagraph", "gpu", Some(0.004))).is_ok());
+        assert!(check_record(&line("torch-cudagraph", "gpu", None)).is_ok());
+        assert!(check_record(&line("torch-eager", "gpu", None)).is_err());
+        assert!(check_record(&line("torch-graph", "gpu", Some(0.004))).is_err(), "unknown impl");
+        let records = [
+            line("stablenet-gpu", "gpu", Some(0.002)),
+            line("torch-eager", "gpu", Some(0.030)),
+            line("torch-cudagraph", "gpu", Some(0.008)),
+        ];
+        let table = summary(&records);
+        let row = table.lines().find(|l| l.contains("| stablenet-gpu |")).expect("the engine's row");
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // ... | / torch-eager | / torch-cudagraph | / torch-compile |
+        assert_eq!(&cells[cells.len() - 4..cells.len() - 1], ["0.07", "0.25", ""], "{row}");
+    }
 }

@@ -334,9 +334,16 @@ impl GpuNet {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        // One host-readable buffer for every readback. It is counted in two parts: what the
+        // logs and states need (the same at any depth), and what reading the parameters needs
+        // beyond that (parameter-shaped, it grows with N as they do).
+        let flat = (loss_slots as u64).max(2 * slot);
+        let readback_len = (layout.count as u64).max(flat);
+        memory.borrow_mut().push(("readback", 4 * flat, false));
+        memory.borrow_mut().push(("readback of the parameters", 4 * (readback_len - flat), true));
         let readback = dev.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size: 4 * (layout.count as u64).max(loss_slots as u64).max(2 * slot),
+            size: 4 * readback_len,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });

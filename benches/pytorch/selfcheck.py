@@ -13,6 +13,8 @@ Runs in a few seconds on a CPU; exits 1 if any check fails.
 4. The paper's Example 1 (section 7): resnet, N = 10, h = 0.1, tanh, b = 0 on
    y1 = (0.1, 0.1), y2 = -y1, y3 = (0, 0.5): K+ diverges, K- collapses to 0, K0 rotates
    and keeps distances.
+5. bench.py's twin (the network the benchmark times) is the same hamiltonian network as the
+   reference: the same loss and gradients from the same parameters.
 """
 from __future__ import annotations
 
@@ -328,6 +330,37 @@ def check_example1():
     check(bool(((ang - 1.0).abs() < 0.1).all()), "K0 rotates every point by ~1 rad (= T) counter-clockwise")
 
 
+def check_bench_twin() -> None:
+    """5. The benchmark twin (bench.py's VerletNet, written as a PyTorch user would) is the
+    reference hamiltonian network: the same loss and gradients from the same parameters, so
+    the bench times the step the engine is tested against (tests/fixtures/torch)."""
+    import bench
+
+    print("5. bench.py's VerletNet against the reference hamiltonian network")
+    d, w, N, C, n = 2, 8, 6, 5, 32
+    torch.manual_seed(7)
+    twin = bench.VerletNet(d, w, N, C)
+    ref = StableNet(d, w, N, C, integrator="hamiltonian", final_time=bench.T_FINAL)
+    with torch.no_grad():
+        twin.b.normal_()  # non-zero biases, so a bias mix-up shows
+        ref.opening.load_state_dict(twin.opening.state_dict())
+        ref.classifier.load_state_dict(twin.classifier.state_dict())
+        ref.steps_weight.copy_(twin.K)
+        ref.steps_bias.copy_(twin.b)
+    x, labels = torch.randn(n, d), torch.randint(0, C, (n,))
+    losses = []
+    for net in (twin, ref):
+        net.zero_grad()
+        loss = F.cross_entropy(net(x), labels)
+        loss.backward()
+        losses.append(loss.item())
+    check(abs(losses[0] - losses[1]) < 1e-12, f"the same loss ({losses[0]:.15f} vs {losses[1]:.15f})")
+    pairs = [(twin.K, ref.steps_weight), (twin.b, ref.steps_bias), (twin.opening.weight, ref.opening.weight),
+             (twin.classifier.weight, ref.classifier.weight)]
+    worst = max((a.grad - b.grad).abs().max().item() for a, b in pairs)
+    check(worst < 1e-12, f"the same gradients (worst difference {worst:.1e})")
+
+
 def main() -> int:
     torch.set_default_dtype(torch.float64)
     check_reverse_time()
@@ -335,6 +368,7 @@ def main() -> int:
     check_adjoints()
     check_finite_differences()
     check_example1()
+    check_bench_twin()
     if FAILED:
         print(f"selfcheck: {len(FAILED)} check(s) FAILED")
         return 1

@@ -352,6 +352,13 @@ pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// The 1-minute load average when the job starts (/proc/loadavg; null elsewhere): on a
+/// shared machine, load that hits one side of a comparison and not the other shows here.
+pub(crate) fn loadavg() -> Value {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).map_or(Value::Null, Value::from)
+}
+
 pub(crate) fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -456,6 +463,7 @@ impl Run {
             "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null, "gpu_kernels": null, "gpu_kernel_sizes": null, "gpu_phases_s": null,
             "loss": null,
             "build": if cfg!(debug_assertions) { "debug" } else { "release" }, "date": date, "host": host(),
+            "loadavg": loadavg(),
         });
         let result = (|| -> Result<()> {
             // Data and parameters exist before the window opens; the stepper's own allocations

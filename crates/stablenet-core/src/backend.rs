@@ -60,9 +60,9 @@ pub trait Backend {
 impl<T: Real> Backend for Trainer<T> {
     fn device(&self) -> String {
         let all = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        if self.uses_fast_path() {
+        if let Some(isa) = self.instruction_set() {
             let t = if self.threads == 0 { all } else { self.threads.min(all) };
-            format!("CPU (f32 fast path, {t} of {all} threads)")
+            format!("CPU (f32 fast path, {isa}, {t} of {all} threads)")
         } else {
             format!("CPU reference ({} bits, 1 of {all} threads)", 8 * std::mem::size_of::<T>())
         }

@@ -228,6 +228,12 @@ impl<T: Real> Trainer<T> {
         self.fast.as_ref().map_or(1, |ws| ws.threads_for(n, self.threads))
     }
 
+    /// The instruction set of the fast path's steps on this CPU ("avx512", "avx2",
+    /// "portable"); None on the reference path.
+    pub fn instruction_set(&self) -> Option<&'static str> {
+        self.fast.as_ref().map(|ws| ws.instruction_set())
+    }
+
     /// Whether steps run on the fast f32 path or the generic reference.
     pub fn uses_fast_path(&self) -> bool {
         self.fast.is_some()

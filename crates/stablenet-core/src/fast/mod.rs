@@ -141,6 +141,11 @@ impl FastWorkspace {
         self.kernels = kernels;
     }
 
+    /// The instruction set its steps run with on this CPU ([`Kernels::resolved`]).
+    pub fn instruction_set(&self) -> &'static str {
+        self.kernels.resolved()
+    }
+
     /// The threads a call on a batch of n examples runs on, asked for `threads` (0: all the
     /// machine has): at most one per tile.
     pub fn threads_for(&self, n: usize, threads: usize) -> usize {
@@ -318,36 +323,68 @@ impl Job<'_> {
 
     fn run_tile(&self, sc: &mut Scratch, t: usize) {
         let (ctx, out) = (self.ctx, Out { sink: self.sink, t });
+        match self.kernels.choose() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the token proves the CPU has the features the function is compiled for.
+            Chosen::Avx512(isa) => unsafe {
+                match self.act {
+                    Activation::Tanh => tile_avx512::<Tanh>(isa, ctx, sc, out),
+                    Activation::Relu => tile_avx512::<Relu>(isa, ctx, sc, out),
+                }
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Chosen::Avx2(isa) => unsafe {
+                match self.act {
+                    Activation::Tanh => tile_avx2::<Tanh>(isa, ctx, sc, out),
+                    Activation::Relu => tile_avx2::<Relu>(isa, ctx, sc, out),
+                }
+            },
+            Chosen::Portable => match self.act {
+                Activation::Tanh => one_tile::<Portable, Tanh>(Portable, ctx, sc, out),
+                Activation::Relu => one_tile::<Portable, Relu>(Portable, ctx, sc, out),
+            },
+        }
+    }
+}
+
+/// The instruction set a choice of [`Kernels`] runs with on this CPU, with the token that
+/// proves the CPU has it.
+enum Chosen {
+    #[cfg(target_arch = "x86_64")]
+    Avx512(simd::Avx512),
+    #[cfg(target_arch = "x86_64")]
+    Avx2(simd::Avx2),
+    Portable,
+}
+
+impl Kernels {
+    fn choose(self) -> Chosen {
         #[cfg(target_arch = "x86_64")]
         {
-            if self.kernels == Kernels::Auto
+            if self == Kernels::Auto
                 && let Some(isa) = simd::Avx512::new()
             {
-                // SAFETY: the token proves the CPU has the features the function is compiled for.
-                unsafe {
-                    match self.act {
-                        Activation::Tanh => tile_avx512::<Tanh>(isa, ctx, sc, out),
-                        Activation::Relu => tile_avx512::<Relu>(isa, ctx, sc, out),
-                    }
-                }
-                return;
+                return Chosen::Avx512(isa);
             }
-            if self.kernels != Kernels::Portable
+            if self != Kernels::Portable
                 && let Some(isa) = simd::Avx2::new()
             {
-                // SAFETY: the token proves the CPU has the features the function is compiled for.
-                unsafe {
-                    match self.act {
-                        Activation::Tanh => tile_avx2::<Tanh>(isa, ctx, sc, out),
-                        Activation::Relu => tile_avx2::<Relu>(isa, ctx, sc, out),
-                    }
-                }
-                return;
+                return Chosen::Avx2(isa);
             }
         }
-        match self.act {
-            Activation::Tanh => one_tile::<Portable, Tanh>(Portable, ctx, sc, out),
-            Activation::Relu => one_tile::<Portable, Relu>(Portable, ctx, sc, out),
+        Chosen::Portable
+    }
+
+    /// The instruction set this choice runs with on this CPU: "avx512", "avx2" or "portable"
+    /// (a choice the CPU lacks falls back, as documented on each variant).
+    pub fn resolved(self) -> &'static str {
+        match self.choose() {
+            #[cfg(target_arch = "x86_64")]
+            Chosen::Avx512(_) => "avx512",
+            #[cfg(target_arch = "x86_64")]
+            Chosen::Avx2(_) => "avx2",
+            Chosen::Portable => "portable",
         }
     }
 }

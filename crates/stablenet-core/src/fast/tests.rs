@@ -64,6 +64,18 @@ const CASES: [(usize, usize, usize, usize, usize); 7] = [
 
 #[test]
 fn matches_the_f64_reference() {
+    // Which instruction sets the three choices below reach on this CPU: every one it has, so a
+    // CPU with AVX-512 (CI's) tests all three kernel builds, not three names for one.
+    let reached: std::collections::BTreeSet<&str> =
+        [Kernels::Auto, Kernels::Avx2, Kernels::Portable].iter().map(|k| k.resolved()).collect();
+    println!("instruction sets tested: {reached:?}");
+    #[cfg(target_arch = "x86_64")]
+    {
+        let want = 1
+            + usize::from(crate::fast::simd::Avx2::new().is_some())
+            + usize::from(crate::fast::simd::Avx512::new().is_some());
+        assert_eq!(reached.len(), want, "{reached:?}");
+    }
     let mut worst = (0.0, String::new());
     for integrator in Integrator::ALL {
         for activation in [Activation::Tanh, Activation::Relu] {
@@ -77,7 +89,10 @@ fn matches_the_f64_reference() {
                     ws.set_kernels(kernels);
                     let got = loss_grad_with(&mut ws, &cfg, &p, &x, &labels, 2).unwrap().clone();
                     let (err, group, loss_err) = compare(&got, &want);
-                    let tag = format!("{integrator} {activation} d={d} w={w} N={steps} C={c} n={n} {kernels:?}");
+                    let tag = format!(
+                        "{integrator} {activation} d={d} w={w} N={steps} C={c} n={n} {kernels:?} ({})",
+                        kernels.resolved()
+                    );
                     assert!(err <= 1e-4, "{tag}: {group} relative error {err:.2e}");
                     assert!(loss_err <= 1e-5, "{tag}: loss relative error {loss_err:.2e}");
                     assert_eq!(got.correct, want.correct, "{tag}: hits");

@@ -236,8 +236,16 @@ fn optimizer_state_crosses_backends() {
         // A state of the other optimiser is refused and changes nothing.
         let other = if kind.name() == "adam" { OptimizerKind::sgd(0.1, 0.0) } else { OptimizerKind::adam(0.1) };
         let mut wrong = GpuImageTrainer::new(&gpu, &cfg, cpu.params.clone(), other.unwrap(), 4, 21).unwrap();
+        let before = wrong.optimizer_state().unwrap();
         assert!(wrong.load_optimizer_state(&state).is_err());
         assert_eq!(wrong.steps_taken(), 0);
+        assert_eq!(wrong.params().unwrap().data, cpu.params.data, "the parameters are untouched");
+        let after = wrong.optimizer_state().unwrap();
+        assert_eq!(after.len(), before.len());
+        assert!(
+            after.iter().zip(&before).all(|(a, b)| a.name == b.name && a.data == b.data),
+            "the optimiser state is untouched"
+        );
     }
 }
 

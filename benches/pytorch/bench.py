@@ -390,10 +390,10 @@ def main(argv=None) -> int:
     failed = 0
     # One untimed eager job per device first (thread pool, CUDA context, cuBLAS workspace), as
     # the xtask warms the engine before its first job: neither side's first line pays for it.
+    warm = dict(config="warm-up", d=2, w=8, N=4, C=5, n=4096)  # small: the xtask's warm-up job
     for dev, target, name, thr in targets:
-        first = next((j for j in jobs if j["target"] == target), None)
-        if first is not None:
-            run_job(first, "torch-eager", dev, name, thr, args)
+        if any(j["target"] == target for j in jobs):
+            run_job(dict(warm, target=target), "torch-eager", dev, name, thr, args)
     # Every eager line first, then the (quick) CUDA graphs: compiling is slow, and a run cut
     # short should lose only those.
     for impl in impls:

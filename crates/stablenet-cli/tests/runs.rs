@@ -1,6 +1,8 @@
 //! Training runs that a researcher must be able to trust: a killed or Ctrl-C'd run resumes to
 //! the very same model (bitwise, CPU), broken checkpoints and unwritable metrics fail clearly
 //! without losing the last checkpoint, and data with NaN is refused.
+mod common;
+use common::meta;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -122,14 +124,6 @@ fn ctrl_c_in_the_first_epoch_into_a_new_folder_keeps_the_run() {
     let ckpt = d.join("new/sub/m.ckpt.safetensors");
     assert!(ckpt.exists(), "the checkpoint of the interrupted epoch was written");
     assert!(!out.exists(), "no final model before the run ends");
-}
-
-/// A checkpoint's metadata value `key`.
-fn meta(ckpt: &Path, key: &str) -> String {
-    let b = std::fs::read(ckpt).unwrap();
-    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
-    header["__metadata__"][key].as_str().unwrap_or_else(|| panic!("no {key} in {}", ckpt.display())).to_string()
 }
 
 /// A metrics file's lines without their wall-clock seconds.

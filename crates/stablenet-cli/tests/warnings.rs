@@ -1,6 +1,8 @@
 //! What `stablenet train` tells a user whose setting is unsafe: a step outside the stable
 //! region is a warning before training (and a stable run has none), and a run that diverges
 //! fails with that word, writes no final model, and leaves its last checkpoint readable.
+mod common;
+use common::meta;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -57,14 +59,6 @@ fn an_unstable_step_is_a_warning_before_training_and_a_stable_one_is_not() {
         assert!(!e.contains("warning: "), "{integrator}: a stable run warned: {e}");
     }
     let _ = std::fs::remove_dir_all(&d);
-}
-
-/// A checkpoint's metadata value `key`.
-fn meta(ckpt: &Path, key: &str) -> String {
-    let b = std::fs::read(ckpt).unwrap();
-    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
-    header["__metadata__"][key].as_str().unwrap_or_else(|| panic!("no {key} in {}", ckpt.display())).to_string()
 }
 
 /// SGD with lr 100 on a relu resnet, one batch per epoch: the weights grow ~100x per step and

@@ -105,6 +105,20 @@ impl Tally {
         }
     }
 
+    /// Refuses sums that do not belong at batch `next_batch` of an epoch of `n` examples in
+    /// batches of `batch_size`: they must count exactly the batches before it.
+    pub fn check_at(&self, next_batch: usize, batch_size: usize, n: usize) -> Result<()> {
+        self.check()?;
+        let want = (next_batch * batch_size).min(n) as u64;
+        if self.seen != want {
+            return Err(Error::Config(format!(
+                "the epoch's running sums count {} examples, but batch {next_batch} of {batch_size} follows {want}",
+                self.seen
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuses sums no epoch could have (a corrupt or hand-edited checkpoint).
     pub fn check(&self) -> Result<()> {
         if !(self.loss_sum.is_finite() && self.loss_sum >= 0.0 && self.seconds.is_finite() && self.seconds >= 0.0)
@@ -307,10 +321,18 @@ impl<T: Real> Trainer<T> {
         };
         let reg = self.tc.regularizer.add_gradient(&self.params, self.cfg.h(), &mut self.grad);
         let objective = loss + reg.f64();
-        if !objective.is_finite() {
+        // A gradient can overflow under a finite objective; stepping with it would write inf
+        // into the parameters (checked over the gradient, a small cost beside the step).
+        let what = if !objective.is_finite() {
+            Some(format!("the objective became {objective}"))
+        } else {
+            let finite = self.grad.groups().iter().all(|(_, g)| g.iter().all(|v| v.f64().is_finite()));
+            (!finite).then(|| format!("the gradient overflowed (objective {objective})"))
+        };
+        if let Some(what) = what {
             return Err(Error::Data(format!(
-                "the objective became {objective} at epoch {}: the training diverged. Lower the \
-                 learning rate, or use more steps (smaller h) or a stable integrator.",
+                "{what} at epoch {}: the training diverged. Lower the learning rate, or use more \
+                 steps (smaller h) or a stable integrator.",
                 self.at.epoch + 1
             )));
         }
@@ -529,6 +551,10 @@ mod tests {
             assert!(t.set_tally(bad).unwrap_err().to_string().contains("impossible"), "{bad:?}");
         }
         assert_eq!(t.tally(), fine);
+        // At batch 2 of 16-example batches the sums count 32 examples, no more or fewer.
+        assert!(fine.check_at(2, 16, 100).is_ok());
+        assert!(fine.check_at(3, 16, 100).unwrap_err().to_string().contains("count 32 examples"));
+        assert!(Tally { seen: 100, correct: 90, ..fine }.check_at(7, 16, 100).is_ok(), "the last, short batch");
         let other = ModelConfig { width: 5, ..cfg };
         assert!(crate::multilevel::prolongate(&other, &t.params).is_err());
     }

@@ -136,8 +136,12 @@ fn gpu_image_training_matches_the_cpu_trainer() {
         assert_eq!(eg.accuracy, ec.accuracy);
         // Read back in parts (of a batch: 5, 5, 2 images), as a set beyond the device's largest
         // buffer is: the same figures, bit for bit.
-        let ep = again.evaluate_in_parts(&val, 5).unwrap();
-        assert_eq!((ep.loss, ep.accuracy, &ep.predictions), (eg.loss, eg.accuracy, &eg.predictions));
+        // Parts of one batch, of two (7 rounds up to 10: batches at 0 and 5 of a part, then 2
+        // images), and one part for all.
+        for part in [5, 7, 100] {
+            let ep = again.evaluate_in_parts(&val, part).unwrap();
+            assert_eq!((ep.loss, ep.accuracy, &ep.predictions), (eg.loss, eg.accuracy, &eg.predictions), "{part}");
+        }
         // The optimiser state agrees too.
         let (sg, sc) = (dev.optimizer_state().unwrap(), cpu.optimizer_state());
         assert_eq!(sg.len(), sc.len());

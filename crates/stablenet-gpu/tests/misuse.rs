@@ -161,7 +161,8 @@ fn diverging_image_training_is_an_error_on_both_backends() {
         let err = dev.run_epoch(&data, None, |_, _, _| true).unwrap_err().to_string();
         assert!(err.contains("the training diverged"), "GPU image run_epoch, {what}: {err}");
         let gpu_batch = batch_named(&err);
-        assert_eq!(dev.position().0, 0, "GPU image run_epoch, {what}: a diverged epoch is not done");
+        assert_eq!(dev.position(), (0, gpu_batch - 1), "GPU image run_epoch, {what}: at the batch that diverged");
+        assert_eq!(dev.tally().seen as usize, 4 * (gpu_batch - 1), "GPU image, {what}: the good batches' sums");
 
         let mut dev = GpuImageTrainer::new(&gpu, &cfg, p0.clone(), kind, 4, 1).unwrap();
         let (ok_gpu, err) = step_until_error(&batches, |x, l| dev.step(x, l).map(|_| ()))

@@ -367,11 +367,13 @@ impl GpuImageTrainer {
         }
         let done = self.at.next_batch;
         let log = if done > first { self.read(&self.log, 2 * first, 2 * (done - first))? } else { Vec::new() };
-        let mut tally = self.at.tally;
+        // The dense GPU trainer's order: a diverged epoch keeps the sums of its good batches
+        // and points at the batch that diverged (the device ran on past it).
         for (k, e) in log.chunks_exact(2).enumerate() {
             let b = first + k;
             let loss = f64::from(e[0]);
             if !loss.is_finite() {
+                self.at.next_batch = b;
                 return Err(Error::Data(format!(
                     "the loss became {loss} in epoch {}, batch {}: the training diverged. Lower the learning \
                      rate or the final time, or use more steps per stage.",
@@ -380,9 +382,8 @@ impl GpuImageTrainer {
                 )));
             }
             let len = bs.min(n - b * bs);
-            tally.add(loss, e[1] as usize, len);
+            self.at.tally.add(loss, e[1] as usize, len);
         }
-        self.at.tally = tally;
         let sums = self.at.end_pass(complete, start.elapsed().as_secs_f64());
         let v = match val.filter(|_| complete) {
             Some(v) => Some(self.evaluate(v)?),

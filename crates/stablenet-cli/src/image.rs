@@ -232,12 +232,7 @@ pub fn execute(
                 t.load_optimizer_state(&r.optim).context("restoring the optimizer from the checkpoint")?;
             }
             t.set_position(r.epoch, r.batch);
-            let sums = r.running_sums();
-            // An older checkpoint has none (zero sums, said in a note); others must fit the position.
-            if r.tally.is_some() {
-                sums.check_at(r.batch, plan.batch_size, train.len()).context("the checkpoint's running sums")?;
-            }
-            t.set_tally(sums).context("restoring the epoch's running sums")?;
+            t.set_tally(r.running_sums(plan.batch_size, train.len())?)?;
         }
         device = t.device();
         eprintln!("level {}: N = {} per stage, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());

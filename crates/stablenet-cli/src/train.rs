@@ -161,17 +161,22 @@ pub struct Resume {
 }
 
 impl Resume {
-    /// The running sums to resume the epoch with; an older checkpoint has none, and the
-    /// epoch's training figures then cover only the batches after the resume (said once here).
-    pub(crate) fn running_sums(&self) -> Tally {
-        if self.tally.is_none() && self.batch > 0 {
-            eprintln!(
-                "note: this checkpoint predates stored running sums; the resumed epoch's training loss and \
-                 accuracy cover batches {}.. only",
-                self.batch + 1
-            );
-        }
-        self.tally.unwrap_or_default()
+    /// The running sums to resume the epoch with, checked against the position in an epoch of
+    /// `n` examples in batches of `batch_size`. An older checkpoint has none: the epoch's
+    /// training figures then cover only the batches after the resume (said once here).
+    pub(crate) fn running_sums(&self, batch_size: usize, n: usize) -> Result<Tally> {
+        let Some(sums) = self.tally else {
+            if self.batch > 0 {
+                eprintln!(
+                    "note: this checkpoint predates stored running sums; the resumed epoch's training loss \
+                     and accuracy cover batches {}.. only",
+                    self.batch + 1
+                );
+            }
+            return Ok(Tally::default());
+        };
+        sums.check_at(self.batch, batch_size, n).context("the checkpoint's running sums")?;
+        Ok(sums)
     }
 }
 
@@ -618,12 +623,7 @@ pub fn execute(
                 trainer.load_optimizer_state(&r.optim).context("restoring the optimizer from the checkpoint")?;
             }
             trainer.set_position(r.epoch, r.batch);
-            let sums = r.running_sums();
-            // An older checkpoint has none (zero sums, said in a note); others must fit the position.
-            if r.tally.is_some() {
-                sums.check_at(r.batch, plan.batch_size, split.train.len()).context("the checkpoint's running sums")?;
-            }
-            trainer.set_tally(sums).context("restoring the epoch's running sums")?;
+            trainer.set_tally(r.running_sums(plan.batch_size, split.train.len())?)?;
         }
         device = trainer.device();
         eprintln!("level {}: N = {}, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());

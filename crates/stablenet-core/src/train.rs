@@ -78,17 +78,6 @@ impl Tally {
         self.seen += len as u64;
     }
 
-    /// Ends a pass that took `seconds`: returns the epoch's sums so far, and keeps them for the
-    /// rest of the epoch unless it is `complete` (the next epoch starts from zero).
-    pub fn finish(&mut self, complete: bool, seconds: f64) -> Tally {
-        self.seconds += seconds;
-        let sums = *self;
-        if complete {
-            *self = Tally::default();
-        }
-        sums
-    }
-
     /// The epoch's report from its sums.
     pub fn report(&self, epoch: usize, steps: u64, val: Option<(f64, f64)>, lr: f64, complete: bool) -> EpochReport {
         let seen = self.seen.max(1) as f64;
@@ -150,14 +139,34 @@ impl Progress {
         *self = Progress { epoch, next_batch, tally: Tally::default() };
     }
 
+    /// Adds the batches a device logged, `first` on, in order: (mean loss, correct) each,
+    /// batch b of `len(b)` examples. At the first non-finite loss it stops, points at that
+    /// batch (the device ran on past it) and returns (batch, loss): the epoch diverged there.
+    pub fn add_logged(
+        &mut self,
+        first: usize,
+        logged: impl IntoIterator<Item = (f64, usize)>,
+        len: impl Fn(usize) -> usize,
+    ) -> Option<(usize, f64)> {
+        for (b, (loss, correct)) in (first..).zip(logged) {
+            if !loss.is_finite() {
+                self.next_batch = b;
+                return Some((b, loss));
+            }
+            self.tally.add(loss, correct, len(b));
+        }
+        None
+    }
+
     /// Ends a pass over an epoch that took `seconds`: a `complete` epoch counts as done (the
     /// next starts at batch 0 with no sums). Returns the epoch's sums so far.
     pub fn end_pass(&mut self, complete: bool, seconds: f64) -> Tally {
+        self.tally.seconds += seconds;
+        let sums = self.tally;
         if complete {
-            self.epoch += 1;
-            self.next_batch = 0;
+            *self = Progress { epoch: self.epoch + 1, next_batch: 0, tally: Tally::default() };
         }
-        self.tally.finish(complete, seconds)
+        sums
     }
 
     /// A checkpoint's running sums, after [`Progress::set_position`]; impossible ones are

@@ -141,19 +141,15 @@ impl Backend for GpuTrainer {
         let losses = self.net.losses(done).map_err(gpu_err)?;
         let hits = self.net.hits(done).map_err(gpu_err)?;
         // Before the epoch counts as done: a diverged epoch leaves the position at the batch
-        // that diverged, as on the CPU (the device ran on past it: its parameters are lost).
-        for (b, (l, h)) in losses.iter().zip(&hits).enumerate().skip(first) {
-            if !l.is_finite() {
-                self.at.next_batch = b;
-                return Err(Error::Data(format!(
-                    "the loss became {l} at epoch {}, batch {}: the training diverged. Lower the \
-                     learning rate, or use more steps (smaller h) or a stable integrator.",
-                    self.at.epoch + 1,
-                    b + 1
-                )));
-            }
-            // Hit counts are whole numbers in f32, exact below 2^24 per batch.
-            self.at.tally.add(f64::from(*l), *h as usize, bs.min(n - b * bs));
+        // that diverged, as on the CPU. Hit counts are whole numbers in f32, exact below 2^24.
+        let logged = losses.iter().zip(&hits).skip(first).map(|(l, h)| (f64::from(*l), *h as usize));
+        if let Some((b, l)) = self.at.add_logged(first, logged, |b| bs.min(n - b * bs)) {
+            return Err(Error::Data(format!(
+                "the loss became {l} at epoch {}, batch {}: the training diverged. Lower the \
+                 learning rate, or use more steps (smaller h) or a stable integrator.",
+                self.at.epoch + 1,
+                b + 1
+            )));
         }
         let sums = self.at.end_pass(complete, start.elapsed().as_secs_f64());
         let val = match val.filter(|_| complete) {

@@ -367,22 +367,16 @@ impl GpuImageTrainer {
         }
         let done = self.at.next_batch;
         let log = if done > first { self.read(&self.log, 2 * first, 2 * (done - first))? } else { Vec::new() };
-        // The dense GPU trainer's order: a diverged epoch keeps the sums of its good batches
-        // and points at the batch that diverged (the device ran on past it).
-        for (k, e) in log.chunks_exact(2).enumerate() {
-            let b = first + k;
-            let loss = f64::from(e[0]);
-            if !loss.is_finite() {
-                self.at.next_batch = b;
-                return Err(Error::Data(format!(
-                    "the loss became {loss} in epoch {}, batch {}: the training diverged. Lower the learning \
-                     rate or the final time, or use more steps per stage.",
-                    self.at.epoch + 1,
-                    b + 1
-                )));
-            }
-            let len = bs.min(n - b * bs);
-            self.at.tally.add(loss, e[1] as usize, len);
+        // As the dense GPU trainer: a diverged epoch keeps the sums of its good batches and
+        // points at the batch that diverged.
+        let logged = log.chunks_exact(2).map(|e| (f64::from(e[0]), e[1] as usize));
+        if let Some((b, loss)) = self.at.add_logged(first, logged, |b| bs.min(n - b * bs)) {
+            return Err(Error::Data(format!(
+                "the loss became {loss} in epoch {}, batch {}: the training diverged. Lower the learning \
+                 rate or the final time, or use more steps per stage.",
+                self.at.epoch + 1,
+                b + 1
+            )));
         }
         let sums = self.at.end_pass(complete, start.elapsed().as_secs_f64());
         let v = match val.filter(|_| complete) {

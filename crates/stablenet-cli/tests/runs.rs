@@ -51,6 +51,8 @@ fn uninterrupted(d: &Path, backend: &str) -> Vec<u8> {
 /// Starts the run, waits until `after` epochs are logged, then interrupts it with `signal`.
 fn interrupted(d: &Path, backend: &str, after: usize, signal: i32) -> (PathBuf, PathBuf, Option<i32>) {
     let (out, metrics) = (d.join("int.safetensors"), d.join("int.jsonl"));
+    // A metrics file left by an earlier try would be counted before this run has started.
+    let _ = std::fs::remove_file(&metrics);
     let mut child = bin()
         .args(RUN)
         .args(["--backend", backend])

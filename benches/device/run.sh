@@ -10,7 +10,10 @@
 #      while `xtask validate` (every kernel against its CPU twin) runs beside them.
 # Usage: benches/device/run.sh [BUDGET_SECONDS]   (default 540; everything lands in $OUT)
 #        ONLY=bench benches/device/run.sh [BUDGET]  (after a kernel change: bench, kernels_ab and
-#        validate; 400 leaves the main bench about 140 s, enough for every line)
+#        validate; 400 leaves the main bench about 140 s, enough for every line at 5 steps)
+# Settings: BENCH_ARGS (say "--steps 20 --only peaks-small,mid,wide,deep-256,deep-1024"),
+#   BENCH_SECONDS (the main bench's share), AB (kernels_ab's list: per-example, tiled, and
+#   STABLENET_GPU_TILED settings).
 # Expects .device/ from benches/device/pack.sh: bin/{stablenet,xtask}.xz, data/*/*.xz, *.deb.
 # A dry run here on lavapipe: SOFTWARE=1 BENCH_ARGS=--quick IMAGE_ARGS="--batches 2"
 #   TRAIN_ARGS="--train-limit 512 --val-limit 256" OUT=/tmp/dev benches/device/run.sh 300
@@ -56,11 +59,13 @@ for line in (open(sys.argv[2]) if os.path.exists(sys.argv[2]) else []):
         pass  # blank, or cut short by the timeout' "$1" /tmp/ab.jsonl >> "$OUT/bench-ab.jsonl"
         rm -f /tmp/ab.jsonl
     }
-    ab per-example mid STABLENET_GPU_KERNELS=per-example
-    ab tiled peaks-small,deep-256,deep-1024 STABLENET_GPU_KERNELS=tiled
-    for t in checks=none checks=bounds invocations=128 invocations=64 groups=512 groups=132 db=4 db=1 \
-        checks=none,db=4; do
-        ab "$t" mid,wide "STABLENET_GPU_TILED=$t"
+    for t in ${AB:-per-example tiled checks=all checks=none invocations=128 invocations=64 groups=512 groups=132 \
+        db=4 db=1 checks=none,db=4}; do
+        case $t in
+            per-example) ab per-example mid STABLENET_GPU_KERNELS=per-example ;;
+            tiled) ab tiled peaks-small,deep-256,deep-1024 STABLENET_GPU_KERNELS=tiled ;;
+            *) ab "$t" mid,wide "STABLENET_GPU_TILED=$t" ;;
+        esac
     done
     python3 -c 'import json, sys
 print("| ab | config | s/step | forward | adjoint | kernels |")
@@ -111,7 +116,7 @@ fi
 if [ "${ONLY:-}" = bench ]; then
     # A rerun after a kernel change: the BENCH.md workloads and validate only.
     stage "bench: BENCH.md workloads, GPU engine vs PyTorch CUDA"
-    bench "$(at_least 60 $(($(left) - 250)))"
+    bench "${BENCH_SECONDS:-$(at_least 60 $(($(left) - 250)))}"
     stage "bench: other step kernels"
     kernels_ab $((T0 + BUDGET - 75))
     stage "validate"

@@ -52,14 +52,16 @@ var<workgroup> tr: array<f32, TILE>;
 var<workgroup> ts: array<f32, TILE>;
 
 // Output e of chunk wid.z, summed over the chunk's examples in order. The workgroups of the
-// outputs (G's, then the bias row's) fold into a 2-D grid, as examples do (example()): wide
-// openings and classifiers (w d or C w beyond 4 million) need more than 65535. When one
+// outputs (G's, then the bias row's) fold into a 2-D grid, as examples do (example()): a wide
+// enough opening or classifier needs more than 65535. When one
 // workgroup holds every output (rows * cols <= WG: the narrow nets), it copies the chunk's
 // factor rows into workgroup memory, SUB examples at a time, with contiguous loads that all run
 // at once, and sums from there: read one by one from storage, the same sum is a chain of
 // dependent global loads, and it bounded every step (H100: 190 us -> 100 us per step, w = 8).
-// Wider outputs read storage directly: staging whole rows for each of their many workgroups
-// measured slower there (H100, w = 32 and 128), so they keep the direct loop.
+// Wider outputs go to block_sums, a workgroup per 32 x 32 block of G. (Staging whole rows for
+// a workgroup per output measured slower on the H100; the direct loop it replaced was a
+// dependent pair of loads per product.) The bias row keeps the direct loop: its rows entries
+// read contiguous rows of B.
 @compute @workgroup_size(WG)
 fn reduce_partial(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -69,10 +71,15 @@ fn reduce_partial(
     let rc = job.rows * job.cols;
     let outputs = job_outputs();
     // Workgroups past G's are the bias row's: (rows, cols = 1, Q = 1, P = B). Those past
-    // both (the 2-D grid's last row) have nothing to do: uniform, so before any barrier.
+    // both (the 2-D grid's last row, or a host that dispatched more) have nothing to do:
+    // uniform, so before any barrier.
     let g = wid.x + wid.y * nwg.x;
-    let kgroups = (rc + WG - 1u) / WG;
+    let kgroups = g_groups(job.rows, job.cols);
     if g >= kgroups + (outputs - rc + WG - 1u) / WG {
+        return;
+    }
+    if g < kgroups && rc > WG {
+        block_sums(g, li, wid.z, outputs);
         return;
     }
     let bias = g >= kgroups;
@@ -152,6 +159,96 @@ fn reduce_partial(
     }
     if live {
         partial[c * outputs + at] = sum;
+    }
+}
+
+// Workgroups of G's outputs: one for the few of narrow nets (rows * cols <= WG), else one per
+// RT x RT block (block_sums). engine.rs partial_groups is the same count.
+fn g_groups(rows: u32, cols: u32) -> u32 {
+    if rows * cols <= WG {
+        return 1u;
+    }
+    return ((rows + RT - 1u) / RT) * ((cols + RT - 1u) / RT);
+}
+
+// Edge of the block of G that a workgroup of block_sums sums; examples staged at a time.
+const RT: u32 = 32u;
+const ST: u32 = TILE / RT;
+
+// Chunk c of G's block g (RT x RT outputs, blocks row-major over G), for wide outputs (the
+// opening's w d, the classifier's C w, the per-example steps' w w, the image net's). The
+// workgroup stages ST examples' rows of P, Q (R, S) for its block with contiguous loads, and
+// invocation li (WG = 64: an 8 x 8 grid) sums a 4 x 4 block of outputs from there, each
+// example's 16 products for eight loads. One invocation per output, reading storage directly,
+// took two dependent loads per product, and the opening's sums (w = 128, d = 64, 32768
+// examples) were most of 3.3 ms of an H100 step. Each output still adds the chunk's examples
+// in order, so the partials are the same sums.
+fn block_sums(g: u32, li: u32, c: u32, outputs: u32) {
+    let rows = job.rows;
+    let cols = job.cols;
+    let a0 = g / ((cols + RT - 1u) / RT) * RT;
+    let b0 = g % ((cols + RT - 1u) / RT) * RT;
+    let two = (job.flags & 1u) != 0u;
+    let ones = (job.flags & 2u) != 0u;
+    let first = c * CHUNK;
+    let last = min(batch.n, first + CHUNK);
+    let ea = 4u * (li / 8u);
+    let eb = 4u * (li % 8u);
+    // m[q][e]: output (a0 + ea + e, b0 + eb + q).
+    var m = mat4x4<f32>();
+    for (var s0 = first; s0 < last; s0 += ST) {
+        let count = min(ST, last - s0);
+        for (var k = li; k < ST * RT; k += WG) {
+            let i = k / RT;
+            let a = a0 + k % RT;
+            let b = b0 + k % RT;
+            let s = s0 + i;
+            var pv = 0.0;
+            var qv = 1.0;
+            var rv = 0.0;
+            var sv = 0.0;
+            if i < count && a < rows {
+                pv = p[job.p_off + s * rows + a];
+                if two {
+                    rv = r[job.r_off + s * rows + a];
+                }
+            }
+            if i < count && b < cols {
+                if !ones {
+                    qv = q[job.q_off + s * cols + b];
+                }
+                if two {
+                    sv = sf[job.s_off + s * cols + b];
+                }
+            }
+            tp[k] = pv;
+            tq[k] = qv;
+            tr[k] = rv;
+            ts[k] = sv;
+        }
+        workgroupBarrier();
+        for (var i = 0u; i < count; i++) {
+            let x = i * RT;
+            let pa = vec4<f32>(tp[x + ea], tp[x + ea + 1u], tp[x + ea + 2u], tp[x + ea + 3u]);
+            let qb = vec4<f32>(tq[x + eb], tq[x + eb + 1u], tq[x + eb + 2u], tq[x + eb + 3u]);
+            m += mat4x4<f32>(pa * qb.x, pa * qb.y, pa * qb.z, pa * qb.w);
+            if two {
+                let ra = vec4<f32>(tr[x + ea], tr[x + ea + 1u], tr[x + ea + 2u], tr[x + ea + 3u]);
+                let sb = vec4<f32>(ts[x + eb], ts[x + eb + 1u], ts[x + eb + 2u], ts[x + eb + 3u]);
+                m += mat4x4<f32>(ra * sb.x, ra * sb.y, ra * sb.z, ra * sb.w);
+            }
+        }
+        // Before the next examples overwrite the staged rows.
+        workgroupBarrier();
+    }
+    for (var q = 0u; q < 4u; q++) {
+        for (var e = 0u; e < 4u; e++) {
+            let a = a0 + ea + e;
+            let b = b0 + eb + q;
+            if a < rows && b < cols {
+                partial[c * outputs + a * cols + b] = m[q][e];
+            }
+        }
     }
 }
 

@@ -99,6 +99,8 @@ struct Red {
     meta: u32,
     group: usize,
     rc: u32,
+    /// reduce_partial's workgroups for G (partial_groups).
+    g_groups: u32,
     bias: u32,
     /// The partials come from the adjoint step (TILE_PARTIALS): only the second pass runs.
     from_step: bool,
@@ -179,6 +181,14 @@ struct NetPipes {
 
 fn groups(n: u32) -> u32 {
     n.div_ceil(WG)
+}
+
+/// reduce_partial's workgroups for G's rows x cols outputs (reduce.wgsl g_groups): one for
+/// narrow nets' few, else one per 32 x 32 block, whose 8 x 8 invocations (WG = 64) sum 4 x 4
+/// outputs each.
+fn partial_groups(rows: u32, cols: u32) -> u32 {
+    const _: () = assert!(WG == 64, "reduce.wgsl block_sums lays out 8 x 8 invocations");
+    if rows * cols <= WG { 1 } else { rows.div_ceil(32) * cols.div_ceil(32) }
 }
 
 impl GpuNet {
@@ -375,6 +385,7 @@ impl GpuNet {
             meta: push(m),
             group,
             rc: m.rows * m.cols,
+            g_groups: partial_groups(m.rows, m.cols),
             bias: if m.flags & WITH_BIAS != 0 { m.rows } else { 0 },
             from_step: m.flags & TILE_PARTIALS != 0,
             block: m.block.max(1),
@@ -817,7 +828,7 @@ impl GpuNet {
         // reduce_partial: G's workgroups, then the bias row's, on a 2-D grid (for w d or C w
         // beyond 4 million one row cannot hold them); the chunks on z.
         if !r.from_step {
-            let grid = self.grid_of(groups(r.rc) + groups(r.bias));
+            let grid = self.grid_of(r.g_groups + groups(r.bias));
             self.dispatch_z(pass, &self.reduce_partial, r.meta, grid, n.div_ceil(CHUNK));
         }
         let outputs = (r.rc + r.bias) * r.block;

@@ -60,8 +60,8 @@ var<workgroup> ts: array<f32, TILE>;
 // dependent global loads, and it bounded every step (H100: 190 us -> 100 us per step, w = 8).
 // Wider outputs go to block_sums, a workgroup per 32 x 32 block of G. (Staging whole rows for
 // a workgroup per output measured slower on the H100; the direct loop it replaced was a
-// dependent pair of loads per product.) The bias row keeps the direct loop: its rows entries
-// read contiguous rows of B.
+// dependent pair of loads per product.) The bias row keeps its paths (the staged one up to WG
+// entries, else the direct loop, whose entries read contiguous rows of B).
 @compute @workgroup_size(WG)
 fn reduce_partial(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -176,13 +176,13 @@ const RT: u32 = 32u;
 const ST: u32 = TILE / RT;
 
 // Chunk c of G's block g (RT x RT outputs, blocks row-major over G), for wide outputs (the
-// opening's w d, the classifier's C w, the per-example steps' w w, the image net's). The
+// opening's w d, the classifier's C w, the per-example steps' w w). The
 // workgroup stages ST examples' rows of P, Q (R, S) for its block with contiguous loads, and
 // invocation li (WG = 64: an 8 x 8 grid) sums a 4 x 4 block of outputs from there, each
 // example's 16 products for eight loads. One invocation per output, reading storage directly,
-// took two dependent loads per product, and the opening's sums (w = 128, d = 64, 32768
-// examples) were most of 3.3 ms of an H100 step. Each output still adds the chunk's examples
-// in order, so the partials are the same sums.
+// took two dependent loads per product; the opening's sums (w = 128, d = 64, 32768 examples)
+// are probably most of its 3.3 ms phase on the H100 (not profiled). Each output still adds
+// the chunk's examples in order, so the partials are the same sums.
 fn block_sums(g: u32, li: u32, c: u32, outputs: u32) {
     let rows = job.rows;
     let cols = job.cols;
@@ -241,12 +241,12 @@ fn block_sums(g: u32, li: u32, c: u32, outputs: u32) {
         // Before the next examples overwrite the staged rows.
         workgroupBarrier();
     }
-    for (var q = 0u; q < 4u; q++) {
+    for (var j = 0u; j < 4u; j++) {
         for (var e = 0u; e < 4u; e++) {
             let a = a0 + ea + e;
-            let b = b0 + eb + q;
+            let b = b0 + eb + j;
             if a < rows && b < cols {
-                partial[c * outputs + a * cols + b] = m[q][e];
+                partial[c * outputs + a * cols + b] = m[j][e];
             }
         }
     }

@@ -2,7 +2,7 @@
 //! and batch capacity, and a training step recorded into one command encoder and submitted
 //! once (no readback inside a step; losses are logged on the device and read per epoch).
 use crate::device::{Gpu, binding_limit, read_mapped};
-use crate::kernels::{KernelOptions, Plan, RuntimeChecks, StepKernels, TiledTuning, WG};
+use crate::kernels::{KernelOptions, Plan, RuntimeChecks, StepKernels, WG};
 use crate::shaders;
 use crate::shaders::BatchInfo;
 use anyhow::{Result, bail, ensure};
@@ -726,9 +726,8 @@ impl GpuNet {
                 p.db,
                 p.db
             );
-            if self.checks != TiledTuning::default().checks {
-                s += &format!(", wgpu runtime checks: {}", self.checks.name());
-            }
+            // Always named: the default changed (all before H100 run 8, bounds since).
+            s += &format!(", wgpu runtime checks: {}", self.checks.name());
         }
         s
     }

@@ -121,8 +121,9 @@ pub struct TiledTuning {
 /// Which of wgpu's runtime checks the tiled module is built with. Its indices stay in bounds
 /// by construction (the bindings' lengths come from the same `Plan`) and its loops have
 /// constant or uniform bounds, so both may go; `xtask validate` runs it without them. On the
-/// H100 (run 7) the loop counters cost 6% of a step at wide and 16% at mid, and the clamps
-/// nothing measurable, so the default keeps the clamps alone.
+/// H100 (runs 7 and 8) dropping the loop counters saved 5-6% of a step at wide and 14-15% at
+/// mid; dropping the clamps as well saved 1-3% more at mid and nothing measurable at wide, so
+/// the default keeps the clamps, which keep a wrong index inside its binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuntimeChecks {
     /// A clamp on every indexed access, and a counter in every loop, whose extra exit may keep

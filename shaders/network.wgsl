@@ -304,6 +304,35 @@ fn open_store(s: u32, i: u32, u: f32) {
     }
 }
 
+// Where a block of eight outputs goes (put_eight): y_0 (open_store), the opening's factor P
+// (put_open_factor) or ybar (put_ybar); each drops the indices past W.
+const TO_STATE: u32 = 0u;
+const TO_FACTOR: u32 = 1u;
+const TO_YBAR: u32 = 2u;
+
+fn put_one(to: u32, s: u32, i: u32, v: f32) {
+    if to == TO_STATE {
+        open_store(s, i, v);
+    } else if to == TO_FACTOR {
+        put_open_factor(s, i, v);
+    } else {
+        put_ybar(s, i, v);
+    }
+}
+
+// Outputs i0 .. i0 + 7 from columns 0 and 1 of u, written out so that no index into u is
+// dynamic (a loop that the driver does not unroll would keep u in local memory).
+fn put_eight(to: u32, s: u32, i0: u32, u: mat2x4<f32>) {
+    put_one(to, s, i0, u[0].x);
+    put_one(to, s, i0 + 1u, u[0].y);
+    put_one(to, s, i0 + 2u, u[0].z);
+    put_one(to, s, i0 + 3u, u[0].w);
+    put_one(to, s, i0 + 4u, u[1].x);
+    put_one(to, s, i0 + 5u, u[1].y);
+    put_one(to, s, i0 + 6u, u[1].z);
+    put_one(to, s, i0 + 7u, u[1].w);
+}
+
 // y_0 = sigma(K_in x + b_in); initialises the integrator's second state.
 @compute @workgroup_size(WG)
 fn open_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -317,14 +346,7 @@ fn open_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     for (var i0 = 0u; i0 < W; i0 += 8u) {
         let u = open_block(s, i0);
-        open_store(s, i0, u[0].x);
-        open_store(s, i0 + 1u, u[0].y);
-        open_store(s, i0 + 2u, u[0].z);
-        open_store(s, i0 + 3u, u[0].w);
-        open_store(s, i0 + 4u, u[1].x);
-        open_store(s, i0 + 5u, u[1].y);
-        open_store(s, i0 + 6u, u[1].z);
-        open_store(s, i0 + 7u, u[1].w);
+        put_eight(TO_STATE, s, i0, u);
     }
 }
 
@@ -428,14 +450,7 @@ fn classify(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     }
     for (var i0 = 0u; i0 < W; i0 += 8u) {
         let yb = ybar_block(s, i0);
-        put_ybar(s, i0, yb[0].x);
-        put_ybar(s, i0 + 1u, yb[0].y);
-        put_ybar(s, i0 + 2u, yb[0].z);
-        put_ybar(s, i0 + 3u, yb[0].w);
-        put_ybar(s, i0 + 4u, yb[1].x);
-        put_ybar(s, i0 + 5u, yb[1].y);
-        put_ybar(s, i0 + 6u, yb[1].z);
-        put_ybar(s, i0 + 7u, yb[1].w);
+        put_eight(TO_YBAR, s, i0, yb);
     }
 }
 
@@ -455,14 +470,7 @@ fn open_adjoint(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     for (var i0 = 0u; i0 < W; i0 += 8u) {
         let u = open_block(s, i0);
-        put_open_factor(s, i0, u[0].x);
-        put_open_factor(s, i0 + 1u, u[0].y);
-        put_open_factor(s, i0 + 2u, u[0].z);
-        put_open_factor(s, i0 + 3u, u[0].w);
-        put_open_factor(s, i0 + 4u, u[1].x);
-        put_open_factor(s, i0 + 5u, u[1].y);
-        put_open_factor(s, i0 + 6u, u[1].z);
-        put_open_factor(s, i0 + 7u, u[1].w);
+        put_eight(TO_FACTOR, s, i0, u);
     }
 }
 

@@ -68,6 +68,7 @@ fn validate(args: &[String]) -> Result<()> {
     }
     let gpu = stablenet_gpu::Gpu::new(&req)?;
     println!("\n## kernels against their CPU twins (f64) on {}\n", gpu.describe());
+    println!("Adapter limits: {}.\n", gpu.describe_limits());
     drop(gpu);
     let start = std::time::Instant::now();
     println!("{}", stablenet_gpu::validate::TABLE_HEAD);

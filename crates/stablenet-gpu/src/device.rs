@@ -139,6 +139,22 @@ impl Gpu {
         describe(&self.info)
     }
 
+    /// The limits that size the kernels (workgroup memory and invocations bound the tiled
+    /// steps' tiles; the binding and buffer sizes bound models and batches), for logs.
+    pub fn describe_limits(&self) -> String {
+        let l = &self.limits;
+        format!(
+            "workgroup memory {} bytes, {} invocations per workgroup, storage binding {} bytes, buffer {} bytes, \
+             {} storage buffers per stage, {} workgroups per dimension",
+            l.max_compute_workgroup_storage_size,
+            l.max_compute_invocations_per_workgroup,
+            l.max_storage_buffer_binding_size,
+            l.max_buffer_size,
+            l.max_storage_buffers_per_shader_stage,
+            l.max_compute_workgroups_per_dimension
+        )
+    }
+
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
     }

@@ -59,8 +59,8 @@ for line in (open(sys.argv[2]) if os.path.exists(sys.argv[2]) else []):
         pass  # blank, or cut short by the timeout' "$1" /tmp/ab.jsonl >> "$OUT/bench-ab.jsonl"
         rm -f /tmp/ab.jsonl
     }
-    for t in ${AB:-per-example tiled checks=all checks=none invocations=128 invocations=64 groups=512 groups=132 \
-        db=4 db=1 checks=none,db=4}; do
+    for t in ${AB:-per-example tiled checks=all checks=none fblock=8 invocations=128 invocations=64 groups=512 \
+        groups=132 db=4 db=1 checks=none,db=4}; do
         case $t in
             per-example) ab per-example mid STABLENET_GPU_KERNELS=per-example ;;
             tiled) ab tiled peaks-small,deep-256,deep-1024 STABLENET_GPU_KERNELS=tiled ;;

@@ -562,7 +562,8 @@ impl GpuNet {
                 ("TBLOCK", block as f64),
                 ("TPW", plan.tpw as f64),
             ];
-            (pipe(&pl_tile, &m, "tile_forward", &consts), pipe(&pl_tile, &m, "tile_adjoint", &consts))
+            let forward = if plan.fblock == 8 { "tile_forward8" } else { "tile_forward" };
+            (pipe(&pl_tile, &m, forward, &consts), pipe(&pl_tile, &m, "tile_adjoint", &consts))
         });
         let wg = [("WG", WG as f64)];
         let reduce_partial = pipe(&pl_red, &red_mod, "reduce_partial", &wg);
@@ -728,6 +729,9 @@ impl GpuNet {
             );
             // Always named: the default changed (all before H100 run 8, bounds since).
             s += &format!(", wgpu runtime checks: {}", self.checks.name());
+            if p.fblock == 8 {
+                s += ", forward blocks 8x8";
+            }
         }
         s
     }

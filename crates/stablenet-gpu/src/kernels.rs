@@ -71,8 +71,12 @@ pub(crate) fn tiled_adjoint_loops(step: u64, tpw: u32, block: u32) -> u64 {
 }
 
 /// A tiled forward invocation (tiles.wgsl tile_forward): `spd` steps of at most two products.
-pub(crate) fn tiled_forward_loops(wp: u32, spd: u32) -> u64 {
-    spd as u64 * (2 * (wp as u64 / 4 + 1) + 1) + 1
+/// verlet_tiled.wgsl tile_forward8 (`fblock` 8) also loads and stores the tile's two states
+/// (4 rq examples by wp components over wp rq / 16 invocations: 64 rounds each way); its
+/// products loop wp / 4 + 1 times too.
+pub(crate) fn tiled_forward_loops(wp: u32, spd: u32, fblock: u32) -> u64 {
+    let moves = if fblock == 8 { 2 * (64 + 1) } else { 0 };
+    spd as u64 * (2 * (wp as u64 / 4 + 1) + 1) + 1 + moves
 }
 
 /// network.wgsl open_forward (open_adjoint runs fewer): the input's d values, then each block
@@ -116,6 +120,10 @@ pub struct TiledTuning {
     /// wgpu's runtime checks in the tiled module: the bounds clamps without the loop counters
     /// by default.
     pub checks: RuntimeChecks,
+    /// The edge of each invocation's blocks in the Verlet forward: 4 (tile_forward, the
+    /// default), or 8 (tile_forward8, an experiment not yet timed on a GPU; where the tile's
+    /// quads or the width's component quads are odd, 4).
+    pub forward_block: u32,
 }
 
 /// Which of wgpu's runtime checks the tiled module is built with. Its indices stay in bounds
@@ -158,16 +166,22 @@ impl RuntimeChecks {
 
 impl Default for TiledTuning {
     fn default() -> Self {
-        TiledTuning { invocations: 256, groups: 256, gradient_block: None, checks: RuntimeChecks::Bounds }
+        TiledTuning {
+            invocations: 256,
+            groups: 256,
+            gradient_block: None,
+            checks: RuntimeChecks::Bounds,
+            forward_block: 4,
+        }
     }
 }
 
 impl TiledTuning {
-    /// `invocations=N,groups=N,db=N,checks=all|bounds|none`, any of them (unnamed ones keep
-    /// their defaults).
+    /// `invocations=N,groups=N,db=N,checks=all|bounds|none,fblock=4|8`, any of them (unnamed
+    /// ones keep their defaults).
     pub fn parse(s: &str) -> Result<Self> {
         let mut t = TiledTuning::default();
-        let expected = "expected invocations=1..1024, groups>=1, db=1|2|4 or checks=all|bounds|none";
+        let expected = "expected invocations=1..1024, groups>=1, db=1|2|4, checks=all|bounds|none or fblock=4|8";
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part.split_once('=').unwrap_or((part, ""));
             if key == "checks" {
@@ -182,6 +196,7 @@ impl TiledTuning {
                 "invocations" if (1..=1024).contains(&v) => t.invocations = v,
                 "groups" if v >= 1 => t.groups = v,
                 "db" if matches!(v, 1 | 2 | 4) => t.gradient_block = Some(v),
+                "fblock" if matches!(v, 4 | 8) => t.forward_block = v,
                 _ => anyhow::bail!("tiled tuning `{part}`: {expected}"),
             }
         }
@@ -256,6 +271,8 @@ pub(crate) struct Plan {
     /// Fused: floats of the workgroup arrays tf and kc (network.wgsl).
     pub tf_len: usize,
     pub kc_len: usize,
+    /// Tiled Verlet: the forward's block edge, 4 or 8 (TiledTuning::forward_block); 4 otherwise.
+    pub fblock: u32,
 }
 
 impl Plan {
@@ -358,8 +375,19 @@ impl Plan {
             forward_loops(w, s, if fused { fused_block } else { s }, fused) <= LOOP_BUDGET as u64
         })
         .max(1);
-        let plain =
-            Plan { kernels, block: 1, spd, rq: 0, tpw: 0, db: 0, per_partial: 0, partials: 0, tf_len: 0, kc_len: 0 };
+        let plain = Plan {
+            kernels,
+            block: 1,
+            spd,
+            rq: 0,
+            tpw: 0,
+            db: 0,
+            per_partial: 0,
+            partials: 0,
+            tf_len: 0,
+            kc_len: 0,
+            fblock: 4,
+        };
         Ok(match kernels {
             StepKernels::PerExample => plain,
             StepKernels::Fused => {
@@ -393,8 +421,16 @@ impl Plan {
                      iterations per invocation, more than this software adapter runs (lavapipe stops at \
                      65535); use smaller batches"
                 );
-                let spd = largest(64, |s| tiled_forward_loops(wp, s) <= LOOP_BUDGET as u64).max(1);
+                // tile_forward8 lays out (rq / 2) x (cq / 2) invocations of 8 x 8 blocks.
+                let fblock = if tuning.forward_block == 8 && hamiltonian && rq.is_multiple_of(2) && cq.is_multiple_of(2)
+                {
+                    8
+                } else {
+                    4
+                };
+                let spd = largest(64, |s| tiled_forward_loops(wp, s, fblock) <= LOOP_BUDGET as u64).max(1);
                 Plan {
+                    fblock,
                     block,
                     spd,
                     rq,
@@ -514,7 +550,7 @@ mod tests {
                 }
                 for nmax in [1, 100, 7900, 65536, 1 << 20] {
                     let p = plan(nmax, StepKernels::Tiled).unwrap();
-                    assert!(tiled_forward_loops(wp, p.spd) <= budget, "w {w} tiled: {p:?}");
+                    assert!(tiled_forward_loops(wp, p.spd, p.fblock) <= budget, "w {w} tiled: {p:?}");
                     let step = tiled_adjoint_step(wp, p.rq, p.db, (wp / p.db).pow(2).div_ceil(wp / 4 * p.rq));
                     let loops = tiled_adjoint_loops(step, p.tpw, p.block);
                     // One step per block is the least there is; beyond the budget only then.
@@ -565,11 +601,18 @@ mod tests {
         let t = TiledTuning::parse("invocations=128, db=4").unwrap();
         assert_eq!(
             t,
-            TiledTuning { invocations: 128, groups: 256, gradient_block: Some(4), checks: RuntimeChecks::Bounds }
+            TiledTuning {
+                invocations: 128,
+                groups: 256,
+                gradient_block: Some(4),
+                checks: RuntimeChecks::Bounds,
+                forward_block: 4
+            }
         );
         assert_eq!(TiledTuning::parse("checks=all").unwrap().checks, RuntimeChecks::All);
+        assert_eq!(TiledTuning::parse("fblock=8").unwrap().forward_block, 8);
         assert_eq!(TiledTuning::parse("checks=none").unwrap().checks, RuntimeChecks::None);
-        for bad in ["db=3", "groups=0", "threads=5", "invocations=x", "checks=0", "checks"] {
+        for bad in ["db=3", "groups=0", "threads=5", "invocations=x", "checks=0", "checks", "fblock=6"] {
             assert!(TiledTuning::parse(bad).is_err(), "{bad}");
         }
         let tuned = TiledTuning { invocations: 128, groups: 64, gradient_block: Some(4), ..TiledTuning::default() };

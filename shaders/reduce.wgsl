@@ -186,8 +186,9 @@ const ST: u32 = TILE / RT;
 fn block_sums(g: u32, li: u32, c: u32, outputs: u32) {
     let rows = job.rows;
     let cols = job.cols;
-    let a0 = g / ((cols + RT - 1u) / RT) * RT;
-    let b0 = g % ((cols + RT - 1u) / RT) * RT;
+    let col_blocks = (cols + RT - 1u) / RT;
+    let a0 = g / col_blocks * RT;
+    let b0 = g % col_blocks * RT;
     let two = (job.flags & 1u) != 0u;
     let ones = (job.flags & 2u) != 0u;
     let first = c * CHUNK;
@@ -231,11 +232,11 @@ fn block_sums(g: u32, li: u32, c: u32, outputs: u32) {
             let x = i * RT;
             let pa = vec4<f32>(tp[x + ea], tp[x + ea + 1u], tp[x + ea + 2u], tp[x + ea + 3u]);
             let qb = vec4<f32>(tq[x + eb], tq[x + eb + 1u], tq[x + eb + 2u], tq[x + eb + 3u]);
-            m += mat4x4<f32>(pa * qb.x, pa * qb.y, pa * qb.z, pa * qb.w);
+            m += outer(pa, qb);
             if two {
                 let ra = vec4<f32>(tr[x + ea], tr[x + ea + 1u], tr[x + ea + 2u], tr[x + ea + 3u]);
                 let sb = vec4<f32>(ts[x + eb], ts[x + eb + 1u], ts[x + eb + 2u], ts[x + eb + 3u]);
-                m += mat4x4<f32>(ra * sb.x, ra * sb.y, ra * sb.z, ra * sb.w);
+                m += outer(ra, sb);
             }
         }
         // Before the next examples overwrite the staged rows.
@@ -250,6 +251,11 @@ fn block_sums(g: u32, li: u32, c: u32, outputs: u32) {
             }
         }
     }
+}
+
+// u v^T, column q = u v[q].
+fn outer(u: vec4<f32>, v: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(u * v.x, u * v.y, u * v.z, u * v.w);
 }
 
 // Invocations of reduce_finish: one workgroup per output.

@@ -149,16 +149,15 @@ fn product(t: u32, m: u32, j: u32, r: u32, c: u32) -> mat4x4<f32> {
     let x0 = t * WP * RQ + r;
     let m0 = (j * 2u + m) * WP * CQ + c;
     for (var k = 0u; k < WP; k += 4u) {
-        let x = tile_rows(x0 + k * RQ);
-        let rows = mat4x4<f32>(
-            ops[m0 + k * CQ],
-            ops[m0 + (k + 1u) * CQ],
-            ops[m0 + (k + 2u) * CQ],
-            ops[m0 + (k + 3u) * CQ],
-        );
-        a += x * transpose(rows);
+        a += tile_rows(x0 + k * RQ) * transpose(op_rows(m0 + k * CQ));
     }
     return a;
+}
+
+// Rows k .. k + 3 of an operator's component quad, from `at` = row k's: column kk holds row
+// k + kk (product's and product8's loads of K_j or K_j^T).
+fn op_rows(at: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(ops[at], ops[at + CQ], ops[at + 2u * CQ], ops[at + 3u * CQ]);
 }
 
 fn add_bias(m: mat4x4<f32>, j: u32, c: u32) -> mat4x4<f32> {

@@ -140,8 +140,8 @@ fn product8(t: u32, m: u32, j: u32, r: u32, c: u32) -> array<mat4x4<f32>, 4> {
     for (var k = 0u; k < WP; k += 4u) {
         let xa = tile_rows(x0 + k * RQ);
         let xb = tile_rows(x0 + 1u + k * RQ);
-        let ra = transpose(mat4x4<f32>(ops[m0 + k * CQ], ops[m0 + (k + 1u) * CQ], ops[m0 + (k + 2u) * CQ], ops[m0 + (k + 3u) * CQ]));
-        let rb = transpose(mat4x4<f32>(ops[m0 + 1u + k * CQ], ops[m0 + 1u + (k + 1u) * CQ], ops[m0 + 1u + (k + 2u) * CQ], ops[m0 + 1u + (k + 3u) * CQ]));
+        let ra = transpose(op_rows(m0 + k * CQ));
+        let rb = transpose(op_rows(m0 + 1u + k * CQ));
         a0 += xa * ra;
         a1 += xa * rb;
         a2 += xb * ra;

@@ -710,6 +710,11 @@ impl GpuNet {
         self.plan.kernels
     }
 
+    /// The edge of the tiled Verlet forward's blocks (8: tile_forward8); 4 otherwise.
+    pub fn forward_block(&self) -> u32 {
+        self.plan.fblock
+    }
+
     /// The step kernels' sizes, for benchmark records: adjoint steps and forward steps per
     /// dispatch, and for tiled steps the examples per tile, invocations per workgroup, tiles
     /// per adjoint workgroup and the gradient block edge.
@@ -828,8 +833,8 @@ impl GpuNet {
 
     fn reduce(&self, pass: &mut wgpu::ComputePass, r: Red, n: u32) {
         pass.set_bind_group(0, &self.bg_red[r.group], &[]);
-        // reduce_partial: G's workgroups, then the bias row's, on a 2-D grid (for w d or C w
-        // beyond 4 million one row cannot hold them); the chunks on z.
+        // reduce_partial: G's workgroups, then the bias row's, on a 2-D grid (one row cannot
+        // hold them for a wide enough opening or classifier); the chunks on z.
         if !r.from_step {
             let grid = self.grid_of(r.g_groups + groups(r.bias));
             self.dispatch_z(pass, &self.reduce_partial, r.meta, grid, n.div_ceil(CHUNK));

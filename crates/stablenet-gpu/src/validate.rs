@@ -206,9 +206,8 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         let tuned_run = opts.is_some_and(|o| o.tiled == tuned);
         let [forward, adjoint, rebuilt] = if tuned_run {
             // The tuned setting asks for 8 x 8 forward blocks; Verlet tiles of even quads get them.
-            let forward8 = net.kernel_sizes().contains("forward blocks 8x8");
             [
-                if forward8 { "tile_forward8 (tuned): y_N" } else { "tile_forward (tuned): y_N" },
+                if net.forward_block() == 8 { "tile_forward8 (tuned): y_N" } else { "tile_forward (tuned): y_N" },
                 "tile_adjoint (tuned), reduce_tiles: dK_j, db_j",
                 "tile_adjoint (tuned): y_0 rebuilt in reverse time",
             ]

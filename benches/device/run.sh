@@ -12,8 +12,8 @@
 #        ONLY=bench benches/device/run.sh [BUDGET]  (after a kernel change: bench, kernels_ab and
 #        validate; 400 leaves the main bench about 140 s, enough for every line at 5 steps)
 # Settings: BENCH_ARGS (say "--steps 20 --only peaks-small,mid,wide,deep-256,deep-1024"),
-#   BENCH_SECONDS (the main bench's share), AB (kernels_ab's list: per-example, tiled, and
-#   STABLENET_GPU_TILED settings).
+#   BENCH_SECONDS (the main bench's share), AB (kernels_ab's list: per-example, fused, tiled, and
+#   STABLENET_GPU_TILED settings for mid and wide, or for WORKLOADS:SETTING).
 # Expects .device/ from benches/device/pack.sh: bin/{stablenet,xtask}.xz, data/*/*.xz, *.deb.
 # A dry run here on lavapipe: SOFTWARE=1 BENCH_ARGS=--quick IMAGE_ARGS="--batches 2"
 #   TRAIN_ARGS="--train-limit 512 --val-limit 256" OUT=/tmp/dev benches/device/run.sh 300
@@ -37,9 +37,9 @@ bench() {
 }
 # kernels_ab: the engine alone with other step kernels than its default (GpuNet::with_options),
 # beside the main run (whose torch lines are the comparison): mid one example per invocation
-# (the kernels before the tiled ones), the w = 8 rows tiled instead of fused, and mid and wide
-# with the tiled steps sized or built otherwise (STABLENET_GPU_TILED; the defaults are not
-# measured yet). All in one file, each line with its setting in "ab": the device tool brings
+# (the kernels before the tiled ones), peaks-small fused instead of tiled and the deep rows
+# tiled instead of fused, and mid and wide (or the workloads before a colon:
+# peaks-small:invocations=64) with the tiled steps sized or built otherwise (STABLENET_GPU_TILED). All in one file, each line with its setting in "ab": the device tool brings
 # back at most 8 files.
 # kernels_ab END: each run cut at 20 s, and none started within 5 s of END (seconds since the
 # epoch), so that what follows keeps its time.
@@ -59,11 +59,13 @@ for line in (open(sys.argv[2]) if os.path.exists(sys.argv[2]) else []):
         pass  # blank, or cut short by the timeout' "$1" /tmp/ab.jsonl >> "$OUT/bench-ab.jsonl"
         rm -f /tmp/ab.jsonl
     }
-    for t in ${AB:-per-example tiled checks=all checks=none fblock=8 invocations=128 invocations=64 groups=512 \
-        groups=132 db=4 db=1 checks=none,db=4}; do
+    for t in ${AB:-per-example fused tiled fblock=8 peaks-small:invocations=64 peaks-small:groups=128 checks=all \
+        checks=none invocations=128 groups=512 db=4}; do
         case $t in
             per-example) ab per-example mid STABLENET_GPU_KERNELS=per-example ;;
-            tiled) ab tiled peaks-small,deep-256,deep-1024 STABLENET_GPU_KERNELS=tiled ;;
+            fused) ab fused peaks-small STABLENET_GPU_KERNELS=fused ;;
+            tiled) ab tiled deep-256,deep-1024 STABLENET_GPU_KERNELS=tiled ;;
+            *:*) ab "$t" "${t%%:*}" "STABLENET_GPU_TILED=${t#*:}" ;;
             *) ab "$t" mid,wide "STABLENET_GPU_TILED=$t" ;;
         esac
     done

@@ -210,14 +210,15 @@ pub enum StepKernels {
     /// One example per invocation (network.wgsl with the integrator's file), one adjoint step
     /// per dispatch and two reduction passes after it: every integrator, every width.
     PerExample,
-    /// Narrow nets (w^2 + w <= 128), the default there: one example per invocation with its
-    /// vectors in registers; blocks of adjoint steps per dispatch, each step's first reduction
-    /// pass summed in workgroup memory (network.wgsl tile_partials). The latency of dependent
-    /// dispatches and loads bounds a narrow step.
+    /// Narrow nets (w^2 + w <= 128), the default there but for large Verlet batches: one
+    /// example per invocation with its vectors in registers; blocks of adjoint steps per
+    /// dispatch, each step's first reduction pass summed in workgroup memory (network.wgsl
+    /// tile_partials). The latency of dependent dispatches and loads bounds a narrow step.
     Fused,
-    /// The default when not narrow, every integrator: a workgroup steps a tile of examples
-    /// as matrix products (tiles.wgsl), blocks of adjoint steps per dispatch with each
-    /// workgroup's partial gradient sums.
+    /// The default when not narrow, every integrator, and for narrow Verlet nets whose batch
+    /// fills `TiledTuning::groups` tiles: a workgroup steps a tile of examples as matrix
+    /// products (tiles.wgsl), blocks of adjoint steps per dispatch with each workgroup's
+    /// partial gradient sums.
     Tiled,
 }
 
@@ -309,8 +310,16 @@ impl Plan {
         let hamiltonian = cfg.integrator == Integrator::Hamiltonian;
         let ops_bytes = 4 * shaders::tiled_operators(cfg.steps, cfg.width);
         let binding = binding_limit(lim);
+        // Large batches of a narrow Verlet net go to the tiles: H100 run 7 (2026-11-27) timed
+        // peaks-small (256 tiles of 256 examples) tiled at 2.31 and 2.44 ms against 2.92 and
+        // 3.03 fused in the same runs, and deep-256 (64 tiles) at 7.4 against 3.3. Fused time is
+        // latency until the GPU fills, then linear in n; tiled stays near its latency up to
+        // about two tiles per SM, so the tiles win once there are `groups` of them (two per SM
+        // of a large GPU). Leapfrog and resnet are not timed so: they keep the fused blocks.
+        let tiles_fill = rq >= 1 && nmax.div_ceil(4 * rq) >= tuning.groups;
+        let big_batch = tiles_fill && cfg.integrator == Integrator::Hamiltonian;
         let kernels = match choice {
-            None if narrow && fused_block >= 1 => StepKernels::Fused,
+            None if narrow && fused_block >= 1 && !big_batch => StepKernels::Fused,
             None if rq >= 1 && ops_bytes <= binding => StepKernels::Tiled,
             None => StepKernels::PerExample,
             Some(StepKernels::Fused) => {
@@ -476,6 +485,28 @@ mod tests {
         assert_eq!(kernels(Integrator::Leapfrog, 128), StepKernels::Tiled);
         assert_eq!(kernels(Integrator::Antisym, 32), StepKernels::Tiled);
         assert_eq!(kernels(Integrator::Resnet, 10), StepKernels::Fused);
+    }
+
+    /// Narrow Verlet nets take the tiles once the batch fills `groups` of them (peaks-small's
+    /// 65536 examples: 256 tiles of 256 on a 48 KiB adapter), the fused blocks below that
+    /// (deep-256's 16384) and for the integrators not timed so.
+    #[test]
+    fn large_narrow_verlet_batches_take_the_tiles() {
+        let big = wgpu::Limits {
+            max_compute_workgroup_storage_size: 49152,
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_size_x: 1024,
+            ..wgpu::Limits::default()
+        };
+        let kernels = |i, n, t: TiledTuning| Plan::new(&model(i, 8, 64), n, &big, false, None, t).unwrap().kernels;
+        let default = TiledTuning::default();
+        assert_eq!(kernels(Integrator::Hamiltonian, 65536, default), StepKernels::Tiled);
+        assert_eq!(kernels(Integrator::Hamiltonian, 65535 - 255, default), StepKernels::Fused);
+        assert_eq!(kernels(Integrator::Hamiltonian, 16384, default), StepKernels::Fused);
+        assert_eq!(kernels(Integrator::Leapfrog, 65536, default), StepKernels::Fused);
+        assert_eq!(kernels(Integrator::Resnet, 1 << 20, default), StepKernels::Fused);
+        let fewer = TiledTuning { groups: 64, ..default };
+        assert_eq!(kernels(Integrator::Hamiltonian, 16384, fewer), StepKernels::Tiled);
     }
 
     /// Where the padded K_j of the tiled steps do not fit one binding, the default falls back

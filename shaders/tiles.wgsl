@@ -55,6 +55,12 @@ override TPW: u32 = 1u;
 // Two operand tiles, [tile][k][r]: component k of examples 4r .. 4r + 3 as one vec4.
 var<workgroup> tiles: array<vec4<f32>, 2u * WP * RQ>;
 var<workgroup> top: u32;
+// The pieces of split gradient sums (split_partials, bias_sums): SPLIT per entry of dK, BP per
+// component quad of db; the host sets SPLIT, BP and the lengths (1 where unused).
+const QS: u32 = (RQ + SPLIT - 1u) / SPLIT;
+const QB: u32 = (RQ + BP - 1u) / BP;
+var<workgroup> psum: array<f32, PS_LEN>;
+var<workgroup> bsum: array<vec4<f32>, BS_LEN>;
 
 // The batch's tiles, and the adjoint's workgroups for them (TPW consecutive tiles each).
 fn batch_tiles() -> u32 {
@@ -275,7 +281,13 @@ fn put_partial(row: u32, b0: u32, len: u32, v: vec4<f32>, first: bool) {
 // invocation in every round and tile, which reads back what it wrote, so the sums need no
 // barrier and run in a fixed order. Neighbouring invocations read rows a multiple of 2 RQ vec4 apart, the same
 // banks of workgroup memory, so each starts its examples at its own offset (skew).
+// Where the entries are fewer than the invocations (SPLIT > 1: w <= 8), split_partials
+// instead; every invocation calls this then (a barrier), as it does bias_sums.
 fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
+    if SPLIT > 1u {
+        split_partials(ta, tb, base, first, li);
+        return;
+    }
     let nb = WP / DB;
     let skew = li % RQ;
     for (var blk = li; blk < nb * nb; blk += TWG) {
@@ -296,15 +308,18 @@ fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
             put_row(base, a0 + 2u, b0, mt[2], first);
             put_row(base, a0 + 3u, b0, mt[3], first);
         } else if DB == 2u {
-            var m = vec4<f32>();
-            for (var i = 0u; i < RQ; i++) {
-                let e = skewed(i, skew);
-                let x0 = tiles[pa + e];
-                let x1 = tiles[pa + RQ + e];
-                let y0 = tiles[pb + e];
-                let y1 = tiles[pb + RQ + e];
-                m += vec4<f32>(dot(x0, y0), dot(x0, y1), dot(x1, y0), dot(x1, y1));
+            // Even and odd quads in two sums: one was a chain of 4 RQ dependent multiply-adds
+            // per entry (mid: 128), twice per adjoint step.
+            var m0 = vec4<f32>();
+            var m1 = vec4<f32>();
+            for (var i = 0u; i + 1u < RQ; i += 2u) {
+                m0 += dots2(pa, pb, skewed(i, skew));
+                m1 += dots2(pa, pb, skewed(i + 1u, skew));
             }
+            if RQ % 2u == 1u {
+                m0 += dots2(pa, pb, skewed(RQ - 1u, skew));
+            }
+            let m = m0 + m1;
             put_row(base, a0, b0, vec4<f32>(m.xy, 0.0, 0.0), first);
             put_row(base, a0 + 1u, b0, vec4<f32>(m.zw, 0.0, 0.0), first);
         } else {
@@ -318,8 +333,91 @@ fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
     }
 }
 
+// A 2 x 2 block of dK from example quad e: rows pa, pa + RQ of one tile against pb, pb + RQ
+// of the other.
+fn dots2(pa: u32, pb: u32, e: u32) -> vec4<f32> {
+    let x0 = tiles[pa + e];
+    let x1 = tiles[pa + RQ + e];
+    let y0 = tiles[pb + e];
+    let y1 = tiles[pb + RQ + e];
+    return vec4<f32>(dot(x0, y0), dot(x0, y1), dot(x1, y0), dot(x1, y1));
+}
+
+// The entries of dK over all TWG invocations, SPLIT per entry (DB = 1): invocation li sums
+// entry li % WP^2 over the tile's example quads of piece li / WP^2, two quads at a time into
+// two sums; after a barrier the first WP^2 invocations add their entry's SPLIT pieces in
+// order. One invocation per entry over all RQ quads was a chain of 4 RQ dependent
+// multiply-adds, twice per adjoint step, while half the workgroup waited (w = 8: 256).
+fn split_partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
+    let o = li % (WP * WP);
+    let h = li / (WP * WP);
+    if h < SPLIT {
+        let pa = (ta * WP + o / WP) * RQ + h * QS;
+        let pb = (tb * WP + o % WP) * RQ + h * QS;
+        let n = piece_quads(h, QS);
+        let skew = li % n;
+        var m0 = 0.0;
+        var m1 = 0.0;
+        for (var i = 0u; i + 1u < n; i += 2u) {
+            let e = wrapped(i + skew, n);
+            let f = wrapped(i + 1u + skew, n);
+            m0 += dot(tiles[pa + e], tiles[pb + e]);
+            m1 += dot(tiles[pa + f], tiles[pb + f]);
+        }
+        if n % 2u == 1u {
+            let e = wrapped(n - 1u + skew, n);
+            m0 += dot(tiles[pa + e], tiles[pb + e]);
+        }
+        psum[li] = m0 + m1;
+    }
+    workgroupBarrier();
+    if li < WP * WP {
+        var m = 0.0;
+        for (var k = 0u; k < SPLIT; k++) {
+            m += psum[k * WP * WP + li];
+        }
+        put_row(base, li / WP, li % WP, vec4<f32>(m, 0.0, 0.0, 0.0), first);
+    }
+}
+
+// Quads of piece h of a split sum over the tile's RQ example quads, `size` per piece.
+fn piece_quads(h: u32, size: u32) -> u32 {
+    return min(size, RQ - min(h * size, RQ));
+}
+
+// i mod n for i < 2 n.
+fn wrapped(i: u32, n: u32) -> u32 {
+    return select(i, i - n, i >= n);
+}
+
 // db[a] += sum_e B[e][a] for B the tile t, into the partial's db entries (base + W W).
+// With BP > 1 (RQ >= 16), BP invocations per component quad sum a piece of QB example quads
+// each, and after a barrier the first CQ add their pieces in order: one invocation per quad
+// over all RQ was a chain of RQ additions while the rest waited.
 fn bias_sums(t: u32, base: u32, first: bool, li: u32) {
+    if BP > 1u {
+        let h = li / CQ;
+        if h < BP {
+            let p = (t * WP + 4u * (li % CQ)) * RQ + h * QB;
+            let n = piece_quads(h, QB);
+            // Pieces QB quads apart start in the same banks: a skew, as in partials.
+            let skew = li % n;
+            var v = vec4<f32>();
+            for (var i = 0u; i < n; i++) {
+                v += vec4<f32>(1.0) * tile_rows(p + wrapped(i + skew, n));
+            }
+            bsum[li] = v;
+        }
+        workgroupBarrier();
+        if li < CQ {
+            var v = vec4<f32>();
+            for (var k = 0u; k < BP; k++) {
+                v += bsum[k * CQ + li];
+            }
+            put_partial(base + W * W, 4u * li, 4u, v, first);
+        }
+        return;
+    }
     if li < CQ {
         let p = (t * WP + 4u * li) * RQ;
         let skew = li % RQ;

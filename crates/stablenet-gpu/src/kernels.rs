@@ -52,15 +52,21 @@ pub(crate) fn fused_adjoint_loops(w: u32, block: u32) -> u64 {
 
 /// One adjoint step of a tile in tiles.wgsl, the most over the integrators (Verlet's): four
 /// products of WP / 4 rounds, two rounds of partial sums (`blocks` gradient blocks of rq
-/// examples each, up to DB rows of DB stores), two of bias sums (rq examples, 4 stores), and
-/// the step loop's iteration.
+/// examples each, up to DB rows of DB stores; split: a piece of quads two at a time, then
+/// the pieces and one store), two of bias sums (rq examples or a piece of them, then the
+/// pieces; 4 stores), and the step loop's iteration.
 pub(crate) fn tiled_adjoint_step(wp: u32, rq: u32, db: u32, blocks: u32) -> u64 {
-    let (wp, rq, db, blocks) = (wp as u64, rq as u64, db as u64, blocks as u64);
+    let (split, bp) = shaders::sum_pieces(wp as usize, rq as usize, db as usize);
+    let (wp, rq, db, blocks, split, bp) = (wp as u64, rq as u64, db as u64, blocks as u64, split as u64, bp as u64);
     let products = 4 * (wp / 4 + 1);
-    // Per gradient block: the block loop's iteration, rq examples and their exit, DB rows
-    // of DB stores and each row's exit.
-    let partials = 2 * (blocks * (1 + rq + 1 + db * (db + 1)) + 1);
-    let bias = 2 * (rq + 1 + 5);
+    let partials = if split > 1 {
+        2 * (rq.div_ceil(split).div_ceil(2) + 1 + split + 1 + 2)
+    } else {
+        // Per gradient block: the block loop's iteration, rq examples and their exit, DB rows
+        // of DB stores and each row's exit.
+        2 * (blocks * (1 + rq + 1 + db * (db + 1)) + 1)
+    };
+    let bias = if bp > 1 { 2 * (rq.div_ceil(bp) + 1 + bp + 1 + 5) } else { 2 * (rq + 1 + 5) };
     products + partials + bias + 1
 }
 
@@ -301,12 +307,16 @@ impl Plan {
         let fit = (shared / 4).saturating_sub(floats(0)) / (w * w + w);
         let by_loops = largest(MAX_ADJ_BLOCK, |b| fused_adjoint_loops(w, b) <= LOOP_BUDGET as u64);
         let fused_block = by_loops.min(fit);
-        // Tiled: two tiles of WP x 4 rq floats (and the cursor), TWG = WP / 4 * rq invocations.
+        // Tiled: two tiles of WP x 4 rq floats, the pieces of the split gradient sums and the
+        // cursor (shaders::tiled_workgroup_bytes), TWG = WP / 4 * rq invocations.
         let wp = shaders::padded(cfg.width) as u32;
         let cq = wp / 4;
         let adapter_invocations = lim.max_compute_invocations_per_workgroup.min(lim.max_compute_workgroup_size_x);
         let invocations = tuning.invocations.min(adapter_invocations);
-        let rq = (invocations / cq).min(shared.saturating_sub(16) / (32 * wp)).min(64);
+        let db_at = |rq: u32| tuning.gradient_block.unwrap_or(shaders::gradient_block(cfg.width, rq as usize) as u32);
+        let tile_bytes = |rq: u32| shaders::tiled_workgroup_bytes(wp as usize, rq as usize, db_at(rq) as usize) as u32;
+        // The bytes grow with rq (a smaller gradient block only adds pieces), as `largest` needs.
+        let rq = largest((invocations / cq).min(64), |rq| tile_bytes(rq) <= shared);
         let hamiltonian = cfg.integrator == Integrator::Hamiltonian;
         let ops_bytes = 4 * shaders::tiled_operators(cfg.steps, cfg.width);
         let binding = binding_limit(lim);
@@ -345,7 +355,7 @@ impl Plan {
                     "tiled steps at w = {w} need {} bytes of workgroup memory and {cq} invocations per \
                      workgroup; this adapter allows {shared} and {} (max_compute_workgroup_storage_size, \
                      max_compute_invocations_per_workgroup)",
-                    32 * wp + 16,
+                    tile_bytes(1),
                     adapter_invocations
                 );
                 StepKernels::Tiled
@@ -411,7 +421,7 @@ impl Plan {
                 }
             }
             StepKernels::Tiled => {
-                let db = tuning.gradient_block.unwrap_or(shaders::gradient_block(cfg.width, rq as usize) as u32);
+                let db = db_at(rq);
                 let blocks = (wp / db).pow(2).div_ceil(cq * rq);
                 let per_step = tiled_adjoint_step(wp, rq, db, blocks);
                 let tiles = nmax.div_ceil(4 * rq);
@@ -581,6 +591,8 @@ mod tests {
                 }
                 for nmax in [1, 100, 7900, 65536, 1 << 20] {
                     let p = plan(nmax, StepKernels::Tiled).unwrap();
+                    let bytes = shaders::tiled_workgroup_bytes(wp as usize, p.rq as usize, p.db as usize);
+                    assert!(bytes as u32 <= lim.max_compute_workgroup_storage_size, "w {w} tiled: {bytes} bytes");
                     assert!(tiled_forward_loops(wp, p.spd, p.fblock) <= budget, "w {w} tiled: {p:?}");
                     let step = tiled_adjoint_step(wp, p.rq, p.db, (wp / p.db).pow(2).div_ceil(wp / 4 * p.rq));
                     let loops = tiled_adjoint_loops(step, p.tpw, p.block);
@@ -605,6 +617,11 @@ mod tests {
     #[test]
     fn tiled_adjoint_step_counts_every_loop() {
         assert_eq!(tiled_adjoint_step(128, 2, 1, 256), 132 + 2 * 1537 + 16 + 1);
+        // w = 8 with 64 example quads: split_partials' 2 pieces (16 rounds of two quads and
+        // the exit, 2 pieces and the exit, one store and the exit: 22, twice) and bias_sums' 8
+        // (8 quads and the exit, 8 pieces and the exit, 5 for the stores: 23, twice).
+        assert_eq!(shaders::sum_pieces(8, 64, 1), (2, 8));
+        assert_eq!(tiled_adjoint_step(8, 64, 1, 1), 4 * 3 + 2 * 22 + 2 * 23 + 1);
         let tuned = TiledTuning { invocations: 64, gradient_block: Some(1), ..TiledTuning::default() };
         let wide = model(Integrator::Hamiltonian, 128, 4);
         let p = |n| Plan::new(&wide, n, &wgpu::Limits::default(), true, Some(StepKernels::Tiled), tuned);

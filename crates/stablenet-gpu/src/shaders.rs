@@ -93,8 +93,33 @@ pub fn tiled(integrator: Integrator, width: usize, rq: usize, db: usize) -> Stri
         Integrator::Leapfrog => LEAPFROG_TILED,
         Integrator::Resnet | Integrator::Antisym => RESNET_TILED,
     };
-    let consts = format!("{}const RQ: u32 = {rq}u;\nconst DB: u32 = {db}u;", widths(width));
+    let (split, bp) = sum_pieces(padded(width), rq, db);
+    let (wp, cq) = (padded(width), padded(width) / 4);
+    let consts = format!(
+        "{}const RQ: u32 = {rq}u;\nconst DB: u32 = {db}u;\nconst SPLIT: u32 = {split}u;\nconst BP: u32 = {bp}u;\n\
+         const PS_LEN: u32 = {}u;\nconst BS_LEN: u32 = {}u;",
+        widths(width),
+        if split > 1 { split * wp * wp } else { 1 },
+        if bp > 1 { bp * cq } else { 1 },
+    );
     [consts.as_str(), COMMON, TILES, steps].join("\n")
+}
+
+/// How tiles.wgsl splits its gradient sums over the invocations at padded width `wp`, `rq`
+/// example quads per tile and gradient blocks of edge `db`: SPLIT pieces per entry of dK_j
+/// where its entries are fewer than the invocations (db = 1; w <= 8), and BP pieces per
+/// component quad of db_j (rq >= 16).
+pub fn sum_pieces(wp: usize, rq: usize, db: usize) -> (usize, usize) {
+    let split = if db == 1 { (wp / 4 * rq / (wp * wp)).max(1) } else { 1 };
+    (split, (rq / 8).clamp(1, 8))
+}
+
+/// Bytes of workgroup memory of tiles.wgsl's arrays: the two tiles, the pieces of the split
+/// gradient sums, and 16 for the cursor.
+pub fn tiled_workgroup_bytes(wp: usize, rq: usize, db: usize) -> usize {
+    let (split, bp) = sum_pieces(wp, rq, db);
+    let pieces = if split > 1 { 4 * split * wp * wp } else { 0 } + if bp > 1 { 4 * bp * wp } else { 0 };
+    32 * wp * rq + pieces + 16
 }
 
 /// The edge of the blocks of dK_j that tiles.wgsl gives each invocation: 4, 2 or 1,
@@ -193,7 +218,7 @@ pub fn all_modules() -> Vec<(String, String)> {
         })
         .collect();
     for i in [Integrator::Hamiltonian, Integrator::Leapfrog, Integrator::Resnet] {
-        for (w, rq) in [(32, 32), (13, 7), (128, 8)] {
+        for (w, rq) in [(32, 32), (13, 7), (128, 8), (8, 64)] {
             for db in [1, 2, 4] {
                 let src = tiled(i, w, rq, db);
                 out.push((format!("tiles+{} (w = {w}, {db}x{db} blocks)", i.name()), src));

@@ -482,6 +482,16 @@ mod tests {
         }
     }
 
+    /// A large GPU's workgroup limits (48 KiB, 1024 invocations).
+    fn large_gpu() -> wgpu::Limits {
+        wgpu::Limits {
+            max_compute_workgroup_storage_size: 49152,
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_size_x: 1024,
+            ..wgpu::Limits::default()
+        }
+    }
+
     /// wgpu's defaults (16 KiB of workgroup memory, 128 MiB bindings), like a small adapter.
     fn plan(cfg: &ModelConfig, nmax: u32, software: bool, choice: Option<StepKernels>) -> Result<Plan> {
         Plan::new(cfg, nmax, &wgpu::Limits::default(), software, choice, TiledTuning::default())
@@ -502,12 +512,7 @@ mod tests {
     /// (deep-256's 16384) and for the integrators not timed so.
     #[test]
     fn large_narrow_verlet_batches_take_the_tiles() {
-        let big = wgpu::Limits {
-            max_compute_workgroup_storage_size: 49152,
-            max_compute_invocations_per_workgroup: 1024,
-            max_compute_workgroup_size_x: 1024,
-            ..wgpu::Limits::default()
-        };
+        let big = large_gpu();
         let kernels = |i, n, t: TiledTuning| Plan::new(&model(i, 8, 64), n, &big, false, None, t).unwrap().kernels;
         let default = TiledTuning::default();
         assert_eq!(kernels(Integrator::Hamiltonian, 65536, default), StepKernels::Tiled);
@@ -569,12 +574,7 @@ mod tests {
     /// and on wgpu's defaults (small workgroup memory: other blocks and tiles).
     #[test]
     fn every_dispatch_stays_within_the_loop_budget() {
-        let big = wgpu::Limits {
-            max_compute_workgroup_storage_size: 49152,
-            max_compute_invocations_per_workgroup: 1024,
-            max_compute_workgroup_size_x: 1024,
-            ..wgpu::Limits::default()
-        };
+        let big = large_gpu();
         let budget = LOOP_BUDGET as u64;
         for lim in [wgpu::Limits::default(), big] {
             for w in (1..=16).chain([31, 32, 33, 64, 100, 127, 128]) {

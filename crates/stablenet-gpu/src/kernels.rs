@@ -119,6 +119,7 @@ pub struct TiledTuning {
     /// About how many workgroups the adjoint launches; each takes as many consecutive tiles as
     /// that needs and keeps one partial for them all. 256: two per SM of a large GPU (an H100
     /// has 132), so that the partials stay few (17 MB a step at the wide workload, not 67).
+    /// Also the tiles a narrow Verlet batch must fill to be tiled rather than fused.
     pub groups: u32,
     /// The edge of each invocation's blocks of dK_j (4, 2 or 1); None: the largest that gives
     /// every invocation a block (`shaders::gradient_block`).

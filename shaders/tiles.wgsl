@@ -391,48 +391,42 @@ fn wrapped(i: u32, n: u32) -> u32 {
 }
 
 // db[a] += sum_e B[e][a] for B the tile t, into the partial's db entries (base + W W).
-// With BP > 1 (RQ >= 16), BP invocations per component quad sum a piece of QB example quads
-// each, and after a barrier the first CQ add their pieces in order: one invocation per quad
-// over all RQ was a chain of RQ additions while the rest waited.
+// BP invocations per component quad each sum a piece of QB example quads; with BP > 1
+// (RQ >= 16), after a barrier the first CQ add their pieces in order: one invocation per
+// quad over all RQ was a chain of RQ additions while the rest waited.
 fn bias_sums(t: u32, base: u32, first: bool, li: u32) {
+    let h = li / CQ;
+    var v = vec4<f32>();
+    if h < BP {
+        let p = (t * WP + 4u * (li % CQ)) * RQ + h * QB;
+        let n = piece_quads(h, QB);
+        // Pieces QB quads apart start in the same banks: a skew, as in partials.
+        let skew = li % n;
+        for (var i = 0u; i < n; i++) {
+            // Each component's sum over the four examples.
+            v += vec4<f32>(1.0) * tile_rows(p + wrapped(i + skew, n));
+        }
+    }
     if BP > 1u {
-        let h = li / CQ;
         if h < BP {
-            let p = (t * WP + 4u * (li % CQ)) * RQ + h * QB;
-            let n = piece_quads(h, QB);
-            // Pieces QB quads apart start in the same banks: a skew, as in partials.
-            let skew = li % n;
-            var v = vec4<f32>();
-            for (var i = 0u; i < n; i++) {
-                v += vec4<f32>(1.0) * tile_rows(p + wrapped(i + skew, n));
-            }
             bsum[li] = v;
         }
         workgroupBarrier();
+        v = vec4<f32>();
         if li < CQ {
-            var v = vec4<f32>();
             for (var k = 0u; k < BP; k++) {
                 v += bsum[k * CQ + li];
             }
-            put_partial(base + W * W, 4u * li, 4u, v, first);
         }
-        return;
     }
     if li < CQ {
-        let p = (t * WP + 4u * li) * RQ;
-        let skew = li % RQ;
-        var v = vec4<f32>();
-        for (var i = 0u; i < RQ; i++) {
-            // Each component's sum over the four examples.
-            v += vec4<f32>(1.0) * tile_rows(p + skewed(i, skew));
-        }
         put_partial(base + W * W, 4u * li, 4u, v, first);
     }
 }
 
 // Example quad i + skew of the tile, wrapped.
 fn skewed(i: u32, skew: u32) -> u32 {
-    return select(i + skew, i + skew - RQ, i + skew >= RQ);
+    return wrapped(i + skew, RQ);
 }
 
 // Row a of a DB-wide block of dK at column b0 (v's first DB entries); nothing past the width.

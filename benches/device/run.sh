@@ -39,8 +39,9 @@ bench() {
 # beside the main run (whose torch lines are the comparison): mid one example per invocation
 # (the kernels before the tiled ones), peaks-small fused instead of tiled and the deep rows
 # tiled instead of fused, and mid and wide (or the workloads before a colon:
-# peaks-small:invocations=64) with the tiled steps sized or built otherwise (STABLENET_GPU_TILED). All in one file, each line with its setting in "ab": the device tool brings
-# back at most 8 files.
+# peaks-small:invocations=64) with the tiled steps sized or built otherwise
+# (STABLENET_GPU_TILED). All in one file, each line with its setting in "ab": the device tool
+# brings back at most 8 files.
 # kernels_ab END: each run cut at 20 s, and none started within 5 s of END (seconds since the
 # epoch), so that what follows keeps its time.
 kernels_ab() {

@@ -94,13 +94,13 @@ pub fn tiled(integrator: Integrator, width: usize, rq: usize, db: usize) -> Stri
         Integrator::Resnet | Integrator::Antisym => RESNET_TILED,
     };
     let (split, bp) = sum_pieces(padded(width), rq, db);
-    let (wp, cq) = (padded(width), padded(width) / 4);
+    let (psum, bsum) = piece_arrays(padded(width), rq, db);
     let consts = format!(
         "{}const RQ: u32 = {rq}u;\nconst DB: u32 = {db}u;\nconst SPLIT: u32 = {split}u;\nconst BP: u32 = {bp}u;\n\
          const PS_LEN: u32 = {}u;\nconst BS_LEN: u32 = {}u;",
         widths(width),
-        if split > 1 { split * wp * wp } else { 1 },
-        if bp > 1 { bp * cq } else { 1 },
+        psum.max(1),
+        bsum.max(1),
     );
     [consts.as_str(), COMMON, TILES, steps].join("\n")
 }
@@ -114,12 +114,18 @@ pub fn sum_pieces(wp: usize, rq: usize, db: usize) -> (usize, usize) {
     (split, (rq / 8).clamp(1, 8))
 }
 
+/// The lengths of tiles.wgsl's arrays of pieces: floats of psum (SPLIT per entry of dK_j)
+/// and vec4s of bsum (BP per component quad of db_j); 0 where the sums are not split.
+fn piece_arrays(wp: usize, rq: usize, db: usize) -> (usize, usize) {
+    let (split, bp) = sum_pieces(wp, rq, db);
+    (if split > 1 { split * wp * wp } else { 0 }, if bp > 1 { bp * wp / 4 } else { 0 })
+}
+
 /// Bytes of workgroup memory of tiles.wgsl's arrays: the two tiles, the pieces of the split
 /// gradient sums, and 16 for the cursor.
 pub fn tiled_workgroup_bytes(wp: usize, rq: usize, db: usize) -> usize {
-    let (split, bp) = sum_pieces(wp, rq, db);
-    let pieces = if split > 1 { 4 * split * wp * wp } else { 0 } + if bp > 1 { 4 * bp * wp } else { 0 };
-    32 * wp * rq + pieces + 16
+    let (psum, bsum) = piece_arrays(wp, rq, db);
+    32 * wp * rq + 4 * psum + 16 * bsum + 16
 }
 
 /// The edge of the blocks of dK_j that tiles.wgsl gives each invocation: 4, 2 or 1,

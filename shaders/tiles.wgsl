@@ -1,5 +1,5 @@
-// tiles.wgsl — what the tiled integrator steps share (verlet_tiled.wgsl, leapfrog_tiled.wgsl,
-// resnet_tiled.wgsl):
+// tiles.wgsl — what the tiled integrator steps share (verlet_tiled.wgsl and verlet_tiled8.wgsl,
+// leapfrog_tiled.wgsl, resnet_tiled.wgsl):
 // a workgroup steps a tile of BM examples together, so every matrix-vector product of a step
 // becomes a matrix product of the tile with K_j or K_j^T (resnet/antisym: M_j). The
 // per-example kernels (verlet.wgsl, leapfrog.wgsl, resnet.wgsl) are best for narrow nets; at w = 32 and 128 their products
@@ -27,6 +27,8 @@
 //   4  cursor  rw    [2] step cursors (network.wgsl)
 //   5  kept    rw    resnet/antisym: the state before every step, [N][NMAX][W] (network.wgsl
 //                    `store`; MODEL.md section 3)
+//   6-8            st, acc, tpart again as vec4 rows, for verlet_tiled8.wgsl's tile_adjoint8
+//                    (bound only when it runs)
 
 const CQ: u32 = WP / 4u;
 const BM: u32 = 4u * RQ;

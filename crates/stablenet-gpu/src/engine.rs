@@ -454,7 +454,9 @@ impl GpuNet {
         let bgl_net = bgl("network", &net_entries);
         let red_entries: Vec<_> = (0..7).map(|b| storage(b, b < 4)).collect();
         let bgl_red = bgl("reduce", &red_entries);
-        let tile_entries: Vec<_> = (0..6).map(|b| storage(b, b < 1)).collect();
+        // ablock 8 also binds st, acc and the partials as vec4 rows (verlet_tiled8.wgsl, 6-8).
+        let tile_bindings = if plan.ablock == 8 { 9 } else { 6 };
+        let tile_entries: Vec<_> = (0..tile_bindings).map(|b| storage(b, b < 1)).collect();
         let bgl_tile = bgl("tiled steps", &tile_entries);
         let opt_entries: Vec<_> = (0..4).map(|b| storage(b, false)).collect();
         let bgl_opt = bgl("optim", &opt_entries);
@@ -563,7 +565,8 @@ impl GpuNet {
                 ("TPW", plan.tpw as f64),
             ];
             let forward = if plan.fblock == 8 { "tile_forward8" } else { "tile_forward" };
-            (pipe(&pl_tile, &m, forward, &consts), pipe(&pl_tile, &m, "tile_adjoint", &consts))
+            let adjoint = if plan.ablock == 8 { "tile_adjoint8" } else { "tile_adjoint" };
+            (pipe(&pl_tile, &m, forward, &consts), pipe(&pl_tile, &m, adjoint, &consts))
         });
         let wg = [("WG", WG as f64)];
         let reduce_partial = pipe(&pl_red, &red_mod, "reduce_partial", &wg);
@@ -619,7 +622,8 @@ impl GpuNet {
                 &cursor, &partial,
             ],
         );
-        let tiled = tile_pipes.map(|(f, a)| (f, a, bind(&bgl_tile, &[&ops, &st, &acc, &partial, &cursor, &store])));
+        let tile_bufs = [&ops, &st, &acc, &partial, &cursor, &store, &st, &acc, &partial];
+        let tiled = tile_pipes.map(|(f, a)| (f, a, bind(&bgl_tile, &tile_bufs[..tile_bindings as usize])));
         let bg_red = vec![
             bind(&bgl_red, &[&fac, &fac, &fac, &fac, &partial, &grads, &cursor]),
             bind(&bgl_red, &[&dlog, &st, &dlog, &dlog, &partial, &grads, &cursor]),
@@ -715,6 +719,11 @@ impl GpuNet {
         self.plan.fblock
     }
 
+    /// The edge of the tiled Verlet adjoint's blocks (8: tile_adjoint8); 4 otherwise.
+    pub fn adjoint_block(&self) -> u32 {
+        self.plan.ablock
+    }
+
     /// The step kernels' sizes, for benchmark records: adjoint steps and forward steps per
     /// dispatch, and for tiled steps the examples per tile, invocations per workgroup, tiles
     /// per adjoint workgroup and the gradient block edge.
@@ -736,6 +745,9 @@ impl GpuNet {
             s += &format!(", wgpu runtime checks: {}", self.checks.name());
             if p.fblock == 8 {
                 s += ", forward blocks 8x8";
+            }
+            if p.ablock == 8 {
+                s += ", adjoint blocks 8x8";
             }
         }
         s

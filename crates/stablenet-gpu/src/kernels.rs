@@ -70,6 +70,29 @@ pub(crate) fn tiled_adjoint_step(wp: u32, rq: u32, db: u32, blocks: u32) -> u64 
     products + partials + bias + 1
 }
 
+/// One adjoint step of verlet_tiled8.wgsl tile_adjoint8 (`ablock` 8): four products of WP / 4
+/// rounds, two rounds of partials8 (`blocks` 8 x 8 blocks of dK_j, rq examples each, stores
+/// without loops), two of bias sums as in [`tiled_adjoint_step`], and the step loop's iteration.
+pub(crate) fn tiled_adjoint8_step(wp: u32, rq: u32, blocks: u32) -> u64 {
+    let (_, bp) = shaders::sum_pieces(wp as usize, rq as usize, 4);
+    let (wp, rq, blocks, bp) = (wp as u64, rq as u64, blocks as u64, bp as u64);
+    let products = 4 * (wp / 4 + 1);
+    let partials = 2 * (blocks * (1 + rq + 1) + 1);
+    let bias = if bp > 1 { 2 * (rq.div_ceil(bp) + 1 + bp + 1 + 5) } else { 2 * (rq + 1 + 5) };
+    products + partials + bias + 1
+}
+
+/// One tiled adjoint step of either kernel (`ablock` 4: tile_adjoint with DB = `db`; 8:
+/// tile_adjoint8, a quarter of the invocations), its gradient blocks spread over them.
+pub(crate) fn tiled_step_loops(wp: u32, rq: u32, db: u32, ablock: u32) -> u64 {
+    let cq = wp / 4;
+    if ablock == 8 {
+        tiled_adjoint8_step(wp, rq, (wp / 8).pow(2).div_ceil(cq * rq / 4))
+    } else {
+        tiled_adjoint_step(wp, rq, db, (wp / db).pow(2).div_ceil(cq * rq))
+    }
+}
+
 /// A tiled adjoint invocation: `tpw` tiles of `block` steps each (the tile loop's iteration
 /// and the step loop's exit per tile; the tile loop's exit).
 pub(crate) fn tiled_adjoint_loops(step: u64, tpw: u32, block: u32) -> u64 {
@@ -129,8 +152,12 @@ pub struct TiledTuning {
     pub checks: RuntimeChecks,
     /// The edge of each invocation's blocks in the Verlet forward: 4 (tile_forward, the
     /// default), or 8 (tile_forward8, an experiment not yet timed on a GPU; where the tile's
-    /// quads or the width's component quads are odd, 4).
+    /// quads or the width's component quads are odd, 4; it rounds the tile's quads down to even).
     pub forward_block: u32,
+    /// The same for the Verlet adjoint: 4 (tile_adjoint), or 8 (tile_adjoint8, not yet timed
+    /// on a GPU; it needs w % 4 = 0, an even number of component quads, 4 or more example
+    /// quads per tile, and 9 storage bindings, and falls back to 4 without them).
+    pub adjoint_block: u32,
 }
 
 /// Which of wgpu's runtime checks the tiled module is built with. Its indices stay in bounds
@@ -179,16 +206,18 @@ impl Default for TiledTuning {
             gradient_block: None,
             checks: RuntimeChecks::Bounds,
             forward_block: 4,
+            adjoint_block: 4,
         }
     }
 }
 
 impl TiledTuning {
-    /// `invocations=N,groups=N,db=N,checks=all|bounds|none,fblock=4|8`, any of them (unnamed
-    /// ones keep their defaults).
+    /// `invocations=N,groups=N,db=N,checks=all|bounds|none,fblock=4|8,ablock=4|8`, any of them
+    /// (unnamed ones keep their defaults).
     pub fn parse(s: &str) -> Result<Self> {
         let mut t = TiledTuning::default();
-        let expected = "expected invocations=1..1024, groups>=1, db=1|2|4, checks=all|bounds|none or fblock=4|8";
+        let expected =
+            "expected invocations=1..1024, groups>=1, db=1|2|4, checks=all|bounds|none, fblock=4|8 or ablock=4|8";
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part.split_once('=').unwrap_or((part, ""));
             if key == "checks" {
@@ -204,6 +233,7 @@ impl TiledTuning {
                 "groups" if v >= 1 => t.groups = v,
                 "db" if matches!(v, 1 | 2 | 4) => t.gradient_block = Some(v),
                 "fblock" if matches!(v, 4 | 8) => t.forward_block = v,
+                "ablock" if matches!(v, 4 | 8) => t.adjoint_block = v,
                 _ => anyhow::bail!("tiled tuning `{part}`: {expected}"),
             }
         }
@@ -281,6 +311,8 @@ pub(crate) struct Plan {
     pub kc_len: usize,
     /// Tiled Verlet: the forward's block edge, 4 or 8 (TiledTuning::forward_block); 4 otherwise.
     pub fblock: u32,
+    /// Tiled Verlet: the adjoint's block edge, 4 or 8 (TiledTuning::adjoint_block); 4 otherwise.
+    pub ablock: u32,
 }
 
 impl Plan {
@@ -319,6 +351,9 @@ impl Plan {
         // The bytes grow with rq (a smaller gradient block only adds pieces), as `largest` needs.
         let rq = largest((invocations / cq).min(64), |rq| tile_bytes(rq) <= shared);
         let hamiltonian = cfg.integrator == Integrator::Hamiltonian;
+        // 8 x 8 blocks (verlet_tiled8.wgsl) take two example quads each: an even rq, asked for.
+        let eights = hamiltonian && (tuning.forward_block == 8 || tuning.adjoint_block == 8) && cq.is_multiple_of(2);
+        let rq = if eights && rq > 2 { rq & !1 } else { rq };
         let ops_bytes = 4 * shaders::tiled_operators(cfg.steps, cfg.width);
         let binding = binding_limit(lim);
         // Large batches of a narrow Verlet net go to the tiles: H100 run 7 (2026-11-27) timed
@@ -407,6 +442,7 @@ impl Plan {
             tf_len: 0,
             kc_len: 0,
             fblock: 4,
+            ablock: 4,
         };
         Ok(match kernels {
             StepKernels::PerExample => plain,
@@ -423,8 +459,22 @@ impl Plan {
             }
             StepKernels::Tiled => {
                 let db = db_at(rq);
-                let blocks = (wp / db).pow(2).div_ceil(cq * rq);
-                let per_step = tiled_adjoint_step(wp, rq, db, blocks);
+                // tile_adjoint8: a quarter of the invocations; bias_sums needs CQ BP of them;
+                // st, acc and tpart also bound as vec4 rows.
+                let (_, bp) = shaders::sum_pieces(wp as usize, rq as usize, db as usize);
+                let ablock = if tuning.adjoint_block == 8
+                    && eights
+                    && w.is_multiple_of(4)
+                    && rq >= 4
+                    && rq.is_multiple_of(2)
+                    && cq * rq / 4 >= cq * bp as u32
+                    && lim.max_storage_buffers_per_shader_stage >= 9
+                {
+                    8
+                } else {
+                    4
+                };
+                let per_step = tiled_step_loops(wp, rq, db, ablock);
                 let tiles = nmax.div_ceil(4 * rq);
                 let tpw = tiles.div_ceil(tuning.groups.max(1));
                 let groups = tiles.div_ceil(tpw) as u64;
@@ -451,6 +501,7 @@ impl Plan {
                 let spd = largest(64, |s| tiled_forward_loops(wp, s, fblock) <= LOOP_BUDGET as u64).max(1);
                 Plan {
                     fblock,
+                    ablock,
                     block,
                     spd,
                     rq,
@@ -577,11 +628,18 @@ mod tests {
     fn every_dispatch_stays_within_the_loop_budget() {
         let big = large_gpu();
         let budget = LOOP_BUDGET as u64;
-        for lim in [wgpu::Limits::default(), big] {
+        let eights = TiledTuning { forward_block: 8, adjoint_block: 8, ..TiledTuning::default() };
+        let big9 = wgpu::Limits { max_storage_buffers_per_shader_stage: 9, ..big.clone() };
+        let runs = [
+            (wgpu::Limits::default(), Integrator::Leapfrog, TiledTuning::default()),
+            (big, Integrator::Leapfrog, TiledTuning::default()),
+            (big9, Integrator::Hamiltonian, eights),
+        ];
+        for (lim, integrator, tuning) in runs {
             for w in (1..=16).chain([31, 32, 33, 64, 100, 127, 128]) {
                 let wp = shaders::padded(w as usize) as u32;
-                let cfg = model(Integrator::Leapfrog, w as usize, 1000);
-                let plan = |nmax, k| Plan::new(&cfg, nmax, &lim, false, Some(k), TiledTuning::default());
+                let cfg = model(integrator, w as usize, 1000);
+                let plan = |nmax, k| Plan::new(&cfg, nmax, &lim, false, Some(k), tuning);
                 // From w = 90 one step is past the budget (still under the limit at w = 128).
                 let p = plan(1000, StepKernels::PerExample).unwrap();
                 let loops = forward_loops(w, p.spd, p.spd, false);
@@ -595,8 +653,7 @@ mod tests {
                     let bytes = shaders::tiled_workgroup_bytes(wp as usize, p.rq as usize, p.db as usize);
                     assert!(bytes as u32 <= lim.max_compute_workgroup_storage_size, "w {w} tiled: {bytes} bytes");
                     assert!(tiled_forward_loops(wp, p.spd, p.fblock) <= budget, "w {w} tiled: {p:?}");
-                    let step = tiled_adjoint_step(wp, p.rq, p.db, (wp / p.db).pow(2).div_ceil(wp / 4 * p.rq));
-                    let loops = tiled_adjoint_loops(step, p.tpw, p.block);
+                    let loops = tiled_adjoint_loops(tiled_step_loops(wp, p.rq, p.db, p.ablock), p.tpw, p.block);
                     // One step per block is the least there is; beyond the budget only then.
                     assert!(loops <= budget || p.block == 1, "w {w}, n {nmax}: {loops} loops, {p:?}");
                 }
@@ -630,6 +687,34 @@ mod tests {
         assert!(p(20_000).is_ok());
     }
 
+    /// tile_adjoint8 where asked and possible, else tile_adjoint; its loops counted by hand at
+    /// the wide workload's tiles (w = 128, 8 example quads, 64 invocations): four products of
+    /// 32 rounds and the exit, two rounds of partials8 (4 blocks of 8 quads, each with its
+    /// iteration and the quads' exit, and the block loop's exit: 41), two of bias sums (8 quads,
+    /// the exit, 5 for the stores: 14) and the step loop's iteration.
+    #[test]
+    fn eight_by_eight_adjoint_blocks_where_they_fit() {
+        assert_eq!(tiled_adjoint8_step(128, 8, 4), 4 * 33 + 2 * 41 + 2 * 14 + 1);
+        let big = wgpu::Limits { max_storage_buffers_per_shader_stage: 9, ..large_gpu() };
+        let eights = TiledTuning { forward_block: 8, adjoint_block: 8, ..TiledTuning::default() };
+        let plan =
+            |i, w, lim: &wgpu::Limits, t| Plan::new(&model(i, w, 4), 32768, lim, false, Some(StepKernels::Tiled), t);
+        let p = plan(Integrator::Hamiltonian, 128, &big, eights).unwrap();
+        assert_eq!((p.fblock, p.ablock, p.rq), (8, 8, 8));
+        // Not asked for; another integrator; w % 4 != 0; odd component quads; 8 storage bindings.
+        assert_eq!(plan(Integrator::Hamiltonian, 128, &big, TiledTuning::default()).unwrap().ablock, 4);
+        assert_eq!(plan(Integrator::Leapfrog, 128, &big, eights).unwrap().ablock, 4);
+        assert_eq!(plan(Integrator::Hamiltonian, 126, &big, eights).unwrap().ablock, 4);
+        assert_eq!(plan(Integrator::Hamiltonian, 12, &big, eights).unwrap().ablock, 4);
+        let eight_bindings = wgpu::Limits { max_storage_buffers_per_shader_stage: 8, ..big.clone() };
+        assert_eq!(plan(Integrator::Hamiltonian, 128, &eight_bindings, eights).unwrap().ablock, 4);
+        // 28 examples a tile at 32 KiB (lavapipe): rounded down to 24, an even 6 quads.
+        let small = wgpu::Limits { max_compute_workgroup_storage_size: 32768, ..big };
+        let p = plan(Integrator::Hamiltonian, 128, &small, eights).unwrap();
+        assert_eq!((p.fblock, p.ablock, p.rq), (8, 8, 6));
+        assert_eq!(plan(Integrator::Hamiltonian, 128, &small, TiledTuning::default()).unwrap().rq, 7);
+    }
+
     /// The opening and the classifier run one example per invocation: on a software adapter
     /// their loops must stay under lavapipe's limit (at w = 128, d = 600 it once returned a
     /// wrong y_0; at C = 300 wrong gradients). With eight outputs per pass they are refused from
@@ -655,13 +740,15 @@ mod tests {
                 groups: 256,
                 gradient_block: Some(4),
                 checks: RuntimeChecks::Bounds,
-                forward_block: 4
+                forward_block: 4,
+                adjoint_block: 4
             }
         );
         assert_eq!(TiledTuning::parse("checks=all").unwrap().checks, RuntimeChecks::All);
         assert_eq!(TiledTuning::parse("fblock=8").unwrap().forward_block, 8);
+        assert_eq!(TiledTuning::parse("ablock=8").unwrap().adjoint_block, 8);
         assert_eq!(TiledTuning::parse("checks=none").unwrap().checks, RuntimeChecks::None);
-        for bad in ["db=3", "groups=0", "threads=5", "invocations=x", "checks=0", "checks", "fblock=6"] {
+        for bad in ["db=3", "groups=0", "threads=5", "invocations=x", "checks=0", "checks", "fblock=6", "ablock=2"] {
             assert!(TiledTuning::parse(bad).is_err(), "{bad}");
         }
         let tuned = TiledTuning { invocations: 128, groups: 64, gradient_block: Some(4), ..TiledTuning::default() };

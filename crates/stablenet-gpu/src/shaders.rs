@@ -9,6 +9,7 @@ pub const RESNET: &str = include_str!("../../../shaders/resnet.wgsl");
 pub const VERLET: &str = include_str!("../../../shaders/verlet.wgsl");
 pub const TILES: &str = include_str!("../../../shaders/tiles.wgsl");
 pub const VERLET_TILED: &str = include_str!("../../../shaders/verlet_tiled.wgsl");
+pub const VERLET_TILED8: &str = include_str!("../../../shaders/verlet_tiled8.wgsl");
 pub const LEAPFROG_TILED: &str = include_str!("../../../shaders/leapfrog_tiled.wgsl");
 pub const RESNET_TILED: &str = include_str!("../../../shaders/resnet_tiled.wgsl");
 pub const LEAPFROG: &str = include_str!("../../../shaders/leapfrog.wgsl");
@@ -89,9 +90,9 @@ pub fn tiled_operators(steps: usize, width: usize) -> u64 {
 /// invocation's gradient blocks (4, 2 or 1; [`gradient_block`] is the default).
 pub fn tiled(integrator: Integrator, width: usize, rq: usize, db: usize) -> String {
     let steps = match integrator {
-        Integrator::Hamiltonian => VERLET_TILED,
-        Integrator::Leapfrog => LEAPFROG_TILED,
-        Integrator::Resnet | Integrator::Antisym => RESNET_TILED,
+        Integrator::Hamiltonian => [VERLET_TILED, VERLET_TILED8].join("\n"),
+        Integrator::Leapfrog => LEAPFROG_TILED.into(),
+        Integrator::Resnet | Integrator::Antisym => RESNET_TILED.into(),
     };
     let (split, bp) = sum_pieces(padded(width), rq, db);
     let (psum, bsum) = piece_arrays(padded(width), rq, db);
@@ -102,7 +103,7 @@ pub fn tiled(integrator: Integrator, width: usize, rq: usize, db: usize) -> Stri
         psum.max(1),
         bsum.max(1),
     );
-    [consts.as_str(), COMMON, TILES, steps].join("\n")
+    [consts.as_str(), COMMON, TILES, &steps].join("\n")
 }
 
 /// How tiles.wgsl splits its gradient sums over the invocations at padded width `wp`, `rq`

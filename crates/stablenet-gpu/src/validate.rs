@@ -19,11 +19,13 @@ use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
 use stablenet_core::train::{Tally, drive_epoch, epoch_order};
 use stablenet_core::{Activation, Integrator, ModelConfig, Params, Real, Rng, TrainConfig, Trainer, loss_grad};
+use std::borrow::Cow;
 
 /// One line of the table.
 #[derive(Clone, Debug)]
 pub struct Row {
-    pub kernels: &'static str,
+    /// What the row checks: kernels and quantity (built for the tuned settings).
+    pub kernels: Cow<'static, str>,
     pub case: String,
     pub max_abs: f64,
     pub max_rel: f64,
@@ -167,19 +169,20 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
 
     let tol = tol_for(&case);
     let mut rows = Vec::new();
-    let mut row = |kernels, (max_abs, max_rel): (f64, f64), tol| {
+    let mut row = |kernels: Cow<'static, str>, (max_abs, max_rel): (f64, f64), tol| {
         rows.push(Row { kernels, case: name.clone(), max_abs, max_rel, tol });
     };
     let (loss, g) = net.loss_grad(0, case.n)?;
-    row("classify, reduce: loss", errors(&[loss], &[cpu.loss]), tol);
+    row("classify, reduce: loss".into(), errors(&[loss], &[cpu.loss]), tol);
     // GPU gradient groups against the CPU's, two groups a row, each scaled by itself.
     let cat = |g: &Params<f32>, names: [&str; 2]| group_errors(g, &cpu.grad, &names);
-    row("classify, reduce: dW, dmu", cat(&g, ["classifier.weight", "classifier.bias"])?, tol);
-    row("open_adjoint, reduce: dK_in, db_in", cat(&g, ["opening.weight", "opening.bias"])?, 3.0 * tol);
+    row("classify, reduce: dW, dmu".into(), cat(&g, ["classifier.weight", "classifier.bias"])?, tol);
+    row("open_adjoint, reduce: dK_in, db_in".into(), cat(&g, ["opening.weight", "opening.bias"])?, 3.0 * tol);
     // The steps, with the default kernels, then each other set the case can run, then the
     // tiled steps sized otherwise than by default (small workgroups, few of them, so several
     // tiles each, and 4 x 4 gradient blocks) and built without wgpu's runtime checks, as
-    // benchmarks may time them.
+    // benchmarks may time them; then, where the tuned tiles are too small for them, the 8 x 8
+    // blocks of verlet_tiled8.wgsl in tiles of the default size.
     let default = net.kernels();
     let tuned = TiledTuning {
         invocations: 64,
@@ -187,7 +190,9 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         gradient_block: Some(4),
         checks: RuntimeChecks::None,
         forward_block: 8,
+        adjoint_block: 8,
     };
+    let eights = TiledTuning { groups: 2, forward_block: 8, adjoint_block: 8, ..TiledTuning::default() };
     let mut options: Vec<KernelOptions> = [StepKernels::PerExample, StepKernels::Fused, StepKernels::Tiled]
         .into_iter()
         .filter(|k| *k != default)
@@ -195,24 +200,31 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         .collect();
     options.push(KernelOptions { kernels: Some(StepKernels::Tiled), tiled: tuned });
     let limits = net.gpu().limits.clone();
-    let runs = |o: &KernelOptions| {
-        Plan::new(&cfg, case.n as u32, &limits, net.gpu().is_software(), o.kernels, o.tiled).is_ok()
-    };
-    options.retain(runs);
+    let plan = |o: &KernelOptions| Plan::new(&cfg, case.n as u32, &limits, net.gpu().is_software(), o.kernels, o.tiled);
+    let tuned_ablock = plan(options.last().expect("tuned pushed")).map_or(0, |p| p.ablock);
+    let eights_opts = KernelOptions { kernels: Some(StepKernels::Tiled), tiled: eights };
+    if tuned_ablock != 8 && plan(&eights_opts).is_ok_and(|p| p.ablock == 8) {
+        options.push(eights_opts);
+    }
+    options.retain(|o| plan(o).is_ok());
     for opts in std::iter::once(None).chain(options.into_iter().map(Some)) {
         if let Some(opts) = opts {
             net = build(net.into_gpu(), opts)?;
         }
-        let tuned_run = opts.is_some_and(|o| o.tiled == tuned);
+        let tuned_run = opts.is_some_and(|o| o.tiled == tuned || o.tiled == eights);
         let [forward, adjoint, rebuilt] = if tuned_run {
-            // The tuned setting asks for 8 x 8 forward blocks; Verlet tiles of even quads get them.
+            // Both settings ask for 8 x 8 blocks; Verlet tiles that can take them get them.
+            let tag = if opts.is_some_and(|o| o.tiled == tuned) { "tuned" } else { "8x8" };
+            let f = if net.forward_block() == 8 { "tile_forward8" } else { "tile_forward" };
+            let a = if net.adjoint_block() == 8 { "tile_adjoint8" } else { "tile_adjoint" };
             [
-                if net.forward_block() == 8 { "tile_forward8 (tuned): y_N" } else { "tile_forward (tuned): y_N" },
-                "tile_adjoint (tuned), reduce_tiles: dK_j, db_j",
-                "tile_adjoint (tuned): y_0 rebuilt in reverse time",
+                format!("{f} ({tag}): y_N"),
+                format!("{a} ({tag}), reduce_tiles: dK_j, db_j"),
+                format!("{a} ({tag}): y_0 rebuilt in reverse time"),
             ]
+            .map(Cow::from)
         } else {
-            row_names(net.kernels(), case.integrator)
+            row_names(net.kernels(), case.integrator).map(Cow::from)
         };
         row(forward, errors(&net.forward(0, case.n)?, &yn), tol);
         let (_, g) = net.loss_grad(0, case.n)?;
@@ -308,8 +320,8 @@ pub fn check_training(req: &DeviceRequest) -> Result<Vec<Row>> {
         let case = format!("{integrator} {} w={width}, 20 steps", opt.name());
         let separates = integrator == Integrator::Leapfrog && matches!(opt, OptimizerKind::Sgd { .. });
         let (pc, pg) = (Backend::params(&cpu)?.cast::<f64>(), gpu.params()?);
-        let mut row = |kernels, (max_abs, max_rel): (f64, f64), tol| {
-            rows.push(Row { kernels, case: case.clone(), max_abs, max_rel, tol });
+        let mut row = |kernels: &'static str, (max_abs, max_rel): (f64, f64), tol| {
+            rows.push(Row { kernels: kernels.into(), case: case.clone(), max_abs, max_rel, tol });
         };
         // f32 against f64 along 20 steps of SGD with momentum 0.9 (lr 0.1): the
         // trajectories separate a little (most with leapfrog: 1.5e-4 measured on lavapipe).
@@ -398,7 +410,8 @@ mod tests {
     /// A NaN or an infinity in a result, or a result of the wrong length, fails its row.
     #[test]
     fn non_finite_or_short_results_fail() {
-        let row = |(max_abs, max_rel): (f64, f64)| Row { kernels: "k", case: "c".into(), max_abs, max_rel, tol: 1e-3 };
+        let row =
+            |(max_abs, max_rel): (f64, f64)| Row { kernels: "k".into(), case: "c".into(), max_abs, max_rel, tol: 1e-3 };
         let cpu = [1.0f64, -2.0, 3.0];
         assert!(row(errors(&[1.0f32, -2.0, 3.0], &cpu)).ok());
         assert!(!row(errors(&[f32::NAN; 3], &cpu)).ok());

@@ -136,8 +136,8 @@ pub fn check_case(gpu: &Gpu, case: ImageCase) -> Result<Vec<Row>> {
 
     let tol = tol_for(&case);
     let mut rows = Vec::new();
-    let mut row = |kernels, (max_abs, max_rel): (f64, f64), tol| {
-        rows.push(Row { kernels, case: name.clone(), max_abs, max_rel, tol });
+    let mut row = |kernels: &'static str, (max_abs, max_rel): (f64, f64), tol| {
+        rows.push(Row { kernels: kernels.into(), case: name.clone(), max_abs, max_rel, tol });
     };
     let (fwd_kernels, second) = match case.integrator {
         Integrator::Resnet | Integrator::Antisym => ("euler_step: y_N", None),
@@ -245,8 +245,8 @@ pub fn check_net_case(gpu: &Gpu, cfg: &ImageConfig, n: usize, grid: Option<u32>)
         _ => 1e-5 * depth.sqrt(),
     };
     let mut rows = Vec::new();
-    let mut row = |kernels, what: &str, (max_abs, max_rel): (f64, f64), tol| {
-        rows.push(Row { kernels, case: format!("{name}: {what}"), max_abs, max_rel, tol });
+    let mut row = |kernels: &'static str, what: &str, (max_abs, max_rel): (f64, f64), tol| {
+        rows.push(Row { kernels: kernels.into(), case: format!("{name}: {what}"), max_abs, max_rel, tol });
     };
     row("opening, stages, widenings, classify, head_reduce", "loss", errors(&[g.loss as f32], &[cpu.loss]), tol);
     let hits = (g.correct as f64 - cpu.correct as f64).abs();
@@ -334,7 +334,7 @@ pub fn check_training(gpu: &Gpu, quick: bool) -> Result<Vec<Row>> {
         // Adam normalises every entry's step: f32 differences in a gradient at round-off level
         // (or a relu kink crossed on one side) move that entry by up to ~lr / 100 in 10 steps.
         let tol = if kind.name() == "adam" { 2e-4 } else { 1e-5 };
-        rows.push(Row { kernels: "image trainer: params", case: case.clone(), max_abs: abs, max_rel: rel, tol });
+        rows.push(Row { kernels: "image trainer: params".into(), case: case.clone(), max_abs: abs, max_rel: rel, tol });
         // Tensor by tensor too; one the GPU lacks is an infinite error.
         let (sg, sc) = (dev.optimizer_state()?, cpu.optimizer_state());
         let none: &[f32] = &[];
@@ -345,14 +345,14 @@ pub fn check_training(gpu: &Gpu, quick: bool) -> Result<Vec<Row>> {
         );
         let (abs, rel) = if sg.len() == sc.len() { (abs, rel) } else { (f64::INFINITY, f64::INFINITY) };
         rows.push(Row {
-            kernels: "image trainer: optimizer",
+            kernels: "image trainer: optimizer".into(),
             case: case.clone(),
             max_abs: abs,
             max_rel: rel,
             tol: 1e-3,
         });
         let (abs, rel) = errors(&[rg.train_loss], &[rc.train_loss]);
-        rows.push(Row { kernels: "image trainer: loss", case, max_abs: abs, max_rel: rel, tol: 1e-5 });
+        rows.push(Row { kernels: "image trainer: loss".into(), case, max_abs: abs, max_rel: rel, tol: 1e-5 });
     }
     Ok(rows)
 }

@@ -352,9 +352,12 @@ fn put_result(x: u32, e: u32, k: u32, j: u32, sum: f32) {
     }
 }
 
-// reduce_tiles: TOUT consecutive outputs per workgroup, TLANES invocations each.
-const TOUT: u32 = 64u;
-const TLANES: u32 = 4u;
+// reduce_tiles: TOUT consecutive outputs per workgroup, TLANES invocations each. The host sets
+// TLANES (4, 8, 16 or 32) so that each lane sums at most 64 partials: a lane's sum is a chain
+// of loads and adds, and at one tile per workgroup (wide: 1024 partials a step) 4 lanes made
+// it 256 long.
+override TLANES: u32 = 4u;
+override TOUT: u32 = 256u / TLANES;
 var<workgroup> tred: array<f32, 256>;
 
 // The second pass for the tiled steps' partials (flags & 128): thousands of outputs, each
@@ -388,6 +391,10 @@ fn reduce_tiles(
     tred[li] = v;
     workgroupBarrier();
     if lane == 0u && live {
-        put_result(x, e, k, j, ((tred[li] + tred[li + TOUT]) + tred[li + 2u * TOUT]) + tred[li + 3u * TOUT]);
+        var sum = tred[li];
+        for (var l = 1u; l < TLANES; l++) {
+            sum += tred[li + l * TOUT];
+        }
+        put_result(x, e, k, j, sum);
     }
 }

@@ -571,7 +571,8 @@ impl GpuNet {
         let wg = [("WG", WG as f64)];
         let reduce_partial = pipe(&pl_red, &red_mod, "reduce_partial", &wg);
         let reduce_finish = pipe(&pl_red, &red_mod, "reduce_finish", &wg);
-        let reduce_tiles = tiled.then(|| pipe(&pl_red, &red_mod, "reduce_tiles", &wg));
+        let lanes = [("WG", WG as f64), ("TLANES", plan.reduce_lanes as f64)];
+        let reduce_tiles = tiled.then(|| pipe(&pl_red, &red_mod, "reduce_tiles", &lanes));
         let (mut regularize, mut optim) = (None, None);
         if let Some(hp) = hyper {
             hp.optimizer.validate()?;
@@ -854,8 +855,8 @@ impl GpuNet {
         let outputs = (r.rc + r.bias) * r.block;
         // The tiled steps' partials (reduce_tiles exists only for them).
         if let Some(p) = self.reduce_tiles.as_ref().filter(|_| r.from_step) {
-            // reduce_tiles: 64 outputs per workgroup.
-            let (x, y) = self.grid_of(outputs.div_ceil(64));
+            // reduce_tiles: 256 / TLANES outputs per workgroup.
+            let (x, y) = self.grid_of(outputs.div_ceil(256 / self.plan.reduce_lanes));
             self.dispatch(pass, p, r.meta, x, y);
         } else {
             // reduce_finish: one workgroup per output (and step of the block).

@@ -121,6 +121,12 @@ pub(crate) fn classify_loops(w: u32, c: u32) -> u64 {
     (bc + 1) + bc * (w + 1) + 2 * (c + 1) + (bw + 1) + bw * (c + 1)
 }
 
+/// reduce.wgsl TLANES for `partials` partials per output: 4, 8, 16 or 32 invocations, the
+/// fewest that leave each at most 64 of them (or 32).
+pub(crate) fn reduce_lanes(partials: u64) -> u32 {
+    [4, 8, 16].into_iter().find(|&l| partials.div_ceil(l as u64) <= 64).unwrap_or(32)
+}
+
 /// The largest n in 1..=max for which `fits` holds (0 if none), `fits` true up to some n.
 fn largest(max: u32, fits: impl Fn(u32) -> bool) -> u32 {
     let (mut lo, mut hi) = (0, max);
@@ -304,6 +310,8 @@ pub(crate) struct Plan {
     pub db: u32,
     /// Examples per partial sum of the adjoint (0 for PerExample: its reductions chunk them).
     pub per_partial: u32,
+    /// Tiled: invocations per output of reduce_tiles (reduce.wgsl TLANES); 4 otherwise.
+    pub reduce_lanes: u32,
     /// Floats of the adjoint's partial sums (0 for PerExample).
     pub partials: u64,
     /// Fused: floats of the workgroup arrays tf and kc (network.wgsl).
@@ -438,6 +446,7 @@ impl Plan {
             tpw: 0,
             db: 0,
             per_partial: 0,
+            reduce_lanes: 4,
             partials: 0,
             tf_len: 0,
             kc_len: 0,
@@ -508,6 +517,7 @@ impl Plan {
                     tpw,
                     db,
                     per_partial: 4 * rq * tpw,
+                    reduce_lanes: reduce_lanes(groups),
                     partials: block as u64 * groups * outs,
                     ..plain
                 }
@@ -692,6 +702,18 @@ mod tests {
     /// 32 rounds and the exit, two rounds of partials8 (4 blocks of 8 quads, each with its
     /// iteration and the quads' exit, and the block loop's exit: 41), two of bias sums (8 quads,
     /// the exit, 5 for the stores: 14) and the step loop's iteration.
+    /// reduce_tiles keeps 4 lanes up to the default's 256 partials per output, then more.
+    #[test]
+    fn reduce_lanes_grow_with_the_partials() {
+        assert_eq!([1, 256, 257, 512, 1024, 1025, 4096].map(reduce_lanes), [4, 4, 8, 8, 16, 32, 32]);
+        let wide = model(Integrator::Hamiltonian, 128, 32);
+        let plan = |groups| {
+            let t = TiledTuning { groups, ..TiledTuning::default() };
+            Plan::new(&wide, 32768, &large_gpu(), false, None, t).unwrap().reduce_lanes
+        };
+        assert_eq!((plan(256), plan(1024)), (4, 16));
+    }
+
     #[test]
     fn eight_by_eight_adjoint_blocks_where_they_fit() {
         assert_eq!(tiled_adjoint8_step(128, 8, 4), 4 * 33 + 2 * 41 + 2 * 14 + 1);

@@ -192,7 +192,8 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         forward_block: 8,
         adjoint_block: 8,
     };
-    let eights = TiledTuning { groups: 2, forward_block: 8, adjoint_block: 8, ..TiledTuning::default() };
+    // One tile per workgroup: at n = 7900 (330 tiles on lavapipe) reduce_tiles takes 8 lanes.
+    let eights = TiledTuning { groups: 1024, forward_block: 8, adjoint_block: 8, ..TiledTuning::default() };
     let mut options: Vec<KernelOptions> = [StepKernels::PerExample, StepKernels::Fused, StepKernels::Tiled]
         .into_iter()
         .filter(|k| *k != default)

@@ -11,8 +11,9 @@
 //
 // Bindings 6-8 (ablock=8 only, W % 4 = 0; the host binds them then): st, acc and tpart again
 // as vec4 rows, so that the adjoint's state blocks and gradient rows move 16 bytes at a time.
-// tile_adjoint8 reaches those buffers only through these (two bindings of one buffer are not
-// coherent with each other inside a dispatch).
+// Two bindings of one buffer are not coherent with each other inside a dispatch, so
+// tile_adjoint8 reaches the states only through st4 and acc4, and dK_j's partials only through
+// tpart4; bias_sums writes db_j's, a range of their own, through tpart.
 @group(0) @binding(6) var<storage, read_write> st4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> acc4: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> tpart4: array<vec4<f32>>;

@@ -161,8 +161,8 @@ pub struct TiledTuning {
     /// quads or the width's component quads are odd, 4; it rounds the tile's quads down to even).
     pub forward_block: u32,
     /// The same for the Verlet adjoint: 4 (tile_adjoint), or 8 (tile_adjoint8, not yet timed
-    /// on a GPU; it needs w % 4 = 0, an even number of component quads, 4 or more example
-    /// quads per tile, and 9 storage bindings, and falls back to 4 without them).
+    /// on a GPU; it needs w % 4 = 0, an even number of component quads and 4 or more example
+    /// quads per tile, and falls back to 4 without them).
     pub adjoint_block: u32,
 }
 
@@ -359,8 +359,10 @@ impl Plan {
         // The bytes grow with rq (a smaller gradient block only adds pieces), as `largest` needs.
         let rq = largest((invocations / cq).min(64), |rq| tile_bytes(rq) <= shared);
         let hamiltonian = cfg.integrator == Integrator::Hamiltonian;
-        // 8 x 8 blocks (verlet_tiled8.wgsl) take two example quads each: an even rq, asked for.
-        let eights = hamiltonian && (tuning.forward_block == 8 || tuning.adjoint_block == 8) && cq.is_multiple_of(2);
+        // 8 x 8 blocks (verlet_tiled8.wgsl) take two example quads each: an even rq, where they
+        // are asked for and can run (the adjoint's also need w % 4 = 0).
+        let adjoint8 = tuning.adjoint_block == 8 && w.is_multiple_of(4);
+        let eights = hamiltonian && (tuning.forward_block == 8 || adjoint8) && cq.is_multiple_of(2);
         let rq = if eights && rq > 2 { rq & !1 } else { rq };
         let ops_bytes = 4 * shaders::tiled_operators(cfg.steps, cfg.width);
         let binding = binding_limit(lim);
@@ -468,21 +470,10 @@ impl Plan {
             }
             StepKernels::Tiled => {
                 let db = db_at(rq);
-                // tile_adjoint8: a quarter of the invocations; bias_sums needs CQ BP of them;
-                // st, acc and tpart also bound as vec4 rows.
-                let (_, bp) = shaders::sum_pieces(wp as usize, rq as usize, db as usize);
-                let ablock = if tuning.adjoint_block == 8
-                    && eights
-                    && w.is_multiple_of(4)
-                    && rq >= 4
-                    && rq.is_multiple_of(2)
-                    && cq * rq / 4 >= cq * bp as u32
-                    && lim.max_storage_buffers_per_shader_stage >= 9
-                {
-                    8
-                } else {
-                    4
-                };
+                // tile_adjoint8: a quarter of the invocations, which bias_sums' CQ BP fit from
+                // rq = 4 (BP = rq / 8 clamped to 1..8); the 9 storage bindings with st, acc and
+                // tpart as vec4 rows fit the 16 that the engine requires.
+                let ablock = if adjoint8 && eights && rq >= 4 && rq.is_multiple_of(2) { 8 } else { 4 };
                 let per_step = tiled_step_loops(wp, rq, db, ablock);
                 let tiles = nmax.div_ceil(4 * rq);
                 let tpw = tiles.div_ceil(tuning.groups.max(1));
@@ -639,11 +630,10 @@ mod tests {
         let big = large_gpu();
         let budget = LOOP_BUDGET as u64;
         let eights = TiledTuning { forward_block: 8, adjoint_block: 8, ..TiledTuning::default() };
-        let big9 = wgpu::Limits { max_storage_buffers_per_shader_stage: 9, ..big.clone() };
         let runs = [
             (wgpu::Limits::default(), Integrator::Leapfrog, TiledTuning::default()),
-            (big, Integrator::Leapfrog, TiledTuning::default()),
-            (big9, Integrator::Hamiltonian, eights),
+            (big.clone(), Integrator::Leapfrog, TiledTuning::default()),
+            (big, Integrator::Hamiltonian, eights),
         ];
         for (lim, integrator, tuning) in runs {
             for w in (1..=16).chain([31, 32, 33, 64, 100, 127, 128]) {
@@ -717,24 +707,25 @@ mod tests {
     #[test]
     fn eight_by_eight_adjoint_blocks_where_they_fit() {
         assert_eq!(tiled_adjoint8_step(128, 8, 4), 4 * 33 + 2 * 41 + 2 * 14 + 1);
-        let big = wgpu::Limits { max_storage_buffers_per_shader_stage: 9, ..large_gpu() };
+        let big = large_gpu();
         let eights = TiledTuning { forward_block: 8, adjoint_block: 8, ..TiledTuning::default() };
         let plan =
             |i, w, lim: &wgpu::Limits, t| Plan::new(&model(i, w, 4), 32768, lim, false, Some(StepKernels::Tiled), t);
         let p = plan(Integrator::Hamiltonian, 128, &big, eights).unwrap();
         assert_eq!((p.fblock, p.ablock, p.rq), (8, 8, 8));
-        // Not asked for; another integrator; w % 4 != 0; odd component quads; 8 storage bindings.
+        // Not asked for; another integrator; w % 4 != 0; odd component quads.
         assert_eq!(plan(Integrator::Hamiltonian, 128, &big, TiledTuning::default()).unwrap().ablock, 4);
         assert_eq!(plan(Integrator::Leapfrog, 128, &big, eights).unwrap().ablock, 4);
         assert_eq!(plan(Integrator::Hamiltonian, 126, &big, eights).unwrap().ablock, 4);
         assert_eq!(plan(Integrator::Hamiltonian, 12, &big, eights).unwrap().ablock, 4);
-        let eight_bindings = wgpu::Limits { max_storage_buffers_per_shader_stage: 8, ..big.clone() };
-        assert_eq!(plan(Integrator::Hamiltonian, 128, &eight_bindings, eights).unwrap().ablock, 4);
-        // 28 examples a tile at 32 KiB (lavapipe): rounded down to 24, an even 6 quads.
+        // 28 examples a tile at 32 KiB (lavapipe): rounded down to 24, an even 6 quads; not
+        // where the 8 x 8 adjoint cannot run (w = 126).
         let small = wgpu::Limits { max_compute_workgroup_storage_size: 32768, ..big };
         let p = plan(Integrator::Hamiltonian, 128, &small, eights).unwrap();
         assert_eq!((p.fblock, p.ablock, p.rq), (8, 8, 6));
         assert_eq!(plan(Integrator::Hamiltonian, 128, &small, TiledTuning::default()).unwrap().rq, 7);
+        let adjoint_only = TiledTuning { adjoint_block: 8, ..TiledTuning::default() };
+        assert_eq!(plan(Integrator::Hamiltonian, 126, &small, adjoint_only).unwrap().rq, 7);
     }
 
     /// The opening and the classifier run one example per invocation: on a software adapter

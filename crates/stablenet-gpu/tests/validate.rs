@@ -14,6 +14,9 @@ fn every_kernel_matches_its_cpu_twin() {
     // Every case also ran the tiled steps (tiles.wgsl).
     let tiled = rows.iter().filter(|r| r.kernels.starts_with("tile_adjoint, reduce_tiles")).count();
     assert!(tiled >= 26, "{tiled} cases ran the tiled steps");
+    // And the 8 x 8 Verlet adjoint (verlet_tiled8.wgsl): w = 8 tuned, w = 128 at n = 70, 7900.
+    let eights = rows.iter().filter(|r| r.kernels.starts_with("tile_adjoint8") && r.kernels.contains("dK_j")).count();
+    assert!(eights >= 3, "{eights} cases ran tile_adjoint8");
     let failed: Vec<_> = rows.iter().filter(|r| !r.ok()).collect();
     assert!(failed.is_empty(), "beyond tolerance: {failed:#?}");
 }

@@ -56,9 +56,9 @@ pub(crate) fn fused_adjoint_loops(w: u32, block: u32) -> u64 {
 /// the pieces and one store), two of bias sums (rq examples or a piece of them, then the
 /// pieces; 4 stores), and the step loop's iteration.
 pub(crate) fn tiled_adjoint_step(wp: u32, rq: u32, db: u32, blocks: u32) -> u64 {
-    let (split, bp) = shaders::sum_pieces(wp as usize, rq as usize, db as usize);
-    let (wp, rq, db, blocks, split, bp) = (wp as u64, rq as u64, db as u64, blocks as u64, split as u64, bp as u64);
-    let products = 4 * (wp / 4 + 1);
+    let beside = step_beside_partials(wp, rq);
+    let (split, _) = shaders::sum_pieces(wp as usize, rq as usize, db as usize);
+    let (rq, db, blocks, split) = (rq as u64, db as u64, blocks as u64, split as u64);
     let partials = if split > 1 {
         2 * (rq.div_ceil(split).div_ceil(2) + 1 + split + 1 + 2)
     } else {
@@ -66,20 +66,26 @@ pub(crate) fn tiled_adjoint_step(wp: u32, rq: u32, db: u32, blocks: u32) -> u64 
         // of DB stores and each row's exit.
         2 * (blocks * (1 + rq + 1 + db * (db + 1)) + 1)
     };
-    let bias = if bp > 1 { 2 * (rq.div_ceil(bp) + 1 + bp + 1 + 5) } else { 2 * (rq + 1 + 5) };
-    products + partials + bias + 1
+    beside + partials
 }
 
-/// One adjoint step of verlet_tiled8.wgsl tile_adjoint8 (`ablock` 8): four products of WP / 4
-/// rounds, two rounds of partials8 (`blocks` 8 x 8 blocks of dK_j, rq examples each, stores
-/// without loops), two of bias sums as in [`tiled_adjoint_step`], and the step loop's iteration.
+/// One adjoint step of verlet_tiled8.wgsl tile_adjoint8 (`ablock` 8): as [`tiled_adjoint_step`]
+/// with two rounds of partials8 (`blocks` 8 x 8 blocks of dK_j, rq examples each, stores
+/// without loops).
 pub(crate) fn tiled_adjoint8_step(wp: u32, rq: u32, blocks: u32) -> u64 {
+    step_beside_partials(wp, rq) + 2 * (blocks as u64 * (1 + rq as u64 + 1) + 1)
+}
+
+/// What both adjoint kernels loop over in a step beside their partial sums: four products of
+/// WP / 4 rounds, two of bias sums (rq examples or a piece of them, then the pieces; 4
+/// stores), and the step loop's iteration.
+fn step_beside_partials(wp: u32, rq: u32) -> u64 {
+    // BP does not depend on the gradient block.
     let (_, bp) = shaders::sum_pieces(wp as usize, rq as usize, 4);
-    let (wp, rq, blocks, bp) = (wp as u64, rq as u64, blocks as u64, bp as u64);
+    let (wp, rq, bp) = (wp as u64, rq as u64, bp as u64);
     let products = 4 * (wp / 4 + 1);
-    let partials = 2 * (blocks * (1 + rq + 1) + 1);
     let bias = if bp > 1 { 2 * (rq.div_ceil(bp) + 1 + bp + 1 + 5) } else { 2 * (rq + 1 + 5) };
-    products + partials + bias + 1
+    products + bias + 1
 }
 
 /// One tiled adjoint step of either kernel (`ablock` 4: tile_adjoint with DB = `db`; 8:
@@ -373,7 +379,7 @@ impl Plan {
         // about two tiles per SM, so the tiles win once there are `groups` of them (two per SM
         // of a large GPU). Leapfrog and resnet are not timed so: they keep the fused blocks.
         let tiles_fill = rq >= 1 && nmax.div_ceil(4 * rq) >= tuning.groups;
-        let big_batch = tiles_fill && cfg.integrator == Integrator::Hamiltonian;
+        let big_batch = tiles_fill && hamiltonian;
         let kernels = match choice {
             None if narrow && fused_block >= 1 && !big_batch => StepKernels::Fused,
             None if rq >= 1 && ops_bytes <= binding => StepKernels::Tiled,
@@ -471,9 +477,10 @@ impl Plan {
             StepKernels::Tiled => {
                 let db = db_at(rq);
                 // tile_adjoint8: a quarter of the invocations, which bias_sums' CQ BP fit from
-                // rq = 4 (BP = rq / 8 clamped to 1..8); the 9 storage bindings with st, acc and
-                // tpart as vec4 rows fit the 16 that the engine requires.
-                let ablock = if adjoint8 && eights && rq >= 4 && rq.is_multiple_of(2) { 8 } else { 4 };
+                // rq = 4 (BP = rq / 8 clamped to 1..8; rq is even there, rounded above); the 9
+                // storage bindings with st, acc and tpart as vec4 rows fit the 16 that the
+                // engine requires.
+                let ablock = if adjoint8 && eights && rq >= 4 { 8 } else { 4 };
                 let per_step = tiled_step_loops(wp, rq, db, ablock);
                 let tiles = nmax.div_ceil(4 * rq);
                 let tpw = tiles.div_ceil(tuning.groups.max(1));
@@ -687,11 +694,6 @@ mod tests {
         assert!(p(20_000).is_ok());
     }
 
-    /// tile_adjoint8 where asked and possible, else tile_adjoint; its loops counted by hand at
-    /// the wide workload's tiles (w = 128, 8 example quads, 64 invocations): four products of
-    /// 32 rounds and the exit, two rounds of partials8 (4 blocks of 8 quads, each with its
-    /// iteration and the quads' exit, and the block loop's exit: 41), two of bias sums (8 quads,
-    /// the exit, 5 for the stores: 14) and the step loop's iteration.
     /// reduce_tiles keeps 4 lanes up to the default's 256 partials per output, then more.
     #[test]
     fn reduce_lanes_grow_with_the_partials() {
@@ -704,6 +706,11 @@ mod tests {
         assert_eq!((plan(256), plan(1024)), (4, 16));
     }
 
+    /// tile_adjoint8 where asked and possible, else tile_adjoint; its loops counted by hand at
+    /// the wide workload's tiles (w = 128, 8 example quads, 64 invocations): four products of
+    /// 32 rounds and the exit, two rounds of partials8 (4 blocks of 8 quads, each with its
+    /// iteration and the quads' exit, and the block loop's exit: 41), two of bias sums (8 quads,
+    /// the exit, 5 for the stores: 14) and the step loop's iteration.
     #[test]
     fn eight_by_eight_adjoint_blocks_where_they_fit() {
         assert_eq!(tiled_adjoint8_step(128, 8, 4), 4 * 33 + 2 * 41 + 2 * 14 + 1);

@@ -61,8 +61,9 @@ for line in (open(sys.argv[2]) if os.path.exists(sys.argv[2]) else []):
         rm -f /tmp/ab.jsonl
     }
     for t in ${AB:-per-example fused tiled fblock=8 wide:groups=1024 wide:ablock=8,groups=1024 \
-        wide:ablock=8,groups=512 wide:fblock=8,ablock=8,groups=1024 wide:fblock=8,ablock=8,groups=512 peaks-small:invocations=64 peaks-small:groups=128 checks=all \
-        checks=none invocations=128 groups=512 db=4}; do
+        wide:ablock=8,groups=512 wide:fblock=8,ablock=8,groups=1024 wide:fblock=8,ablock=8,groups=512 \
+        peaks-small:invocations=64 peaks-small:groups=128 checks=all checks=none invocations=128 \
+        groups=512 db=4}; do
         case $t in
             per-example) ab per-example mid STABLENET_GPU_KERNELS=per-example ;;
             fused) ab fused peaks-small STABLENET_GPU_KERNELS=fused ;;

@@ -10,7 +10,7 @@ use bytemuck::{Pod, Zeroable};
 use stablenet_core::data::Dataset;
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::regularize::Regularizer;
-use stablenet_core::{Activation, Integrator, ModelConfig, Params};
+use stablenet_core::{Activation, Error, Integrator, ModelConfig, Params};
 use wgpu::util::DeviceExt;
 
 const CHUNK: u32 = 256;
@@ -790,9 +790,18 @@ impl GpuNet {
     /// Uploads a data set (at most the capacity given at construction) and the identity order.
     pub fn set_data(&mut self, data: &Dataset) -> Result<()> {
         data.validate()?;
-        ensure!(data.d == self.cfg.d, "data has d = {} but the model expects {}", data.d, self.cfg.d);
-        ensure!(data.classes <= self.cfg.classes, "data has more classes than the model");
-        ensure!(data.len() as u32 <= self.ndata, "data set larger than the device capacity");
+        // Bad input keeps its kind (shape, data) through the trainers (`core_error`).
+        if data.d != self.cfg.d {
+            return Err(Error::Shape(format!("data has d = {} but the model expects {}", data.d, self.cfg.d)).into());
+        }
+        if data.classes > self.cfg.classes {
+            let (got, want) = (data.classes, self.cfg.classes);
+            return Err(Error::Data(format!("data has {got} classes, more than the model's {want}")).into());
+        }
+        if data.len() as u64 > u64::from(self.ndata) {
+            let (got, cap) = (data.len(), self.ndata);
+            return Err(Error::Data(format!("data set of {got} examples, above the device capacity of {cap}")).into());
+        }
         let q = &self.gpu.queue;
         q.write_buffer(&self.data_x, 0, bytemuck::cast_slice(&data.x));
         q.write_buffer(&self.data_y, 0, bytemuck::cast_slice(&data.labels));
@@ -802,7 +811,7 @@ impl GpuNet {
 
     /// The example order of an epoch (positions into the uploaded data set).
     pub fn set_order(&mut self, order: &[u32]) -> Result<()> {
-        ensure!(order.len() as u32 <= self.ndata, "order longer than the data set");
+        ensure!(order.len() as u64 <= u64::from(self.ndata), "order longer than the data set");
         self.gpu.queue.write_buffer(&self.order, 0, bytemuck::cast_slice(order));
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! set stays on the device, each epoch uploads only its shuffled order (the same order the CPU
 //! trainer draws from the same seed), each step is one submit, and losses and hit counts come
 //! back once per epoch.
+use crate::core_error;
 use crate::device::Gpu;
 use crate::engine::{GpuNet, Hyper};
 use stablenet_core::backend::Backend;
@@ -18,10 +19,6 @@ pub struct GpuTrainer {
     /// Which data set is resident: the [`fingerprint`] of the one last uploaded.
     resident: Option<u64>,
     capacity: usize,
-}
-
-fn gpu_err(e: anyhow::Error) -> Error {
-    Error::Device(format!("{e:#}"))
 }
 
 /// What identifies a data set for its resident copy on the device: a hash of its shape,
@@ -53,8 +50,8 @@ impl GpuTrainer {
         check_setup(&cfg, params, &tc)?;
         let hyper = Hyper { optimizer: tc.optimizer, regularizer: tc.regularizer };
         let capacity = data_capacity.max(tc.batch_size);
-        let net = GpuNet::new(gpu, &cfg, tc.batch_size, capacity, Some(hyper)).map_err(gpu_err)?;
-        net.set_params(params).map_err(gpu_err)?;
+        let net = GpuNet::new(gpu, &cfg, tc.batch_size, capacity, Some(hyper)).map_err(core_error)?;
+        net.set_params(params).map_err(core_error)?;
         Ok(GpuTrainer { net, tc, at: Progress::default(), resident: None, capacity })
     }
 
@@ -77,7 +74,7 @@ impl GpuTrainer {
                     self.capacity
                 )));
             }
-            self.net.set_data(data).map_err(gpu_err)?;
+            self.net.set_data(data).map_err(core_error)?;
             self.resident = Some(id);
         }
         Ok(())
@@ -98,9 +95,9 @@ impl Backend for GpuTrainer {
         stablenet_core::network::check_batch(cfg, x, labels)?;
         let batch = Dataset { x: x.to_vec(), labels: labels.to_vec(), d: cfg.d, classes: cfg.classes };
         self.resident = None; // the batch replaces the resident data set
-        self.net.set_data(&batch).map_err(gpu_err)?;
-        self.net.train_step(0, labels.len(), 0).map_err(gpu_err)?;
-        let loss = self.net.losses(1).map_err(gpu_err)?[0];
+        self.net.set_data(&batch).map_err(core_error)?;
+        self.net.train_step(0, labels.len(), 0).map_err(core_error)?;
+        let loss = self.net.losses(1).map_err(core_error)?[0];
         if !loss.is_finite() {
             return Err(Error::Data(format!("the loss became {loss}: the training diverged")));
         }
@@ -125,12 +122,12 @@ impl Backend for GpuTrainer {
         let start = std::time::Instant::now();
         self.upload(train)?;
         let order = epoch_order(self.tc.seed, self.at.epoch, n);
-        self.net.set_order(&order).map_err(gpu_err)?;
+        self.net.set_order(&order).map_err(core_error)?;
         let first = self.at.next_batch;
         let mut complete = true;
         for b in first..total {
             let len = bs.min(n - b * bs);
-            self.net.train_step(b * bs, len, b as u32).map_err(gpu_err)?;
+            self.net.train_step(b * bs, len, b as u32).map_err(core_error)?;
             self.at.next_batch = b + 1;
             if !on_batch(b + 1, total) && b + 1 < total {
                 complete = false;
@@ -138,8 +135,8 @@ impl Backend for GpuTrainer {
             }
         }
         let done = self.at.next_batch;
-        let losses = self.net.losses(done).map_err(gpu_err)?;
-        let hits = self.net.hits(done).map_err(gpu_err)?;
+        let losses = self.net.losses(done).map_err(core_error)?;
+        let hits = self.net.hits(done).map_err(core_error)?;
         // Before the epoch counts as done: a diverged epoch leaves the position at the batch
         // that diverged, as on the CPU. Hit counts are whole numbers in f32, exact below 2^24.
         let logged = losses.iter().zip(&hits).skip(first).map(|(l, h)| (f64::from(*l), *h as usize));
@@ -163,7 +160,7 @@ impl Backend for GpuTrainer {
     }
 
     fn params(&self) -> Result<Params<f32>> {
-        self.net.params().map_err(gpu_err)
+        self.net.params().map_err(core_error)
     }
 
     fn position(&self) -> (usize, usize) {
@@ -185,14 +182,14 @@ impl Backend for GpuTrainer {
     fn set_lr(&mut self, lr: f64) -> Result<()> {
         // Checked first (an error, not a rate silently kept), then the device's copy.
         let optimizer = self.tc.optimizer.with_lr(lr)?;
-        self.net.set_lr(lr).map_err(gpu_err)?;
+        self.net.set_lr(lr).map_err(core_error)?;
         self.tc.optimizer = optimizer;
         Ok(())
     }
 
     /// The same tensor names as the CPU optimiser (`stablenet_core::optim`).
     fn optimizer_state(&self) -> Result<Vec<Tensor>> {
-        let (m, v, t) = self.net.optimizer_state().map_err(gpu_err)?;
+        let (m, v, t) = self.net.optimizer_state().map_err(core_error)?;
         let mut out = vec![Tensor::new("optim.t", vec![1], vec![t as f32])];
         let (mp, vp) = (self.net.split_groups(&m), self.net.split_groups(&v));
         let mut push = |prefix: &str, p: &Params<f32>| {
@@ -233,6 +230,6 @@ impl Backend for GpuTrainer {
             }
             OptimizerKind::Adam { .. } => (flat("adam_m"), flat("adam_v")),
         };
-        self.net.set_optimizer_state(&m, &v, opt.steps_taken() as u32).map_err(gpu_err)
+        self.net.set_optimizer_state(&m, &v, opt.steps_taken() as u32).map_err(core_error)
     }
 }

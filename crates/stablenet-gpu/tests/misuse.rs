@@ -343,3 +343,19 @@ fn nan_pixels_are_refused_by_the_image_trainers() {
     assert!(err.contains("image 2 has a non-finite pixel NaN") && !err.contains("diverged"), "GPU: {err}");
     assert_eq!((dev.steps_taken(), dev.params().unwrap().data), (0, p0.data), "GPU: nothing trained");
 }
+
+/// The engine's own input checks give the library's kinds of error (through the trainers'
+/// conversion too): data of the wrong width is a shape error, more classes or more examples
+/// than the device holds are bad data.
+#[test]
+fn engine_input_errors_keep_their_kind() {
+    use stablenet_core::Error;
+    let cfg = dense(Integrator::Hamiltonian, Activation::Tanh, 4, 2.0);
+    let mut net = stablenet_gpu::GpuNet::new(gpu(), &cfg, 16, 64, None).unwrap();
+    let set = |d: usize, n: usize, classes: usize| Dataset { x: vec![0.5; n * d], labels: vec![0; n], d, classes };
+    let kind = |r: anyhow::Result<()>| r.unwrap_err().downcast::<Error>().map_err(|e| format!("{e:#}"));
+    assert!(matches!(kind(net.set_data(&set(3, 8, 2))), Ok(Error::Shape(m)) if m.contains("d = 3")));
+    assert!(matches!(kind(net.set_data(&set(2, 8, 5))), Ok(Error::Data(m)) if m.contains("5 classes")));
+    assert!(matches!(kind(net.set_data(&set(2, 65, 2))), Ok(Error::Data(m)) if m.contains("capacity of 64")));
+    net.set_data(&set(2, 64, 2)).unwrap();
+}

@@ -7,6 +7,7 @@
 //! (`shaders/optim.wgsl`) and logs the batch's mean loss and hits: one encoder, one submit, no
 //! readback. The log comes back once per epoch (and at most once a second for the progress).
 use super::{GpuImageNet, WG};
+use crate::core_error;
 use crate::device::{Gpu, describe};
 use crate::shaders;
 use crate::shaders::BatchInfo;
@@ -18,10 +19,6 @@ use stablenet_core::io::Tensor;
 use stablenet_core::optim::OptimizerKind;
 use stablenet_core::train::{EpochReport, Progress, Tally, check_position, epoch_order};
 use std::time::{Duration, Instant};
-
-fn gpu_err(e: anyhow::Error) -> Error {
-    Error::Device(format!("{e:#}"))
-}
 
 /// The training set on the device: images in data order, labels in the epoch's order.
 struct Resident {
@@ -71,8 +68,8 @@ impl GpuImageTrainer {
         if batch_size == 0 {
             return Err(Error::Config("batch size must be at least 1".into()));
         }
-        let net = GpuImageNet::new(gpu, cfg, batch_size).map_err(gpu_err)?;
-        net.set_params(&params).map_err(gpu_err)?;
+        let net = GpuImageNet::new(gpu, cfg, batch_size).map_err(core_error)?;
+        net.set_params(&params).map_err(core_error)?;
         let count = params.data.len();
         let dev = &gpu.device;
         let rw = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
@@ -251,7 +248,7 @@ impl GpuImageTrainer {
     pub fn step(&mut self, x: &[f32], labels: &[u32]) -> Result<(f64, usize)> {
         // The CPU trainer's checks, finite pixels included: the device would train on a NaN.
         self.net.cfg.check_batch(x, labels)?;
-        let n = self.net.write_batch(x, labels).map_err(gpu_err)?;
+        let n = self.net.write_batch(x, labels).map_err(core_error)?;
         self.write_step();
         let enc = self.device.create_command_encoder(&Default::default());
         self.submit_step(enc, n, 0);
@@ -351,7 +348,7 @@ impl GpuImageTrainer {
                     x.extend_from_slice(train.sample(i as usize));
                     labels.push(train.labels[i as usize]);
                 }
-                self.net.write_batch(&x, &labels).map_err(gpu_err)?;
+                self.net.write_batch(&x, &labels).map_err(core_error)?;
             }
             self.write_step();
             self.submit_step(enc, len, b);
@@ -421,7 +418,7 @@ impl GpuImageTrainer {
             let len = part.min(n - p0);
             for s in (p0..p0 + len).step_by(bs) {
                 let e = (s + bs).min(p0 + len);
-                let m = self.net.write_batch(&data.x[s * d..e * d], &data.labels[s..e]).map_err(gpu_err)?;
+                let m = self.net.write_batch(&data.x[s * d..e * d], &data.labels[s..e]).map_err(core_error)?;
                 self.net.prepare(m);
                 let mut enc = self.device.create_command_encoder(&Default::default());
                 self.net.record(&mut enc, m, false);

@@ -131,3 +131,35 @@ fn test(args: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every dependency with the features `cargo tree` resolves for `edges` and `packages`.
+    fn features(edges: &str, packages: &[&str]) -> std::collections::BTreeSet<String> {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = std::process::Command::new(cargo)
+            .args(["tree", "--locked", "--prefix", "none", "-f", "{p} [{f}]", "-e", edges])
+            .args(packages)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo tree runs");
+        assert!(out.status.success(), "cargo tree: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines().filter(|l| !l.is_empty()).map(|l| l.replace(" (*)", "").replace(" (proc-macro)", "")).collect()
+    }
+
+    /// `cargo xtask` (xtask alone, no dev-dependencies) gets every shared dependency with the
+    /// features of the workspace's test build, so it compiles nothing but xtask itself. A
+    /// dependency that drifts is named with the features to give it in xtask/Cargo.toml.
+    #[test]
+    fn xtask_shares_the_workspace_build() {
+        let workspace = features("all", &["--workspace"]);
+        let xtask = features("normal,build", &["-p", "xtask"]);
+        let drift: Vec<_> = xtask.difference(&workspace).filter(|l| !l.starts_with("xtask ")).collect();
+        assert!(
+            drift.is_empty(),
+            "these resolve with other features for `cargo xtask` than in the workspace (add the \
+             workspace's features to xtask/Cargo.toml): {drift:?}"
+        );
+    }
+}

@@ -9,10 +9,16 @@ grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo /.device/ >> .git/inf
 cargo build --profile device -p xtask -p stablenet-cli
 mkdir -p .device/bin /tmp/amd64/partial
 for b in xtask stablenet; do xz -9 -c "target/device/$b" > ".device/bin/$b.xz"; done
-for f in data/mnist/* data/fashion-mnist/*; do
+# The data sets only feed the image runs; ONLY=bench needs none (a fresh checkout has no data/
+# until `cargo xtask data`).
+shopt -s nullglob
+data=(data/mnist/* data/fashion-mnist/*)
+[ ${#data[@]} -gt 0 ] || echo "pack: no data/ (cargo xtask data fetches it): the image runs will lack it" >&2
+for f in "${data[@]}"; do
     [ -f ".device/$f.xz" ] || { mkdir -p ".device/$(dirname "$f")"; xz -9e -c "$f" > ".device/$f.xz"; }
 done
-if ! ls .device/libvulkan1_*.deb > /dev/null 2>&1; then
+debs=(.device/libvulkan1_*.deb)
+if [ ${#debs[@]} -eq 0 ]; then
     o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64)
     apt-get "${o[@]}" update -qq
     (cd .device && apt-get "${o[@]}" download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)

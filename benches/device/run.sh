@@ -89,6 +89,7 @@ ldconfig
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -f "$icd" ] && export VK_DRIVER_FILES=$icd VK_ICD_FILENAMES=$icd
 mkdir -p .device/run
+shopt -s nullglob # no data sets packed: none to unpack
 for f in .device/bin/*.xz .device/data/*/*.xz; do
     case $f in
         .device/bin/*) d=.device/run/$(basename "$f") ;;

@@ -11,7 +11,38 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Writes `bytes` to `path` through a temporary file in the same directory (same file
 /// system, so the final rename is atomic): a reader sees the old file or the new one, never a
 /// partial one. On failure the temporary file is removed and an existing target is untouched.
+/// A symbolic link is followed, so the file it names is replaced and the link stays; a path
+/// that is not a regular file (a FIFO, a device, `/dev/stdout`) is written to directly, since
+/// a rename would replace the node instead of writing to it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err(Error::file(path, "cannot write: it is a folder")),
+        Ok(m) if !m.is_file() => {
+            let mut f = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+            return f.write_all(bytes).and_then(|()| f.flush()).map_err(|e| Error::io(path, e));
+        }
+        _ => {}
+    }
+    let target = link_target(path);
+    replace(&target, bytes)
+}
+
+/// The file a chain of symbolic links ends at (itself when `path` is none); a dangling link's
+/// missing target is where the file will be created.
+fn link_target(path: &Path) -> PathBuf {
+    let mut at = path.to_path_buf();
+    // Past 40 links (Linux's own limit) the rename reports the loop.
+    for _ in 0..40 {
+        let Ok(next) = std::fs::read_link(&at) else { break };
+        at = match at.parent() {
+            Some(dir) if next.is_relative() => dir.join(next),
+            _ => next,
+        };
+    }
+    at
+}
+
+fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
     let Some(name) = path.file_name() else {
         return Err(Error::file(path, "cannot write: the path names no file"));
     };

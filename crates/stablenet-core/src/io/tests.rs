@@ -432,17 +432,55 @@ fn io_write_atomic_failures_name_the_path_and_keep_the_target() {
     std::fs::write(&file, b"keep").unwrap();
     let under = file.join("f.bin");
     assert_err(write_atomic(&under, b"x"), &under, &[]);
-    // The target is a non-empty directory: the rename fails after the temp file was written;
-    // the temp file must be gone and the target untouched.
+    // The target is a non-empty directory: refused by name, nothing written beside it and
+    // the folder untouched.
     let target = dir.path("taken");
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join("inside"), b"keep").unwrap();
-    assert_err(write_atomic(&target, b"x"), &target, &["move into place"]);
+    assert_err(write_atomic(&target, b"x"), &target, &["is a folder"]);
     assert_eq!(std::fs::read(target.join("inside")).unwrap(), b"keep");
     let mut names: Vec<_> =
         std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["plain", "taken"]);
+}
+
+/// A symbolic link is followed (the file it names is replaced, the link stays, a dangling
+/// one's target is created), and a node that is not a regular file is written to, not
+/// replaced: a rename over /dev/null once turned it into a plain file.
+#[cfg(unix)]
+#[test]
+fn io_write_atomic_follows_links_and_writes_into_devices() {
+    use std::os::unix::fs::{FileTypeExt, symlink};
+    let dir = TempDir::new("links");
+    std::fs::create_dir(dir.path("sub")).unwrap();
+    let real = dir.path("sub/real.csv");
+    std::fs::write(&real, b"old").unwrap();
+    let link = dir.path("link.csv");
+    symlink("sub/real.csv", &link).unwrap();
+    let chain = dir.path("chain.csv");
+    symlink(&link, &chain).unwrap();
+    write_atomic(&chain, b"new").unwrap();
+    assert_eq!(std::fs::read(&real).unwrap(), b"new");
+    for l in [&link, &chain] {
+        assert!(std::fs::symlink_metadata(l).unwrap().file_type().is_symlink(), "{l:?} was replaced");
+    }
+    let dangling = dir.path("later.csv");
+    symlink("sub/missing.csv", &dangling).unwrap();
+    write_atomic(&dangling, b"made").unwrap();
+    assert_eq!(std::fs::read(dir.path("sub/missing.csv")).unwrap(), b"made");
+    assert!(std::fs::symlink_metadata(&dangling).unwrap().file_type().is_symlink());
+    let names = |d: &Path| -> Vec<String> {
+        let mut v: Vec<_> =
+            std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&dir.path("sub")), ["missing.csv", "real.csv"], "no temporary file left");
+
+    let null = Path::new("/dev/null");
+    write_atomic(null, b"into the device").unwrap();
+    assert!(std::fs::metadata(null).unwrap().file_type().is_char_device(), "/dev/null was replaced");
 }
 
 #[cfg(unix)]
@@ -518,6 +556,13 @@ fn io_load_data_rejects_bad_files() {
     assert_err(load_data(&path, None), &path, &["label -4 of sample 2 is negative"]);
     data_file(&path, &x, &[3, 2], labels_raw(Dtype::F32, &[0, 1, 1]));
     assert_err(load_data(&path, None), &path, &["labels", "F32", "I64, I32 and U8"]);
+    // A stray huge label is named, not turned into a billion classes (the classifier once
+    // asked for 16 GB); the largest label allowed still loads, and a file's own count rules.
+    data_file(&path, &x, &[3, 2], labels_raw(Dtype::I64, &[0, 1_000_000_000, 1_000_000_000]));
+    assert_err(load_data(&path, None), &path, &["label 1000000000 of sample 1", "1000000001 classes", "0-based"]);
+    let top = super::data::MAX_CLASSES as i64 - 1;
+    data_file(&path, &x, &[3, 2], labels_raw(Dtype::I64, &[0, top, 1]));
+    assert_eq!(load_data(&path, None).unwrap().classes, super::data::MAX_CLASSES);
     data_file(&path, &x, &[3, 2], labels_raw(Dtype::I64, &[0, 1]));
     assert_err(load_data(&path, None), &path, &["labels", "[2]", "expected [3]"]);
     data_file(&path, &x, &[6], ok());

@@ -230,6 +230,16 @@ impl<T: Real> Optimizer<T> {
             if v.iter().any(|x| !x.is_finite()) {
                 return bad(format!("{name} holds a NaN or infinity"));
             }
+            // Adam's second moment is a mean of squares; a negative one makes sqrt(v) NaN,
+            // which the run would report as a divergence.
+            if name.starts_with("optim.adam_v.")
+                && let Some(i) = v.iter().position(|x| x.f64() < 0.0)
+            {
+                return bad(format!(
+                    "{name} holds a negative second moment ({} at {i}); it is a mean of squares",
+                    v[i].f64()
+                ));
+            }
         }
         let t = find("optim.t").expect("checked above").2[0].f64();
         if !(t.is_finite() && t >= 0.0 && t.fract() == 0.0) {

@@ -6,6 +6,10 @@ use crate::error::{Error, Result};
 use safetensors::Dtype;
 use std::path::Path;
 
+/// The most classes a data file's labels may make when the file does not say (labels past it
+/// are taken for a mistake, e.g. ids instead of class indices).
+pub const MAX_CLASSES: usize = 1 << 16;
+
 /// Reads a labelled data set. With `classes = Some(c)` every label must be below c;
 /// with `None` the number of classes is the largest label + 1.
 pub fn load_data(path: &Path, classes: Option<usize>) -> Result<Dataset> {
@@ -54,7 +58,19 @@ pub fn load_data(path: &Path, classes: Option<usize>) -> Result<Dataset> {
     }
     let classes = match classes {
         Some(c) => c,
-        None => labels.iter().max().map_or(0, |&m| m as usize + 1),
+        None => {
+            // The classifier gets a row per class: one stray label (a row index, an id) must
+            // be an error, not a model of 16 GB.
+            let (i, &top) = labels.iter().enumerate().max_by_key(|&(i, l)| (l, std::cmp::Reverse(i))).expect("n > 0");
+            if top as usize >= MAX_CLASSES {
+                return Err(err(format!(
+                    "label {top} of sample {i} would make {} classes; labels are 0-based class indices, \
+                     at most {MAX_CLASSES} classes",
+                    top as u64 + 1
+                )));
+            }
+            top as usize + 1
+        }
     };
     let ds = Dataset { x: file.f32s("x")?, labels, d, classes };
     // Dataset::validate names the first label >= classes and the first non-finite sample.

@@ -176,8 +176,13 @@ fn load_state_rejects_bad_entries() {
         f(&mut s);
         s
     };
-    let cases: [(State<f64>, &str); 5] = [
+    let negative = |s: &mut State<f64>| {
+        let v = s.iter_mut().find(|t| t.0 == "optim.adam_v.classifier.weight").unwrap();
+        v.2[1] = -0.25;
+    };
+    let cases: [(State<f64>, &str); 6] = [
         (edit(&|s| s.retain(|t| t.0 != "optim.adam_v.steps.bias")), "missing tensor optim.adam_v.steps.bias"),
+        (edit(&negative), "optim.adam_v.classifier.weight holds a negative second moment (-0.25 at 1)"),
         (edit(&|s| s.retain(|t| t.0 != "optim.t")), "missing tensor optim.t"),
         (edit(&|s| s[2].2.pop().map(drop).unwrap()), "expected [4, 3, 3]"),
         (edit(&|s| s[0].1 = vec![6]), "has shape [6]"),

@@ -164,7 +164,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let z = logits(cfg, &model.params, &set.x)?;
     let predicted: Vec<usize> = z.chunks_exact(cfg.classes).map(argmax).collect();
     let report = Report { model: &a.model, describe: describe_model(cfg), what: &data.what, loss: ev.loss };
-    report.print(&predicted, &set.labels, cfg.classes, a.json);
+    report.print(&predicted, &set.labels, cfg.classes, a.json)?;
     Ok(())
 }
 
@@ -177,7 +177,9 @@ pub struct Report<'a> {
 }
 
 impl Report<'_> {
-    pub fn print(&self, predicted: &[usize], labels: &[u32], c: usize, json: bool) {
+    pub fn print(&self, predicted: &[usize], labels: &[u32], c: usize, json: bool) -> Result<()> {
+        use std::fmt::Write;
+        let mut s = String::new();
         // confusion[true][predicted]
         let mut confusion = vec![vec![0usize; c]; c];
         for (&p, &l) in predicted.iter().zip(labels) {
@@ -199,29 +201,30 @@ impl Report<'_> {
                 "support": support,
                 "confusion": confusion,
             });
-            println!("{v}");
-            return;
+            return crate::emit(&format!("{v}\n"));
         }
-        println!("model: {} {}", self.model.display(), self.describe);
-        println!("data:  {}", self.what);
-        println!("loss {:.4}   accuracy {:.2}%   ({} of {n})", self.loss, 100.0 * accuracy, trace(&confusion));
-        println!();
-        println!("class  examples  correct  accuracy");
+        writeln!(s, "model: {} {}", self.model.display(), self.describe).expect("String");
+        writeln!(s, "data:  {}", self.what).expect("String");
+        writeln!(s, "loss {:.4}   accuracy {:.2}%   ({} of {n})", self.loss, 100.0 * accuracy, trace(&confusion))
+            .expect("String");
+        writeln!(s).expect("String");
+        writeln!(s, "class  examples  correct  accuracy").expect("String");
         for k in 0..c {
             let acc = per_class[k].map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
-            println!("{k:>5}  {:>8}  {:>7}  {acc:>8}", support[k], confusion[k][k]);
+            writeln!(s, "{k:>5}  {:>8}  {:>7}  {acc:>8}", support[k], confusion[k][k]).expect("String");
         }
-        println!();
-        println!("confusion matrix (rows: true class, columns: predicted class)");
+        writeln!(s).expect("String");
+        writeln!(s, "confusion matrix (rows: true class, columns: predicted class)").expect("String");
         let cell = confusion.iter().flatten().max().map_or(1, |m| m.to_string().len()).max(c.to_string().len()) + 1;
-        print!("{:>6}", "");
-        (0..c).for_each(|k| print!("{k:>cell$}"));
-        println!();
+        write!(s, "{:>6}", "").expect("String");
+        (0..c).for_each(|k| write!(s, "{k:>cell$}").expect("String"));
+        writeln!(s).expect("String");
         for (k, row) in confusion.iter().enumerate() {
-            print!("{k:>6}");
-            row.iter().for_each(|v| print!("{v:>cell$}"));
-            println!();
+            write!(s, "{k:>6}").expect("String");
+            row.iter().for_each(|v| write!(s, "{v:>cell$}").expect("String"));
+            writeln!(s).expect("String");
         }
+        crate::emit(&s)
     }
 }
 

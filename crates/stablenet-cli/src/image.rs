@@ -347,6 +347,6 @@ pub fn eval(path: &Path, data: &crate::eval::DataArgs, json: bool) -> Result<()>
     let ev = net.evaluate(&model.params, &images.x, &images.labels, 0)?;
     let predicted: Vec<usize> = ev.predictions.iter().map(|&p| p as usize).collect();
     let report = crate::eval::Report { model: path, describe: describe(&model.config), what: &what, loss: ev.loss };
-    report.print(&predicted, &images.labels, model.config.classes, json);
+    report.print(&predicted, &images.labels, model.config.classes, json)?;
     Ok(())
 }

@@ -55,9 +55,9 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let report = inspect(cfg, &p, states.as_ref().map(|(s, l)| (s.as_slice(), l.clone())))
         .with_context(|| format!("inspecting {}", a.model.display()))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        print!("{}", table(&report));
+        crate::emit(&table(&report))?;
     }
     Ok(())
 }

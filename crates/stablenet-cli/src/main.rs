@@ -90,10 +90,27 @@ impl BackendArg {
 }
 
 pub fn ensure_parent(path: &std::path::Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => ensure_dir(dir),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Creates a folder and its parents; one of them that is a file is named as such (the bare
+/// error was "File exists").
+pub fn ensure_dir(dir: &std::path::Path) -> Result<()> {
+    if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+        anyhow::bail!("{} is a file, not a folder: cannot write into {}", file.display(), dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Writes a command's result to standard output. A full disk or an unwritable file there is
+/// an error saying so (print! panics on it); a closed pipe ends the process quietly (SIGPIPE).
+pub fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the result to standard output")
 }
 
 /// Checks, before any work, the files a command will write: none is a folder, none is one of

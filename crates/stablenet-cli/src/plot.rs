@@ -119,20 +119,35 @@ struct CurvesArgs {
 }
 
 pub fn run(a: PlotArgs) -> Result<()> {
-    // The picture must not overwrite the file it is drawn from.
-    let (out, input) = match &a.kind {
-        PlotKind::Regions(a) => (&a.image.out, &a.model),
-        PlotKind::Flow(a) => (&a.image.out, &a.model),
-        PlotKind::Curves(a) => (&a.image.out, &a.metrics),
-        PlotKind::Misclassified(a) => (&a.image.out, &a.model),
+    // The picture must not overwrite a file it is drawn from: the model or metrics, a data file
+    // given by --data, or the data files the model names (its default data).
+    let (out, input, data) = match &a.kind {
+        PlotKind::Regions(a) => (&a.image.out, &a.model, Some(&a.data)),
+        PlotKind::Flow(a) => (&a.image.out, &a.model, Some(&a.data)),
+        PlotKind::Curves(a) => (&a.image.out, &a.metrics, None),
+        PlotKind::Misclassified(a) => (&a.image.out, &a.model, Some(&a.data)),
     };
-    crate::check_outputs(&[out], &[input])?;
+    let mut inputs = vec![input.clone()];
+    if let Some(d) = data {
+        inputs.extend(d.data.iter().map(PathBuf::from).filter(|p| p.is_file()));
+        inputs.extend(named_data_files(input));
+    }
+    crate::check_outputs(&[out], &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     match a.kind {
         PlotKind::Regions(a) => regions(a),
         PlotKind::Flow(a) => flow(a),
         PlotKind::Curves(a) => curves(a),
         PlotKind::Misclassified(a) => digits::misclassified(a),
     }
+}
+
+/// The existing data files a model's metadata names (`dataset`, `val_dataset`); none when the
+/// model cannot be read (loading it reports that).
+fn named_data_files(model: &Path) -> Vec<PathBuf> {
+    let Ok(bytes) = std::fs::read(model) else { return vec![] };
+    let Ok((_, header)) = safetensors::SafeTensors::read_metadata(&bytes) else { return vec![] };
+    let meta = header.metadata().clone().unwrap_or_default();
+    ["dataset", "val_dataset"].iter().filter_map(|k| meta.get(*k)).map(PathBuf::from).filter(|p| p.is_file()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------

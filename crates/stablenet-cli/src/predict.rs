@@ -48,7 +48,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
             write_atomic(path, csv.as_bytes())?;
             eprintln!("{} predictions written to {}", x.len() / cfg.d, path.display());
         }
-        None => print!("{csv}"),
+        None => crate::emit(&csv)?,
     }
     Ok(())
 }

@@ -33,13 +33,20 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         })
         .collect();
     files.sort();
-    anyhow::ensure!(!files.is_empty(), "no experiment files in {}", a.experiments.display());
+    match &a.only {
+        Some(o) => {
+            anyhow::ensure!(!files.is_empty(), "no experiment file in {} matches --only {o}", a.experiments.display())
+        }
+        None => anyhow::ensure!(!files.is_empty(), "no experiment files in {}", a.experiments.display()),
+    }
+    // Every file read before the first run: a typo in the last one once surfaced only after
+    // the others had trained.
+    let experiments = files.iter().map(|p| Experiment::load(p).map(|e| (p, e))).collect::<Result<Vec<_>, _>>()?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut table = String::from(
         "| experiment | integrator | levels | validation acc | train acc | seconds | device | pictures |\n|---|---|---|---|---|---|---|---|\n",
     );
-    for path in &files {
-        let exp = Experiment::load(path)?;
+    for (path, exp) in &experiments {
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let dir = a.out.join(&name);
         std::fs::create_dir_all(&dir)?;
@@ -50,7 +57,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         };
         eprintln!("== {name}");
         let chosen: Chosen = a.backend.resolve()?;
-        let o = execute(&exp, None, &run, chosen, None).with_context(|| format!("experiment {}", path.display()))?;
+        let o = execute(exp, None, &run, chosen, None).with_context(|| format!("experiment {}", path.display()))?;
         let pictures = pictures(&run, o.d, &dir).with_context(|| format!("pictures of {name}"))?;
         let links: Vec<String> = pictures
             .iter()

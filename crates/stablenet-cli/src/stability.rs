@@ -207,6 +207,8 @@ struct Setup<'a> {
 pub fn run(a: StabilityArgs) -> Result<()> {
     let start = Instant::now();
     check_args(&a)?;
+    // Before the cases run (minutes at the defaults), not after.
+    crate::ensure_dir(&a.out_dir)?;
     // Peaks (MODEL.md section 8) stores its samples class by class: shuffle before picking.
     let split = peaks(a.train_examples, a.examples.max(a.sens_examples).max(1000), a.seed);
     let mut order: Vec<usize> = (0..split.val.len()).collect();
@@ -254,7 +256,6 @@ pub fn run(a: StabilityArgs) -> Result<()> {
         seconds: start.elapsed().as_secs_f64(),
         cases,
     };
-    std::fs::create_dir_all(&a.out_dir).with_context(|| format!("cannot create {}", a.out_dir.display()))?;
     let md = markdown(&results, &a);
     let json = serde_json::to_string_pretty(&results)?;
     let (md_path, json_path, png_path) =

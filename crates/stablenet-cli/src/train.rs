@@ -525,8 +525,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
         checkpoint: a.checkpoint.clone().or_else(|| a.resume.clone()).unwrap_or_else(|| checkpoint_beside(&out)),
         out,
     };
-    if let Some(config) = &a.config {
-        crate::check_outputs(&[&files.out, &files.checkpoint], &[config])?;
+    // Before any work: no output may be the experiment file, and a resumed checkpoint may be
+    // written over only as the run's checkpoint (the metrics once appended to it).
+    let mut outputs = vec![files.out.as_path(), files.checkpoint.as_path()];
+    outputs.extend(files.metrics.as_deref());
+    crate::check_outputs(&outputs, &a.config.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    if let Some(r) = &a.resume {
+        crate::check_outputs(&outputs.iter().copied().filter(|o| *o != files.checkpoint).collect::<Vec<_>>(), &[r])?;
     }
     if resume.is_none() && files.checkpoint.is_file() {
         eprintln!(

@@ -347,4 +347,39 @@ fn plots_reject_what_they_cannot_draw() {
     let e = fails(&stablenet(&["plot", "curves", "--metrics", s(&f.metrics), "--out", s(&out), "--width", "10"]));
     assert!(e.contains("--width 10"), "{e}");
     assert!(!out.exists());
+    // The picture may not replace the data file it is drawn from: given by --data, or named
+    // by the model as its data (the picture once replaced the data file).
+    let data = tmp("plot-data.safetensors");
+    write_data(&data, &f.val.x, 2, &f.val.labels);
+    let before = std::fs::read(&data).unwrap();
+    let e = fails(&stablenet(&["plot", "regions", "--model", s(&f.model), "--data", s(&data), "--out", s(&data)]));
+    assert!(e.contains("both an input and an output"), "{e}");
+    let m = tmp("names-its-data.safetensors");
+    let meta = BTreeMap::from([("dataset".to_string(), s(&data).to_string())]);
+    save_model(&m, &f.cfg, &f.params, &[], &meta).unwrap();
+    let e = fails(&stablenet(&["plot", "flow", "--model", s(&m), "--out", s(&data)]));
+    assert!(e.contains("both an input and an output"), "{e}");
+    assert_eq!(std::fs::read(&data).unwrap(), before, "the data file is intact");
+}
+
+/// A result that cannot be written to standard output (a full disk) is an error naming it,
+/// not a panic.
+#[cfg(target_os = "linux")]
+#[test]
+fn results_to_a_full_stdout_are_an_error() {
+    let f = fixture();
+    let csv = tmp("full.csv");
+    std::fs::write(&csv, "0.1,0.2\n").unwrap();
+    for args in [
+        vec!["eval", "--model", s(&f.model)],
+        vec!["eval", "--model", s(&f.model), "--json"],
+        vec!["inspect", s(&f.model), "--json"],
+        vec!["predict", "--model", s(&f.model), "--input", s(&csv)],
+    ] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_stablenet")).args(&args).stdout(full).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(e.contains("standard output") && e.contains("No space left"), "{args:?}: {e}");
+    }
 }

@@ -204,6 +204,18 @@ fn broken_checkpoints_and_full_disks_fail_clearly_and_keep_the_checkpoint() {
     let o = o.unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.exists() && lines(&metrics) == 1, "the last epoch, logged to the file given");
+    // The resumed checkpoint may be rewritten only as the run's checkpoint: metrics or a model
+    // over it are refused before any work (metrics were once appended to it).
+    let before = std::fs::read(&ckpt).unwrap();
+    for flag in ["--metrics", "--out"] {
+        let other = d.join("other.ckpt.safetensors");
+        let mut cmd = bin();
+        let o = cmd.args(["train", "--resume"]).arg(&ckpt).arg("--checkpoint").arg(&other).arg(flag).arg(&ckpt);
+        let o = o.output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains("both an input and an output"), "{flag}: {e}");
+    }
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before, "the checkpoint is intact");
 }
 
 #[test]
@@ -211,6 +223,13 @@ fn experiment_files_and_data_files() {
     let d = dir("exp");
     let exp = d.join("e.toml");
     std::fs::write(&exp, "data = \"ellipses\"\nintegrator = \"leapfrog\"\nwidth = 6\nsteps = 8\nepochs = 2\n").unwrap();
+    // No output may be the experiment file (the metrics once replaced it).
+    for flag in ["--metrics", "--out", "--checkpoint"] {
+        let o = bin().args(["train", "--config"]).arg(&exp).arg(flag).arg(&exp).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains("both an input and an output"), "{flag}: {e}");
+    }
+    assert!(std::fs::read_to_string(&exp).unwrap().starts_with("data = "), "the experiment file is intact");
     let out = d.join("m.safetensors");
     let o = bin()
         .args(["train", "--backend", "cpu", "--config"])

@@ -16,7 +16,7 @@ pub struct MisclassifiedArgs {
     #[arg(long)]
     pub(super) model: PathBuf,
     #[command(flatten)]
-    data: DataArgs,
+    pub(super) data: DataArgs,
     /// At most this many images, in test-set order.
     #[arg(long, default_value_t = 40)]
     count: usize,

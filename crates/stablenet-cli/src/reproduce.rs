@@ -46,6 +46,16 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
     let mut table = String::from(
         "| experiment | integrator | levels | validation acc | train acc | seconds | device | pictures |\n|---|---|---|---|---|---|---|---|\n",
     );
+    // Rewritten after every experiment, so that a run that fails later keeps the rows before it.
+    let out = a.out.join("RESULTS.md");
+    let save = |table: &str| {
+        let md = format!(
+            "# Results of `stablenet reproduce`\n\nEvery experiment of `{}`, trained from scratch; validation accuracy on the \
+             held-out set of each data set (MODEL.md section 8). Seconds are wall time of the whole run.\n\n{table}",
+            a.experiments.display()
+        );
+        stablenet_core::io::write_atomic(&out, md.as_bytes())
+    };
     for (path, exp) in &experiments {
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let dir = a.out.join(&name);
@@ -75,15 +85,9 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
             o.device,
             links.join(" ")
         );
+        save(&table)?;
     }
-    let md = format!(
-        "# Results of `stablenet reproduce`\n\nEvery experiment of `{}`, trained from scratch; validation accuracy on the held-out \
-         set of each data set (MODEL.md section 8). Seconds are wall time of the whole run.\n\n{table}",
-        a.experiments.display()
-    );
-    let out = a.out.join("RESULTS.md");
-    stablenet_core::io::write_atomic(&out, md.as_bytes())?;
-    println!("{table}");
+    crate::emit(&format!("{table}\n"))?;
     eprintln!("results written to {}", out.display());
     Ok(())
 }

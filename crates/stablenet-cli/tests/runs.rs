@@ -297,6 +297,24 @@ fn reproduce_runs_an_experiment_end_to_end() {
         let p = d.join("ellipses-leapfrog").join(f);
         assert!(std::fs::metadata(&p).map(|m| m.len() > 100).unwrap_or(false), "{} missing", p.display());
     }
+    // A later experiment that fails (its data file is gone) leaves the rows before it in
+    // RESULTS.md; a typo in any file stops the command before anything trains.
+    let mine = d.join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("a.toml"), "data = \"ellipses\"\nwidth = 4\nsteps = 4\nepochs = 1\n").unwrap();
+    std::fs::write(mine.join("b.toml"), "data = \"/nonexistent/b.safetensors\"\nepochs = 1\n").unwrap();
+    let out = d.join("partial");
+    let o = bin().args(["reproduce", "--backend", "cpu", "--experiments"]).arg(&mine).arg("--out").arg(&out).output();
+    let o = o.unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("b.safetensors"));
+    let table = std::fs::read_to_string(out.join("RESULTS.md")).expect("the finished rows are kept");
+    assert!(table.lines().any(|l| l.starts_with("| a |")) && !table.contains("| b |"), "{table}");
+    std::fs::write(mine.join("b.toml"), "widht = 8\n").unwrap();
+    let out = d.join("typo");
+    let o = bin().args(["reproduce", "--backend", "cpu", "--experiments"]).arg(&mine).arg("--out").arg(&out).output();
+    let e = String::from_utf8_lossy(&o.as_ref().unwrap().stderr).into_owned();
+    assert!(!o.unwrap().status.success() && e.contains("b.toml") && e.contains("widht"), "{e}");
+    assert!(!out.join("a").exists(), "nothing trained before the typo was found");
 }
 
 /// A run on a data file named relative to its folder resumes from any other folder: the

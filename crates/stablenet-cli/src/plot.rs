@@ -144,9 +144,7 @@ pub fn run(a: PlotArgs) -> Result<()> {
 /// The existing data files a model's metadata names (`dataset`, `val_dataset`); none when the
 /// model cannot be read (loading it reports that).
 fn named_data_files(model: &Path) -> Vec<PathBuf> {
-    let Ok(bytes) = std::fs::read(model) else { return vec![] };
-    let Ok((_, header)) = safetensors::SafeTensors::read_metadata(&bytes) else { return vec![] };
-    let meta = header.metadata().clone().unwrap_or_default();
+    let Ok((_, meta)) = stablenet_core::io::load_tensors(model) else { return vec![] };
     ["dataset", "val_dataset"].iter().filter_map(|k| meta.get(*k)).map(PathBuf::from).filter(|p| p.is_file()).collect()
 }
 

@@ -42,7 +42,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
     // Every file read before the first run: a typo in the last one once surfaced only after
     // the others had trained.
     let experiments = files.iter().map(|p| Experiment::load(p).map(|e| (p, e))).collect::<Result<Vec<_>, _>>()?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    crate::ensure_dir(&a.out)?;
     let mut table = String::from(
         "| experiment | integrator | levels | validation acc | train acc | seconds | device | pictures |\n|---|---|---|---|---|---|---|---|\n",
     );
@@ -59,7 +59,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
     for (path, exp) in &experiments {
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let dir = a.out.join(&name);
-        std::fs::create_dir_all(&dir)?;
+        crate::ensure_dir(&dir)?;
         let run = RunFiles {
             out: dir.join("model.safetensors"),
             metrics: Some(dir.join("metrics.jsonl")),

@@ -13,7 +13,7 @@
 // are never stored (a step can make them nonzero: h sigma(b_j)); each product of factors in
 // the gradient sums pairs one that is 0 for them (Verlet: all of P, R S^T's S; leapfrog: Q
 // and R; resnet/antisym: P), so they add nothing.
-// W, WP, RQ and DB are constants the host puts before these sources (shaders::tiled).
+// W, WP, RQ, DB and KEEP are constants the host puts before these sources (shaders::tiled).
 //
 // Binding table (group 0):
 //   0  ops     read  K_j, b_j padded (network.wgsl build_ops): in vec4 units, M_{j,m}[k][4c..]
@@ -26,7 +26,8 @@
 //                    which reduce_tiles adds in a fixed order (reduce.wgsl)
 //   4  cursor  rw    [2] step cursors (network.wgsl)
 //   5  kept    rw    resnet/antisym: the state before every step, [N][NMAX][W] (network.wgsl
-//                    `store`; MODEL.md section 3)
+//                    `store`; MODEL.md section 3); Verlet with KEEP: both pre-activations of
+//                    every step, [2 N][NMAX][W] (verlet_tiled.wgsl keep_input)
 //   6-8            st, acc, tpart again as vec4 rows, for verlet_tiled8.wgsl's tile_adjoint8
 //                    (bound only when it runs)
 

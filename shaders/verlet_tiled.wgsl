@@ -21,13 +21,39 @@ fn tile_forward(
     for (var j = f.j0; j < f.j1; j++) {
         stage(0u, r, c, y);
         workgroupBarrier();
-        z -= H * act_m(add_bias(product(0u, 0u, j, r, c), j, c));
+        let u = add_bias(product(0u, 0u, j, r, c), j, c);
+        keep_input(2u * j, s0, c, u);
+        z -= H * act_m(u);
         stage(1u, r, c, z);
         workgroupBarrier();
-        y += H * act_m(add_bias(product(1u, 1u, j, r, c), j, c));
+        let v = add_bias(product(1u, 1u, j, r, c), j, c);
+        keep_input(2u * j + 1u, s0, c, v);
+        y += H * act_m(v);
     }
     store(ST, 0u, s0, c, y);
     store(ST, 1u, s0, c, z);
+}
+
+// KEEP (TiledTuning keep): the forward keeps the pre-activations K_j^T y_j + b_j in slot 2 j
+// of `kept` and K_j z_{j+1} + b_j in slot 2 j + 1, and the adjoint reads them back instead of
+// a product with the states it rebuilds (one product in four of a step). Its states are still
+// rebuilt in reverse time, now from the kept sigma(u): y_j = y_{j+1} - h sigma(u) without
+// the round-off of recomputing u, and the gradient sums still take them as the factors.
+fn keep_input(slot: u32, s0: u32, c: u32, u: mat4x4<f32>) {
+    if KEEP {
+        store(KEPT, slot, s0, c, u);
+    }
+}
+
+// layer_input, or with KEEP the forward's u from `slot`: x is staged for the gradient sums
+// either way.
+fn step_input(x: mat4x4<f32>, m: u32, jj: u32, slot: u32, s0: u32, r: u32, c: u32) -> mat4x4<f32> {
+    if KEEP {
+        stage(0u, r, c, x);
+        workgroupBarrier();
+        return load(KEPT, slot, s0, c);
+    }
+    return layer_input(x, m, jj, r, c);
 }
 
 // Adjoint steps j = cursor[job.cur], j - 1, .. (min(TBLOCK, j + 1) of them) of the examples
@@ -55,12 +81,12 @@ fn tile_adjoint(
             let base = partial_base(a, k);
             // u = K z_{j+1} + b; s = sigma'(u) h ybar; zbar += K^T s; y_j = y_{j+1} - h sigma(u)
             // (updated at once, which ends u's life before the products).
-            let u = layer_input(z, 1u, jj, r, c);
+            let u = step_input(z, 1u, jj, 2u * jj + 1u, s0, r, c);
             let s = H * dact_times(u, yb);
             y -= H * act_m(u);
             zb += layer_adjoint(s, 1u, jj, r, c, base, tt == 0u, li);
             // c = K^T y_j + b; t = -sigma'(c) h zbar; ybar += K t; z_j = z_{j+1} + h sigma(c).
-            let cv = layer_input(y, 0u, jj, r, c);
+            let cv = step_input(y, 0u, jj, 2u * jj, s0, r, c);
             let t = -H * dact_times(cv, zb);
             z += H * act_m(cv);
             yb += layer_adjoint(t, 0u, jj, r, c, base, false, li);

@@ -44,17 +44,19 @@ fn tile_forward8(
     workgroupBarrier();
     for (var j = f.j0; j < f.j1; j++) {
         // z -= h sigma(K^T y + b), then y += h sigma(K z + b), each block in place.
-        let u = product8(0u, 0u, j, r, c);
-        step_block(1u, -H, u[0], j, r, c);
-        step_block(1u, -H, u[1], j, r, c + 1u);
-        step_block(1u, -H, u[2], j, r + 1u, c);
-        step_block(1u, -H, u[3], j, r + 1u, c + 1u);
+        let u = biased8(product8(0u, 0u, j, r, c), j, c);
+        keep8(2u * j, s0, r, c, u);
+        step_block(1u, -H, u[0], r, c);
+        step_block(1u, -H, u[1], r, c + 1u);
+        step_block(1u, -H, u[2], r + 1u, c);
+        step_block(1u, -H, u[3], r + 1u, c + 1u);
         workgroupBarrier();
-        let v = product8(1u, 1u, j, r, c);
-        step_block(0u, H, v[0], j, r, c);
-        step_block(0u, H, v[1], j, r, c + 1u);
-        step_block(0u, H, v[2], j, r + 1u, c);
-        step_block(0u, H, v[3], j, r + 1u, c + 1u);
+        let v = biased8(product8(1u, 1u, j, r, c), j, c);
+        keep8(2u * j + 1u, s0, r, c, v);
+        step_block(0u, H, v[0], r, c);
+        step_block(0u, H, v[1], r, c + 1u);
+        step_block(0u, H, v[2], r + 1u, c);
+        step_block(0u, H, v[3], r + 1u, c + 1u);
         workgroupBarrier();
     }
     for (var x = li; x < WP * BM; x += TWG8) {
@@ -65,10 +67,41 @@ fn tile_forward8(
     }
 }
 
-// The block (quad r, component quad c) of the state in tile t plus g sigma(u + b_j).
-fn step_block(t: u32, g: f32, u: mat4x4<f32>, j: u32, r: u32, c: u32) {
+// The block (quad r, component quad c) of the state in tile t plus g sigma(u).
+fn step_block(t: u32, g: f32, u: mat4x4<f32>, r: u32, c: u32) {
     let x = tile_rows((t * WP + 4u * c) * RQ + r);
-    stage(t, r, c, x + g * act_m(add_bias(u, j, c)));
+    stage(t, r, c, x + g * act_m(u));
+}
+
+// product8's blocks plus b_j (component quads c, c + 1).
+fn biased8(p: array<mat4x4<f32>, 4>, j: u32, c: u32) -> array<mat4x4<f32>, 4> {
+    let b = c + 1u;
+    return array<mat4x4<f32>, 4>(add_bias(p[0], j, c), add_bias(p[1], j, b), add_bias(p[2], j, c), add_bias(p[3], j, b));
+}
+
+// With KEEP, the blocks' pre-activations into slot `slot` of `kept` (keep_input's layout).
+fn keep8(slot: u32, s0: u32, r: u32, c: u32, u: array<mat4x4<f32>, 4>) {
+    if KEEP {
+        store(KEPT, slot, s0 + 4u * r, c, u[0]);
+        store(KEPT, slot, s0 + 4u * r, c + 1u, u[1]);
+        store(KEPT, slot, s0 + 4u * r + 4u, c, u[2]);
+        store(KEPT, slot, s0 + 4u * r + 4u, c + 1u, u[3]);
+    }
+}
+
+// The pre-activations of the invocation's blocks at step jj from tile 0 (product8 with M_{jj,m},
+// plus b_jj), or with KEEP as the forward kept them in `slot`.
+fn input8(m: u32, jj: u32, slot: u32, s0: u32, r: u32, c: u32) -> array<mat4x4<f32>, 4> {
+    if KEEP {
+        let s = s0 + 4u * r;
+        return array<mat4x4<f32>, 4>(
+            load(KEPT, slot, s, c),
+            load(KEPT, slot, s, c + 1u),
+            load(KEPT, slot, s + 4u, c),
+            load(KEPT, slot, s + 4u, c + 1u),
+        );
+    }
+    return biased8(product8(0u, m, jj, r, c), jj, c);
 }
 
 // X M_{j,m} for quads r, r + 1 and component quads c, c + 1 of tile t: block b = 2 qa + cb,
@@ -115,11 +148,11 @@ fn tile_adjoint8(
             // u = K z_{j+1} + b; s = sigma'(u) h ybar; zbar += K^T s; y_j = y_{j+1} - h sigma(u).
             stage_state(1u, s0, r, c);
             workgroupBarrier();
-            let u = product8(0u, 1u, jj, r, c);
-            rebuild_block(0u, -H, 0u, H, u[0], jj, s0, r, c);
-            rebuild_block(0u, -H, 0u, H, u[1], jj, s0, r, c + 1u);
-            rebuild_block(0u, -H, 0u, H, u[2], jj, s0, r + 1u, c);
-            rebuild_block(0u, -H, 0u, H, u[3], jj, s0, r + 1u, c + 1u);
+            let u = input8(1u, jj, 2u * jj + 1u, s0, r, c);
+            rebuild_block(0u, -H, 0u, H, u[0], s0, r, c);
+            rebuild_block(0u, -H, 0u, H, u[1], s0, r, c + 1u);
+            rebuild_block(0u, -H, 0u, H, u[2], s0, r + 1u, c);
+            rebuild_block(0u, -H, 0u, H, u[3], s0, r + 1u, c + 1u);
             workgroupBarrier();
             add_products(1u, product8(1u, 0u, jj, r, c), s0, r, c);
             partials8(1u, 0u, base, tt == 0u, li);
@@ -128,11 +161,11 @@ fn tile_adjoint8(
             // c = K^T y_j + b; t = -sigma'(c) h zbar; ybar += K t; z_j = z_{j+1} + h sigma(c).
             stage_state(0u, s0, r, c);
             workgroupBarrier();
-            let v = product8(0u, 0u, jj, r, c);
-            rebuild_block(1u, H, 1u, -H, v[0], jj, s0, r, c);
-            rebuild_block(1u, H, 1u, -H, v[1], jj, s0, r, c + 1u);
-            rebuild_block(1u, H, 1u, -H, v[2], jj, s0, r + 1u, c);
-            rebuild_block(1u, H, 1u, -H, v[3], jj, s0, r + 1u, c + 1u);
+            let v = input8(0u, jj, 2u * jj, s0, r, c);
+            rebuild_block(1u, H, 1u, -H, v[0], s0, r, c);
+            rebuild_block(1u, H, 1u, -H, v[1], s0, r, c + 1u);
+            rebuild_block(1u, H, 1u, -H, v[2], s0, r + 1u, c);
+            rebuild_block(1u, H, 1u, -H, v[3], s0, r + 1u, c + 1u);
             workgroupBarrier();
             add_products(0u, product8(1u, 1u, jj, r, c), s0, r, c);
             partials8(0u, 1u, base, false, li);
@@ -150,12 +183,11 @@ fn stage_state(slot: u32, s0: u32, r: u32, c: u32) {
     stage(0u, r + 1u, c + 1u, load4(ST, slot, s0, r + 1u, c + 1u));
 }
 
-// One block of a half step, u = X M_j (b_j added here): the factor f sigma'(u) times adjoint
-// slot `aslot` into tile 1, and state `slot` plus g sigma(u), the state rebuilt.
-fn rebuild_block(slot: u32, g: f32, aslot: u32, f: f32, u: mat4x4<f32>, j: u32, s0: u32, r: u32, c: u32) {
-    let ub = add_bias(u, j, c);
-    stage(1u, r, c, f * dact_times(ub, load4(ACC, aslot, s0, r, c)));
-    store4(ST, slot, s0, r, c, load4(ST, slot, s0, r, c) + g * act_m(ub));
+// One block of a half step, u = X M_j + b_j: the factor f sigma'(u) times adjoint slot
+// `aslot` into tile 1, and state `slot` plus g sigma(u), the state rebuilt.
+fn rebuild_block(slot: u32, g: f32, aslot: u32, f: f32, u: mat4x4<f32>, s0: u32, r: u32, c: u32) {
+    stage(1u, r, c, f * dact_times(u, load4(ACC, aslot, s0, r, c)));
+    store4(ST, slot, s0, r, c, load4(ST, slot, s0, r, c) + g * act_m(u));
 }
 
 // Adjoint slot `slot` plus the four blocks p (product8's order) of the invocation.

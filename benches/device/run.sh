@@ -60,7 +60,8 @@ for line in (open(sys.argv[2]) if os.path.exists(sys.argv[2]) else []):
         pass  # blank, or cut short by the timeout' "$1" /tmp/ab.jsonl >> "$OUT/bench-ab.jsonl"
         rm -f /tmp/ab.jsonl
     }
-    for t in ${AB:-per-example fused tiled fblock=8 wide:groups=1024 wide:ablock=8,groups=1024 \
+    for t in ${AB:-per-example fused tiled fblock=8 wide:keep=1 wide:groups=1024 wide:ablock=8,groups=1024 \
+        wide:keep=1,fblock=8,ablock=8,groups=1024 \
         wide:ablock=8,groups=512 wide:fblock=8,ablock=8,groups=1024 wide:fblock=8,ablock=8,groups=512 \
         peaks-small:invocations=64 peaks-small:groups=128 checks=all checks=none invocations=128 \
         groups=512 db=4}; do

@@ -227,8 +227,9 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
 /// forces the kernels that step the integrator (`GpuNet::with_kernels`), to time them side by
 /// side on a device; `fused` exists for narrow nets only (w^2 + w <= 128), and a workload
 /// that cannot run the kernels asked for fails with the reason.
-/// `STABLENET_GPU_TILED=invocations=N,groups=N,db=N,checks=all|bounds|none` sizes or builds
-/// the tiled steps otherwise than by default (`TiledTuning`), for the same purpose.
+/// `STABLENET_GPU_TILED=invocations=N,groups=N,db=N,checks=all|bounds|none,fblock=4|8,
+/// ablock=4|8,keep=0|1` sizes or builds the tiled steps otherwise than by default
+/// (`TiledTuning`), for the same purpose.
 fn gpu_options() -> Result<KernelOptions> {
     let kernels = match std::env::var("STABLENET_GPU_KERNELS").as_deref() {
         Err(_) | Ok("") => None,

@@ -256,10 +256,16 @@ impl GpuNet {
         let layout = Layout::new(cfg)?;
         let nm = nmax as u64;
         let slot = nm * w as u64;
-        let store_len = if euler { n as u64 * slot } else { 1 };
+        let plan = Plan::new(cfg, nmax as u32, lim, gpu.is_software(), opts.kernels, opts.tiled)?;
+        // Resnet and antisym keep the state before every step; tiled Verlet with `keep` its two
+        // pre-activations.
+        let store_len = match (euler, plan.keep) {
+            (true, _) => n as u64 * slot,
+            (false, true) => 2 * n as u64 * slot,
+            _ => 1,
+        };
         let chunks = nmax.div_ceil(CHUNK as usize) as u64;
         let max_rc = [w * w + w, c * w + c, w * d + w].into_iter().max().unwrap_or(1) as u64;
-        let plan = Plan::new(cfg, nmax as u32, lim, gpu.is_software(), opts.kernels, opts.tiled)?;
         let (fuse, tiled) = (plan.kernels == StepKernels::Fused, plan.kernels == StepKernels::Tiled);
         let block = plan.block;
         let partials = (chunks * max_rc).max(plan.partials);
@@ -275,14 +281,18 @@ impl GpuNet {
         };
         // Each buffer with what makes it smaller.
         let batch = "a smaller batch";
-        let stored = "a smaller batch, fewer steps, or a reversible integrator";
+        let stored = if euler {
+            "a smaller batch, fewer steps, or a reversible integrator"
+        } else {
+            "a smaller batch, fewer steps, or keep=0 (the pre-activations rebuilt in reverse time)"
+        };
         let sizes: [(&str, u64, &str); 13] = [
             ("params", layout.count as u64, "a smaller model"),
             ("data x", ndata as u64 * d as u64, "a smaller data set"),
             ("states", 2 * slot, batch),
             ("adjoints", 3 * slot, batch),
             ("gradient factors", fac_len, batch),
-            ("stored states (resnet/antisym keep every state)", store_len, stored),
+            ("stored states (resnet/antisym: every state; Verlet keep: the pre-activations)", store_len, stored),
             ("operators", ops_len, "fewer steps or a narrower net"),
             ("logits", nm * c as u64, batch),
             ("batch inputs", nm * d as u64, batch),
@@ -539,7 +549,7 @@ impl GpuNet {
             build_ops: (euler || tiled).then(|| pipe(&pl_net, &net_mod, "build_ops", &net_consts)),
         };
         let tile_pipes = tiled.then(|| {
-            let src = shaders::tiled(cfg.integrator, cfg.width, plan.rq as usize, plan.db as usize);
+            let src = shaders::tiled(cfg.integrator, cfg.width, plan.rq as usize, plan.db as usize, plan.keep);
             let m = if opts.tiled.checks == RuntimeChecks::All {
                 module("tiled steps", src)
             } else {
@@ -725,6 +735,12 @@ impl GpuNet {
         self.plan.ablock
     }
 
+    /// Whether the tiled Verlet forward keeps its pre-activations for the adjoint
+    /// ([`TiledTuning::keep`](crate::TiledTuning)).
+    pub fn keeps_pre_activations(&self) -> bool {
+        self.plan.keep
+    }
+
     /// The step kernels' sizes, for benchmark records: adjoint steps and forward steps per
     /// dispatch, and for tiled steps the examples per tile, invocations per workgroup, tiles
     /// per adjoint workgroup and the gradient block edge.
@@ -749,6 +765,9 @@ impl GpuNet {
             }
             if p.ablock == 8 {
                 s += ", adjoint blocks 8x8";
+            }
+            if p.keep {
+                s += ", pre-activations kept";
             }
         }
         s

@@ -170,6 +170,12 @@ pub struct TiledTuning {
     /// on a GPU; it needs w % 4 = 0, an even number of component quads and 4 or more example
     /// quads per tile, and falls back to 4 without them).
     pub adjoint_block: u32,
+    /// Tiled Verlet: the forward keeps both pre-activations of every step (K_j^T y_j + b_j and
+    /// K_j z_{j+1} + b_j, 2 N states in all) and the adjoint reads them back, where by default
+    /// it computes them again from the states it rebuilds. That is one matrix product in four
+    /// fewer per step (PyTorch's count: 6 a step, not 8), for memory that grows with depth as
+    /// PyTorch's does. Off by default (memory flat in depth); not yet timed on a GPU.
+    pub keep: bool,
 }
 
 /// Which of wgpu's runtime checks the tiled module is built with. Its indices stay in bounds
@@ -219,17 +225,18 @@ impl Default for TiledTuning {
             checks: RuntimeChecks::Bounds,
             forward_block: 4,
             adjoint_block: 4,
+            keep: false,
         }
     }
 }
 
 impl TiledTuning {
-    /// `invocations=N,groups=N,db=N,checks=all|bounds|none,fblock=4|8,ablock=4|8`, any of them
-    /// (unnamed ones keep their defaults).
+    /// `invocations=N,groups=N,db=N,checks=all|bounds|none,fblock=4|8,ablock=4|8,keep=0|1`, any
+    /// of them (unnamed ones keep their defaults).
     pub fn parse(s: &str) -> Result<Self> {
         let mut t = TiledTuning::default();
-        let expected =
-            "expected invocations=1..1024, groups>=1, db=1|2|4, checks=all|bounds|none, fblock=4|8 or ablock=4|8";
+        let expected = "expected invocations=1..1024, groups>=1, db=1|2|4, checks=all|bounds|none, fblock=4|8, ablock=4|8 \
+             or keep=0|1";
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part.split_once('=').unwrap_or((part, ""));
             if key == "checks" {
@@ -246,6 +253,7 @@ impl TiledTuning {
                 "db" if matches!(v, 1 | 2 | 4) => t.gradient_block = Some(v),
                 "fblock" if matches!(v, 4 | 8) => t.forward_block = v,
                 "ablock" if matches!(v, 4 | 8) => t.adjoint_block = v,
+                "keep" if v <= 1 => t.keep = v == 1,
                 _ => anyhow::bail!("tiled tuning `{part}`: {expected}"),
             }
         }
@@ -327,6 +335,8 @@ pub(crate) struct Plan {
     pub fblock: u32,
     /// Tiled Verlet: the adjoint's block edge, 4 or 8 (TiledTuning::adjoint_block); 4 otherwise.
     pub ablock: u32,
+    /// Tiled Verlet: the forward keeps the pre-activations for the adjoint (TiledTuning::keep).
+    pub keep: bool,
 }
 
 impl Plan {
@@ -460,6 +470,7 @@ impl Plan {
             kc_len: 0,
             fblock: 4,
             ablock: 4,
+            keep: false,
         };
         Ok(match kernels {
             StepKernels::PerExample => plain,
@@ -509,6 +520,7 @@ impl Plan {
                 Plan {
                     fblock,
                     ablock,
+                    keep: tuning.keep && hamiltonian,
                     block,
                     spd,
                     rq,
@@ -739,6 +751,23 @@ mod tests {
     /// their loops must stay under lavapipe's limit (at w = 128, d = 600 it once returned a
     /// wrong y_0; at C = 300 wrong gradients). With eight outputs per pass they are refused from
     /// d = 3528 and C = 1750 there (d = 464 and C = 228 before); a hardware adapter runs them.
+    /// Only tiled Verlet steps keep their pre-activations; the others need none or keep states.
+    #[test]
+    fn only_tiled_verlet_keeps_its_pre_activations() {
+        let keep = TiledTuning { keep: true, ..TiledTuning::default() };
+        let big = large_gpu();
+        let plan = |i, w, k| Plan::new(&model(i, w, 4), 32768, &big, false, k, keep).unwrap().keep;
+        assert!(plan(Integrator::Hamiltonian, 128, None));
+        assert!(plan(Integrator::Hamiltonian, 8, Some(StepKernels::Tiled)));
+        assert!(!plan(Integrator::Hamiltonian, 8, Some(StepKernels::Fused)));
+        assert!(!plan(Integrator::Hamiltonian, 8, Some(StepKernels::PerExample)));
+        assert!(!plan(Integrator::Leapfrog, 128, None));
+        assert!(!plan(Integrator::Resnet, 128, None));
+        let default =
+            Plan::new(&model(Integrator::Hamiltonian, 128, 4), 32768, &big, false, None, TiledTuning::default());
+        assert!(!default.unwrap().keep);
+    }
+
     #[test]
     fn software_adapters_refuse_wide_openings_and_classifiers() {
         let wide = |d, classes| ModelConfig { d, classes, ..model(Integrator::Hamiltonian, 128, 4) };
@@ -761,14 +790,19 @@ mod tests {
                 gradient_block: Some(4),
                 checks: RuntimeChecks::Bounds,
                 forward_block: 4,
-                adjoint_block: 4
+                adjoint_block: 4,
+                keep: false
             }
         );
         assert_eq!(TiledTuning::parse("checks=all").unwrap().checks, RuntimeChecks::All);
         assert_eq!(TiledTuning::parse("fblock=8").unwrap().forward_block, 8);
         assert_eq!(TiledTuning::parse("ablock=8").unwrap().adjoint_block, 8);
         assert_eq!(TiledTuning::parse("checks=none").unwrap().checks, RuntimeChecks::None);
-        for bad in ["db=3", "groups=0", "threads=5", "invocations=x", "checks=0", "checks", "fblock=6", "ablock=2"] {
+        assert!(TiledTuning::parse("keep=1").unwrap().keep);
+        assert!(!TiledTuning::parse("keep=1,keep=0").unwrap().keep);
+        for bad in
+            ["db=3", "groups=0", "threads=5", "invocations=x", "checks=0", "checks", "fblock=6", "ablock=2", "keep=2"]
+        {
             assert!(TiledTuning::parse(bad).is_err(), "{bad}");
         }
         let tuned = TiledTuning { invocations: 128, groups: 64, gradient_block: Some(4), ..TiledTuning::default() };

@@ -87,8 +87,9 @@ pub fn tiled_operators(steps: usize, width: usize) -> u64 {
 /// The tiled steps of wider nets, a workgroup stepping a tile of `4 rq` examples together
 /// (tiles.wgsl with verlet_tiled.wgsl, leapfrog_tiled.wgsl or resnet_tiled.wgsl); `rq` is a
 /// source constant because it sizes the workgroup's tiles, and so is `db`, the edge of each
-/// invocation's gradient blocks (4, 2 or 1; [`gradient_block`] is the default).
-pub fn tiled(integrator: Integrator, width: usize, rq: usize, db: usize) -> String {
+/// invocation's gradient blocks (4, 2 or 1; [`gradient_block`] is the default). `keep`: the
+/// Verlet forward keeps its pre-activations for the adjoint (`TiledTuning::keep`).
+pub fn tiled(integrator: Integrator, width: usize, rq: usize, db: usize, keep: bool) -> String {
     let steps = match integrator {
         Integrator::Hamiltonian => [VERLET_TILED, VERLET_TILED8].join("\n"),
         Integrator::Leapfrog => LEAPFROG_TILED.into(),
@@ -98,7 +99,7 @@ pub fn tiled(integrator: Integrator, width: usize, rq: usize, db: usize) -> Stri
     let (psum, bsum) = piece_arrays(padded(width), rq, db);
     let consts = format!(
         "{}const RQ: u32 = {rq}u;\nconst DB: u32 = {db}u;\nconst SPLIT: u32 = {split}u;\nconst BP: u32 = {bp}u;\n\
-         const PS_LEN: u32 = {}u;\nconst BS_LEN: u32 = {}u;",
+         const PS_LEN: u32 = {}u;\nconst BS_LEN: u32 = {}u;\nconst KEEP: bool = {keep};",
         widths(width),
         psum.max(1),
         bsum.max(1),
@@ -227,8 +228,11 @@ pub fn all_modules() -> Vec<(String, String)> {
     for i in [Integrator::Hamiltonian, Integrator::Leapfrog, Integrator::Resnet] {
         for (w, rq) in [(32, 32), (13, 7), (128, 8), (8, 64)] {
             for db in [1, 2, 4] {
-                let src = tiled(i, w, rq, db);
-                out.push((format!("tiles+{} (w = {w}, {db}x{db} blocks)", i.name()), src));
+                out.push((format!("tiles+{} (w = {w}, {db}x{db} blocks)", i.name()), tiled(i, w, rq, db, false)));
+            }
+            if i == Integrator::Hamiltonian {
+                let src = tiled(i, w, rq, gradient_block(w, rq), true);
+                out.push((format!("tiles+{} (w = {w}, pre-activations kept)", i.name()), src));
             }
         }
     }

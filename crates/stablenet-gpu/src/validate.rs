@@ -182,7 +182,8 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     // tiled steps sized otherwise than by default (small workgroups, few of them, so several
     // tiles each, and 4 x 4 gradient blocks) and built without wgpu's runtime checks, as
     // benchmarks may time them; then, where the tuned tiles are too small for them, the 8 x 8
-    // blocks of verlet_tiled8.wgsl in tiles of the default size.
+    // blocks of verlet_tiled8.wgsl in tiles of the default size; then Verlet with its
+    // pre-activations kept (TiledTuning::keep), in 4 x 4 and in 8 x 8 blocks.
     let default = net.kernels();
     let tuned = TiledTuning {
         invocations: 64,
@@ -191,9 +192,18 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         checks: RuntimeChecks::None,
         forward_block: 8,
         adjoint_block: 8,
+        keep: false,
     };
     // One tile per workgroup: at n = 7900 (330 tiles on lavapipe) reduce_tiles takes 8 lanes.
     let eights = TiledTuning { groups: 1024, forward_block: 8, adjoint_block: 8, ..TiledTuning::default() };
+    let kept = TiledTuning { keep: true, ..TiledTuning::default() };
+    let kept8 = TiledTuning { keep: true, ..eights };
+    let tag = |t: TiledTuning| {
+        [(tuned, "tuned"), (eights, "8x8"), (kept, "keep"), (kept8, "8x8, keep")]
+            .into_iter()
+            .find(|o| o.0 == t)
+            .map(|o| o.1)
+    };
     let mut options: Vec<KernelOptions> = [StepKernels::PerExample, StepKernels::Fused, StepKernels::Tiled]
         .into_iter()
         .filter(|k| *k != default)
@@ -207,15 +217,20 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     if tuned_ablock != 8 && plan(&eights_opts).is_ok_and(|p| p.ablock == 8) {
         options.push(eights_opts);
     }
+    if case.integrator == Integrator::Hamiltonian {
+        options.push(KernelOptions { kernels: Some(StepKernels::Tiled), tiled: kept });
+        let kept8_opts = KernelOptions { kernels: Some(StepKernels::Tiled), tiled: kept8 };
+        if plan(&kept8_opts).is_ok_and(|p| p.ablock == 8) {
+            options.push(kept8_opts);
+        }
+    }
     options.retain(|o| plan(o).is_ok());
     for opts in std::iter::once(None).chain(options.into_iter().map(Some)) {
         if let Some(opts) = opts {
             net = build(net.into_gpu(), opts)?;
         }
-        let tuned_run = opts.is_some_and(|o| o.tiled == tuned || o.tiled == eights);
-        let [forward, adjoint, rebuilt] = if tuned_run {
-            // Both settings ask for 8 x 8 blocks; Verlet tiles that can take them get them.
-            let tag = if opts.is_some_and(|o| o.tiled == tuned) { "tuned" } else { "8x8" };
+        let [forward, adjoint, rebuilt] = if let Some(tag) = opts.and_then(|o| tag(o.tiled)) {
+            // All but `kept` ask for 8 x 8 blocks; Verlet tiles that can take them get them.
             let f = if net.forward_block() == 8 { "tile_forward8" } else { "tile_forward" };
             let a = if net.adjoint_block() == 8 { "tile_adjoint8" } else { "tile_adjoint" };
             [

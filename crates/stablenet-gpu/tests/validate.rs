@@ -17,6 +17,11 @@ fn every_kernel_matches_its_cpu_twin() {
     // And the 8 x 8 Verlet adjoint (verlet_tiled8.wgsl): w = 8 tuned, w = 128 at n = 70, 7900.
     let eights = rows.iter().filter(|r| r.kernels.starts_with("tile_adjoint8") && r.kernels.contains("dK_j")).count();
     assert!(eights >= 3, "{eights} cases ran tile_adjoint8");
+    // And Verlet with its pre-activations kept, in 4 x 4 blocks in every Verlet case that tiles
+    // (all but w = 1), and in 8 x 8 where the default tiles take them (w = 128).
+    let kept = |tag: &str| rows.iter().filter(|r| r.kernels.contains(tag) && r.kernels.contains("dK_j")).count();
+    assert!(kept("(keep)") >= 7, "{} cases kept the pre-activations", kept("(keep)"));
+    assert!(kept("(8x8, keep)") >= 2, "{} cases kept them in 8 x 8 blocks", kept("(8x8, keep)"));
     let failed: Vec<_> = rows.iter().filter(|r| !r.ok()).collect();
     assert!(failed.is_empty(), "beyond tolerance: {failed:#?}");
 }

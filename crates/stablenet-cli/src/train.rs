@@ -96,8 +96,10 @@ pub struct TrainArgs {
     /// Image data: evaluate on the first this many test images.
     #[arg(long)]
     val_limit: Option<usize>,
-    /// CPU gradient method: stored, reverse, checkpoint:K (default: the integrator's own;
-    /// with --resume, the interrupted run's).
+    /// Gradient method: stored, reverse, checkpoint:K (default: the integrator's own; with
+    /// --resume, the interrupted run's). The GPU rebuilds or keeps states as the integrator
+    /// needs, but `stored` has hamiltonian nets on its tiled steps keep their pre-activations
+    /// (fewer products, memory growing with depth).
     #[arg(long, value_parser = parse_method)]
     method: Option<GradMethod>,
     /// Where to write the trained model [default: out/model.safetensors; with --resume, the

@@ -5,12 +5,13 @@
 use crate::core_error;
 use crate::device::Gpu;
 use crate::engine::{GpuNet, Hyper};
+use crate::kernels::{KernelOptions, TiledTuning};
 use stablenet_core::backend::Backend;
 use stablenet_core::data::Dataset;
 use stablenet_core::io::Tensor;
 use stablenet_core::optim::{Optimizer, OptimizerKind};
 use stablenet_core::train::{Progress, Tally, check_position, check_set, check_setup, epoch_order};
-use stablenet_core::{EpochReport, Error, ModelConfig, Params, Result, TrainConfig, evaluate};
+use stablenet_core::{EpochReport, Error, GradMethod, ModelConfig, Params, Result, TrainConfig, evaluate};
 
 pub struct GpuTrainer {
     net: GpuNet,
@@ -45,12 +46,16 @@ impl GpuTrainer {
         tc: TrainConfig,
         data_capacity: usize,
     ) -> Result<Self> {
-        // The CPU trainer's checks (its `method` the GPU does not use: it rebuilds states in
-        // reverse time or keeps them as the integrator needs, but an impossible one is refused).
+        // The CPU trainer's checks. The GPU rebuilds states in reverse time or keeps them as
+        // the integrator needs, whatever the `method`, with one exception: `Stored` has tiled
+        // Verlet steps keep their pre-activations (TiledTuning::keep), PyTorch's count of
+        // products for memory that grows with depth. An impossible method is refused.
         check_setup(&cfg, params, &tc)?;
         let hyper = Hyper { optimizer: tc.optimizer, regularizer: tc.regularizer };
         let capacity = data_capacity.max(tc.batch_size);
-        let net = GpuNet::new(gpu, &cfg, tc.batch_size, capacity, Some(hyper)).map_err(core_error)?;
+        let keep = tc.method == Some(GradMethod::Stored);
+        let opts = KernelOptions { tiled: TiledTuning { keep, ..TiledTuning::default() }, ..KernelOptions::default() };
+        let net = GpuNet::with_options(gpu, &cfg, tc.batch_size, capacity, Some(hyper), opts).map_err(core_error)?;
         net.set_params(params).map_err(core_error)?;
         Ok(GpuTrainer { net, tc, at: Progress::default(), resident: None, capacity })
     }

@@ -289,13 +289,15 @@ pub fn check_training(req: &DeviceRequest) -> Result<Vec<Row>> {
     let mut runs = Vec::new();
     for integrator in Integrator::ALL {
         for opt in [OptimizerKind::adam(0.01)?, OptimizerKind::sgd(0.1, 0.9)?] {
-            runs.push((integrator, opt, 8));
+            runs.push((integrator, opt, 8, None));
         }
     }
-    // Tiled steps by default (tiles.wgsl).
-    runs.push((Integrator::Hamiltonian, OptimizerKind::adam(0.01)?, 12));
-    runs.push((Integrator::Leapfrog, OptimizerKind::adam(0.01)?, 12));
-    for (integrator, opt, width) in runs {
+    // Tiled steps by default (tiles.wgsl); Verlet's also with their pre-activations kept, which
+    // the GPU trainer does for the stored method.
+    runs.push((Integrator::Hamiltonian, OptimizerKind::adam(0.01)?, 12, None));
+    runs.push((Integrator::Hamiltonian, OptimizerKind::adam(0.01)?, 12, Some(GradMethod::Stored)));
+    runs.push((Integrator::Leapfrog, OptimizerKind::adam(0.01)?, 12, None));
+    for (integrator, opt, width, method) in runs {
         let cfg = ModelConfig {
             d: 2,
             width,
@@ -312,7 +314,7 @@ pub fn check_training(req: &DeviceRequest) -> Result<Vec<Row>> {
             optimizer: opt,
             regularizer: Regularizer { alpha_t: 1e-3, alpha_w: 1e-4 },
             seed: 3,
-            method: None,
+            method,
         };
         let p0 = Params::<f32>::init(&cfg, 2);
         let (n, bs, order) = (train.len(), tc.batch_size, epoch_order(tc.seed, 0, train.len()));
@@ -333,7 +335,8 @@ pub fn check_training(req: &DeviceRequest) -> Result<Vec<Row>> {
         drive_epoch(&train, &order, bs, 0, &mut Tally::default(), step, |_, _, _| true)?;
         // The GPU's logs of the epoch just run, one slot a batch.
         let (gpu_loss, gpu_hits) = (gpu.net().losses(batch_loss.len())?, gpu.net().hits(batch_hits.len())?);
-        let case = format!("{integrator} {} w={width}, 20 steps", opt.name());
+        let kept = if gpu.net().keeps_pre_activations() { " (pre-activations kept)" } else { "" };
+        let case = format!("{integrator} {} w={width}, 20 steps{kept}", opt.name());
         let separates = integrator == Integrator::Leapfrog && matches!(opt, OptimizerKind::Sgd { .. });
         let (pc, pg) = (Backend::params(&cpu)?.cast::<f64>(), gpu.params()?);
         let mut row = |kernels: &'static str, (max_abs, max_rel): (f64, f64), tol| {

@@ -22,6 +22,9 @@ fn every_kernel_matches_its_cpu_twin() {
     let kept = |tag: &str| rows.iter().filter(|r| r.kernels.contains(tag) && r.kernels.contains("dK_j")).count();
     assert!(kept("(keep)") >= 7, "{} cases kept the pre-activations", kept("(keep)"));
     assert!(kept("(8x8, keep)") >= 2, "{} cases kept them in 8 x 8 blocks", kept("(8x8, keep)"));
+    // The GPU trainer keeps them for the stored method, and trains as the CPU does then.
+    let trained = rows.iter().filter(|r| r.case.ends_with("20 steps (pre-activations kept)")).count();
+    assert!(trained >= 5, "{trained} training rows kept the pre-activations");
     let failed: Vec<_> = rows.iter().filter(|r| !r.ok()).collect();
     assert!(failed.is_empty(), "beyond tolerance: {failed:#?}");
 }

@@ -46,11 +46,11 @@ fn keep_input(slot: u32, s0: u32, c: u32, u: mat4x4<f32>) {
 }
 
 // layer_input, or with KEEP the forward's u from `slot`: x is staged for the gradient sums
-// either way.
+// either way. With KEEP no barrier follows the stage: nothing reads tile 0 before the one in
+// layer_adjoint.
 fn step_input(x: mat4x4<f32>, m: u32, jj: u32, slot: u32, s0: u32, r: u32, c: u32) -> mat4x4<f32> {
     if KEEP {
         stage(0u, r, c, x);
-        workgroupBarrier();
         return load(KEPT, slot, s0, c);
     }
     return layer_input(x, m, jj, r, c);

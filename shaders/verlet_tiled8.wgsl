@@ -147,7 +147,7 @@ fn tile_adjoint8(
             let base = partial_base(a, k);
             // u = K z_{j+1} + b; s = sigma'(u) h ybar; zbar += K^T s; y_j = y_{j+1} - h sigma(u).
             stage_state(1u, s0, r, c);
-            workgroupBarrier();
+            barrier_unless_kept();
             let u = input8(1u, jj, 2u * jj + 1u, s0, r, c);
             rebuild_block(0u, -H, 0u, H, u[0], s0, r, c);
             rebuild_block(0u, -H, 0u, H, u[1], s0, r, c + 1u);
@@ -160,7 +160,7 @@ fn tile_adjoint8(
             workgroupBarrier();
             // c = K^T y_j + b; t = -sigma'(c) h zbar; ybar += K t; z_j = z_{j+1} + h sigma(c).
             stage_state(0u, s0, r, c);
-            workgroupBarrier();
+            barrier_unless_kept();
             let v = input8(0u, jj, 2u * jj, s0, r, c);
             rebuild_block(1u, H, 1u, -H, v[0], s0, r, c);
             rebuild_block(1u, H, 1u, -H, v[1], s0, r, c + 1u);
@@ -172,6 +172,14 @@ fn tile_adjoint8(
             bias_sums(1u, base, false, li);
             workgroupBarrier();
         }
+    }
+}
+
+// Before product8 reads tile 0; with KEEP nothing reads it before rebuild_block's half step
+// ends at a barrier (as step_input).
+fn barrier_unless_kept() {
+    if !KEEP {
+        workgroupBarrier();
     }
 }
 

@@ -122,6 +122,8 @@ pub struct GpuNet {
     opt_m: wgpu::Buffer,
     opt_v: wgpu::Buffer,
     st: wgpu::Buffer,
+    /// resnet/antisym: every state; tiled Verlet with `keep`: its pre-activations.
+    store: wgpu::Buffer,
     data_x: wgpu::Buffer,
     data_y: wgpu::Buffer,
     order: wgpu::Buffer,
@@ -284,7 +286,8 @@ impl GpuNet {
         let stored = if euler {
             "a smaller batch, fewer steps, or a reversible integrator"
         } else {
-            "a smaller batch, fewer steps, or keep=0 (the pre-activations rebuilt in reverse time)"
+            "a smaller batch, fewer steps, or the pre-activations rebuilt in reverse time (a gradient method other \
+             than stored; keep=0)"
         };
         let sizes: [(&str, u64, &str); 13] = [
             ("params", layout.count as u64, "a smaller model"),
@@ -671,6 +674,7 @@ impl GpuNet {
             opt_m,
             opt_v,
             st,
+            store,
             data_x,
             data_y,
             order,
@@ -1088,6 +1092,21 @@ impl GpuNet {
         Ok(all[at..at + n * w].to_vec())
     }
 
+    /// With the pre-activations kept ([`GpuNet::keeps_pre_activations`]), those of the last
+    /// forward pass in slot `slot` (n x w): 2 j holds K_j^T y_j + b_j, 2 j + 1 K_j z_{j+1} + b_j.
+    pub fn read_kept(&self, slot: u32, n: usize) -> Result<Vec<f32>> {
+        let steps = self.cfg.steps as u32;
+        ensure!(self.plan.keep, "this network keeps no pre-activations (TiledTuning::keep)");
+        ensure!(
+            slot < 2 * steps && n <= self.nmax as usize,
+            "slot {slot} of {} or {n} examples of {}",
+            2 * steps,
+            self.nmax
+        );
+        let (w, at) = (self.cfg.width, slot as usize * self.nmax as usize * self.cfg.width);
+        self.read_at(&self.store, at, n * w)
+    }
+
     /// Loss and gradient of the batch `offset..offset + n` (no update); reads back.
     pub fn loss_grad(&self, offset: usize, n: usize) -> Result<(f32, Params<f32>)> {
         let n = self.write_batch(n, offset, 0, self.t)?;
@@ -1158,9 +1177,14 @@ impl GpuNet {
     }
 
     fn read(&self, src: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        self.read_at(src, 0, len)
+    }
+
+    /// Floats `at .. at + len` of `src` (len within the readback buffer's size).
+    fn read_at(&self, src: &wgpu::Buffer, at: usize, len: usize) -> Result<Vec<f32>> {
         let bytes = 4 * len as u64;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(src, 0, &self.readback, 0, bytes);
+        enc.copy_buffer_to_buffer(src, 4 * at as u64, &self.readback, 0, bytes);
         self.gpu.queue.submit([enc.finish()]);
         read_mapped(&self.gpu.device, &self.readback, bytes)
     }

@@ -747,10 +747,6 @@ mod tests {
         assert_eq!(plan(Integrator::Hamiltonian, 126, &small, adjoint_only).unwrap().rq, 7);
     }
 
-    /// The opening and the classifier run one example per invocation: on a software adapter
-    /// their loops must stay under lavapipe's limit (at w = 128, d = 600 it once returned a
-    /// wrong y_0; at C = 300 wrong gradients). With eight outputs per pass they are refused from
-    /// d = 3528 and C = 1750 there (d = 464 and C = 228 before); a hardware adapter runs them.
     /// Only tiled Verlet steps keep their pre-activations; the others need none or keep states.
     #[test]
     fn only_tiled_verlet_keeps_its_pre_activations() {
@@ -768,6 +764,10 @@ mod tests {
         assert!(!default.unwrap().keep);
     }
 
+    /// The opening and the classifier run one example per invocation: on a software adapter
+    /// their loops must stay under lavapipe's limit (at w = 128, d = 600 it once returned a
+    /// wrong y_0; at C = 300 wrong gradients). With eight outputs per pass they are refused from
+    /// d = 3528 and C = 1750 there (d = 464 and C = 228 before); a hardware adapter runs them.
     #[test]
     fn software_adapters_refuse_wide_openings_and_classifiers() {
         let wide = |d, classes| ModelConfig { d, classes, ..model(Integrator::Hamiltonian, 128, 4) };

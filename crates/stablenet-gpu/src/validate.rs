@@ -10,7 +10,7 @@ use crate::device::{DeviceRequest, Gpu};
 use crate::engine::GpuNet;
 use crate::kernels::{KernelOptions, Plan, RuntimeChecks, StepKernels, TiledTuning};
 use crate::trainer::GpuTrainer;
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, ensure};
 use stablenet_core::backend::Backend;
 use stablenet_core::compare::{errors, worst_of_groups};
 use stablenet_core::data::{Dataset, Synthetic};
@@ -196,13 +196,15 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
     };
     // One tile per workgroup: at n = 7900 (330 tiles on lavapipe) reduce_tiles takes 8 lanes.
     let eights = TiledTuning { groups: 1024, forward_block: 8, adjoint_block: 8, ..TiledTuning::default() };
-    let kept = TiledTuning { keep: true, ..TiledTuning::default() };
+    // Kept in 4 x 4 blocks with several tiles per workgroup (as tuned; in tiles of the default
+    // size where those small ones are too many for lavapipe), and in 8 x 8 blocks (the
+    // forward's alone where the adjoint's cannot run) with one tile each.
+    let kept = TiledTuning { keep: true, invocations: 64, groups: 2, ..TiledTuning::default() };
+    let kept_default = TiledTuning { keep: true, ..TiledTuning::default() };
     let kept8 = TiledTuning { keep: true, ..eights };
     let tag = |t: TiledTuning| {
-        [(tuned, "tuned"), (eights, "8x8"), (kept, "keep"), (kept8, "8x8, keep")]
-            .into_iter()
-            .find(|o| o.0 == t)
-            .map(|o| o.1)
+        let tags = [(tuned, "tuned"), (eights, "8x8"), (kept, "keep"), (kept_default, "keep"), (kept8, "8x8, keep")];
+        tags.into_iter().find(|o| o.0 == t).map(|o| o.1)
     };
     let mut options: Vec<KernelOptions> = [StepKernels::PerExample, StepKernels::Fused, StepKernels::Tiled]
         .into_iter()
@@ -218,10 +220,10 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         options.push(eights_opts);
     }
     if case.integrator == Integrator::Hamiltonian {
-        options.push(KernelOptions { kernels: Some(StepKernels::Tiled), tiled: kept });
-        let kept8_opts = KernelOptions { kernels: Some(StepKernels::Tiled), tiled: kept8 };
-        if plan(&kept8_opts).is_ok_and(|p| p.ablock == 8) {
-            options.push(kept8_opts);
+        let tiled = |tiled| KernelOptions { kernels: Some(StepKernels::Tiled), tiled };
+        options.extend([tiled(kept), tiled(kept_default)].into_iter().find(|o| plan(o).is_ok()));
+        if plan(&tiled(kept8)).is_ok_and(|p| p.fblock == 8 || p.ablock == 8) {
+            options.push(tiled(kept8));
         }
     }
     options.retain(|o| plan(o).is_ok());
@@ -231,7 +233,7 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         }
         let [forward, adjoint, rebuilt] = if let Some(tag) = opts.and_then(|o| tag(o.tiled)) {
             // All but `kept` ask for 8 x 8 blocks; Verlet tiles that can take them get them.
-            let f = if net.forward_block() == 8 { "tile_forward8" } else { "tile_forward" };
+            let f = forward_kernel(&net);
             let a = if net.adjoint_block() == 8 { "tile_adjoint8" } else { "tile_adjoint" };
             [
                 format!("{f} ({tag}): y_N"),
@@ -244,6 +246,23 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         };
         row(forward, errors(&net.forward(0, case.n)?, &yn), tol);
         let (_, g) = net.loss_grad(0, case.n)?;
+        if let Some(o) = opts.filter(|o| o.tiled.keep) {
+            ensure!(net.keeps_pre_activations(), "{name}: {:?} keeps no pre-activations", o.tiled);
+            // What the forward kept, against the CPU's states: y_N = y_0 + h sum_j sigma(v_j)
+            // for v_j = K_j z_{j+1} + b_j (MODEL.md section 2), each example and component.
+            let mut y = y0.clone();
+            for j in 0..case.steps as u32 {
+                for (y, v) in y.iter_mut().zip(net.read_kept(2 * j + 1, case.n)?) {
+                    *y += cfg.h() * case.act.f(f64::from(v));
+                }
+            }
+            let what = format!(
+                "{} ({}): kept pre-activations, y_0 + h sum sigma(v_j)",
+                forward_kernel(&net),
+                tag(o.tiled).unwrap_or("keep")
+            );
+            row(what.into(), errors(&y, &yn), tol);
+        }
         // Gradients walk the whole network twice: a little more round-off.
         row(adjoint, cat(&g, ["steps.weight", "steps.bias"])?, 3.0 * tol);
         if case.integrator.is_reversible() {
@@ -251,6 +270,11 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         }
     }
     Ok(rows)
+}
+
+/// The tiled Verlet forward that runs (the 8 x 8 blocks or the 4 x 4).
+fn forward_kernel(net: &GpuNet) -> &'static str {
+    if net.forward_block() == 8 { "tile_forward8" } else { "tile_forward" }
 }
 
 /// Table labels of the forward, adjoint and rebuild rows for the step kernels.

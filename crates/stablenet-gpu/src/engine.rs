@@ -1086,10 +1086,9 @@ impl GpuNet {
     /// Reads state slot `slot` (n x w). After [`Self::loss_grad`] slot 0 holds the y_0 that the
     /// adjoint pass rebuilt in reverse time (hamiltonian, leapfrog).
     pub fn read_state(&self, slot: u32, n: usize) -> Result<Vec<f32>> {
+        ensure!(slot < 2 && n <= self.nmax as usize, "state slot {slot} of 2 or {n} examples of {}", self.nmax);
         let w = self.cfg.width;
-        let all = self.read(&self.st, 2 * self.nmax as usize * w)?;
-        let at = slot as usize * self.nmax as usize * w;
-        Ok(all[at..at + n * w].to_vec())
+        self.read_at(&self.st, slot as usize * self.nmax as usize * w, n * w)
     }
 
     /// With the pre-activations kept ([`GpuNet::keeps_pre_activations`]), those of the last

@@ -231,8 +231,10 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
         if let Some(opts) = opts {
             net = build(net.into_gpu(), opts)?;
         }
-        let [forward, adjoint, rebuilt] = if let Some(tag) = opts.and_then(|o| tag(o.tiled)) {
-            // All but `kept` ask for 8 x 8 blocks; Verlet tiles that can take them get them.
+        let tagged = opts.and_then(|o| tag(o.tiled));
+        let [forward, adjoint, rebuilt] = if let Some(tag) = tagged {
+            // All but the 4 x 4 keep settings ask for 8 x 8 blocks; Verlet tiles that can take
+            // them get them.
             let f = forward_kernel(&net);
             let a = if net.adjoint_block() == 8 { "tile_adjoint8" } else { "tile_adjoint" };
             [
@@ -259,7 +261,7 @@ pub fn check_case(gpu: Gpu, case: Case) -> Result<Vec<Row>> {
             let what = format!(
                 "{} ({}): kept pre-activations, y_0 + h sum sigma(v_j)",
                 forward_kernel(&net),
-                tag(o.tiled).unwrap_or("keep")
+                tagged.unwrap_or("keep")
             );
             row(what.into(), errors(&y, &yn), tol);
         }

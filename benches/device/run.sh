@@ -12,8 +12,10 @@
 #        ONLY=bench benches/device/run.sh [BUDGET]  (after a kernel change: bench, kernels_ab and
 #        validate; 400 leaves the main bench about 140 s, enough for every line at 5 steps)
 # Settings: BENCH_ARGS (say "--steps 20 --only peaks-small,mid,wide,deep-256,deep-1024"),
-#   BENCH_SECONDS (the main bench's share), AB (kernels_ab's list: per-example, fused, tiled, and
-#   STABLENET_GPU_TILED settings for mid and wide, or for WORKLOADS:SETTING).
+#   BENCH_SECONDS (the main bench's share), AB (kernels_ab's list: tune (peaks-small, mid and
+#   wide tuned, STABLENET_GPU_TUNE=1), tune:SETTING (wide tuned from a STABLENET_GPU_TILED
+#   setting), per-example, fused, tiled, and STABLENET_GPU_TILED settings for mid and wide, or
+#   for WORKLOADS:SETTING).
 # Expects .device/ from benches/device/pack.sh: bin/{stablenet,xtask}.xz, data/*/*.xz, *.deb.
 # A dry run here on lavapipe: SOFTWARE=1 BENCH_ARGS=--quick IMAGE_ARGS="--batches 2"
 #   TRAIN_ARGS="--train-limit 512 --val-limit 256" OUT=/tmp/dev benches/device/run.sh 300
@@ -47,10 +49,11 @@ bench() {
 kernels_ab() {
     local end=$1
     : > "$OUT/bench-ab.jsonl"
-    ab() { # ab NAME WORKLOADS VAR=VALUE
-        local t=$((end - $(date +%s)))
+    ab() { # ab NAME WORKLOADS "VAR=VALUE ..." [CUT_SECONDS, default 20]
+        local t=$((end - $(date +%s))) cut=${4:-20}
         if [ "$t" -lt 5 ]; then echo "ab $1: skipped, out of time"; return; fi
-        env "$3" timeout -s INT $((t < 20 ? t : 20)) $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
+        # shellcheck disable=SC2086 # one or more VAR=VALUE words
+        env $3 timeout -s INT $((t < cut ? t : cut)) $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
             --only "$2" --out /tmp/ab.jsonl
         python3 -c 'import json, os, sys
 for line in (open(sys.argv[2]) if os.path.exists(sys.argv[2]) else []):
@@ -60,12 +63,16 @@ for line in (open(sys.argv[2]) if os.path.exists(sys.argv[2]) else []):
         pass  # blank, or cut short by the timeout' "$1" /tmp/ab.jsonl >> "$OUT/bench-ab.jsonl"
         rm -f /tmp/ab.jsonl
     }
-    for t in ${AB:-per-example fused tiled fblock=8 wide:keep=1 wide:groups=1024 wide:ablock=8,groups=1024 \
+    for t in ${AB:-tune tune:keep=1 per-example fused tiled fblock=8 wide:keep=1 wide:groups=1024 wide:ablock=8,groups=1024 \
         wide:keep=1,fblock=8,ablock=8,groups=1024 \
         wide:ablock=8,groups=512 wide:fblock=8,ablock=8,groups=1024 wide:fblock=8,ablock=8,groups=512 \
         peaks-small:invocations=64 peaks-small:groups=128 checks=all checks=none invocations=128 \
         groups=512 db=4}; do
         case $t in
+            # Kernel tuning (stablenet_gpu::tune) times each plan a few steps, then the chosen
+            # one as usual: a workload at a time, each cut at 60 s.
+            tune) for w in peaks-small mid wide; do ab tune $w STABLENET_GPU_TUNE=1 60; done ;;
+            tune:*) ab "$t" wide "STABLENET_GPU_TUNE=1 STABLENET_GPU_TILED=${t#tune:}" 60 ;;
             per-example) ab per-example mid STABLENET_GPU_KERNELS=per-example ;;
             fused) ab fused peaks-small STABLENET_GPU_KERNELS=fused ;;
             tiled) ab tiled deep-256,deep-1024 STABLENET_GPU_KERNELS=tiled ;;
@@ -79,8 +86,11 @@ print("|---|---|---|---|---|---|")
 for r in map(json.loads, open(sys.argv[1])):
     ph = r.get("gpu_phases_s") or {}
     f = lambda v: "-" if v is None else "%.3e" % v
-    print("| %s | %s | %s | %s | %s | %s |" % (r["ab"], r["config"], f(r.get("s_per_step")), f(ph.get("forward")),
-          f(ph.get("adjoint")), r.get("gpu_kernel_sizes")))' "$OUT/bench-ab.jsonl"
+    tu = r.get("gpu_tuning")
+    chosen = "" if not tu else "; tuned in %.1f s: %s (%s)" % (tu["seconds"], tu["chosen"], ", ".join(
+        "%s %s" % (t["setting"], f(t.get("s_per_step"))) for t in tu["trials"]))
+    print("| %s | %s | %s | %s | %s | %s%s |" % (r["ab"], r["config"], f(r.get("s_per_step")), f(ph.get("forward")),
+          f(ph.get("adjoint")), r.get("gpu_kernel_sizes"), chosen))' "$OUT/bench-ab.jsonl"
 }
 
 main() {

@@ -194,6 +194,8 @@ struct Stepper {
     step: StepFn,
     /// GPU: one more step with its phases timed on the device (`gpu_phases_s`).
     profile: Option<ProfileFn>,
+    /// GPU with `STABLENET_GPU_TUNE=1`: what kernel tuning timed and chose (`gpu_tuning`).
+    tuning: Option<Value>,
 }
 
 type ProfileFn = Box<dyn FnMut() -> Result<Option<Vec<(&'static str, f64)>>>>;
@@ -220,7 +222,7 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
     let step = Box::new(move || Ok(Some(t.borrow_mut().step(&data.x, &data.labels)?.1 as f32)));
     let work_bytes = Box::new(move || t2.borrow().work_bytes().unwrap_or(0) as u64);
     let what = format!("stablenet_core::Trainer<f32> (fast path), up to {} threads", cores());
-    Ok(Stepper { what, threads, state_bytes, work_bytes, kernels: None, step, profile: None })
+    Ok(Stepper { what, threads, state_bytes, work_bytes, kernels: None, step, profile: None, tuning: None })
 }
 
 /// `STABLENET_GPU_KERNELS=per-example|fused|tiled` (unset or `auto`: the engine's choice)
@@ -229,7 +231,9 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
 /// that cannot run the kernels asked for fails with the reason.
 /// `STABLENET_GPU_TILED=invocations=N,groups=N,db=N,checks=all|bounds|none,fblock=4|8,
 /// ablock=4|8,keep=0|1` sizes or builds the tiled steps otherwise than by default
-/// (`TiledTuning`), for the same purpose.
+/// (`TiledTuning`), for the same purpose. `STABLENET_GPU_TUNE=1` then tunes from there
+/// (`stablenet_gpu::tune`, as `stablenet train --tune`): every other setting the workload
+/// allows trains a few steps first, and the fastest is timed (`gpu_tuning` says what ran).
 fn gpu_options() -> Result<KernelOptions> {
     let kernels = match std::env::var("STABLENET_GPU_KERNELS").as_deref() {
         Err(_) | Ok("") => None,
@@ -246,7 +250,26 @@ fn gpu_options() -> Result<KernelOptions> {
 fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset) -> Result<Stepper> {
     let hyper = Hyper { optimizer: OptimizerKind::sgd(LR, 0.0)?, regularizer: Regularizer::default() };
     let n = data.len();
-    let mut net = GpuNet::with_options(gpu, cfg, n, n, Some(hyper), gpu_options()?)?;
+    let mut options = gpu_options()?;
+    let tuning = match std::env::var("STABLENET_GPU_TUNE").as_deref() {
+        Err(_) | Ok("" | "0") => None,
+        Ok("1") => {
+            let t = stablenet_gpu::tune::tune(&gpu, cfg, params, n, hyper, options)?;
+            eprint!("bench: {}", t.table());
+            options = t.options();
+            let trials: Vec<Value> = t
+                .trials
+                .iter()
+                .map(|t| match &t.seconds {
+                    Ok(s) => json!({ "setting": t.setting, "s_per_step": s }),
+                    Err(e) => json!({ "setting": t.setting, "error": e }),
+                })
+                .collect();
+            Some(json!({ "chosen": t.trials[t.chosen].setting, "seconds": t.seconds, "trials": trials }))
+        }
+        Ok(v) => bail!("STABLENET_GPU_TUNE={v}: expected 1 or 0"),
+    };
+    let mut net = GpuNet::with_options(gpu, cfg, n, n, Some(hyper), options)?;
     net.set_params(params)?;
     net.set_data(data)?;
     let (work, state_bytes) = (net.work_bytes(), net.state_bytes());
@@ -268,6 +291,7 @@ fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset
         kernels: Some(kernels),
         step,
         profile: Some(profile),
+        tuning,
     })
 }
 
@@ -461,7 +485,7 @@ impl Run {
             "T": T_FINAL, "target": job.target, "threads": null, "warmup": self.warmup, "steps": self.steps,
             "s_per_step": null, "s_min": null, "s_max": null, "samples_per_s": null,
             "flops_per_step": flops, "param_bytes": param_bytes(job), "gflops": null,
-            "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null, "gpu_kernels": null, "gpu_kernel_sizes": null, "gpu_phases_s": null,
+            "peak_mem_bytes": null, "mem_method": null, "param_state_bytes": null, "work_bytes": null, "gpu_kernels": null, "gpu_kernel_sizes": null, "gpu_phases_s": null, "gpu_tuning": null,
             "loss": null,
             "build": if cfg!(debug_assertions) { "debug" } else { "release" }, "date": date, "host": host(),
             "loadavg": loadavg(),
@@ -481,6 +505,7 @@ impl Run {
             rec["work_bytes"] = json!(work);
             rec["gpu_kernels"] = json!(stepper.kernels.as_ref().map(|k| k.0));
             rec["gpu_kernel_sizes"] = json!(stepper.kernels.as_ref().map(|k| &k.1));
+            rec["gpu_tuning"] = stepper.tuning.take().unwrap_or(Value::Null);
             if let Some(phases) = stepper.profile.as_mut().map(|p| p()).transpose()?.flatten() {
                 rec["gpu_phases_s"] = phases.into_iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
             }

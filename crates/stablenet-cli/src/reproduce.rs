@@ -67,7 +67,8 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         };
         eprintln!("== {name}");
         let chosen: Chosen = a.backend.resolve()?;
-        let o = execute(exp, None, &run, chosen, None).with_context(|| format!("experiment {}", path.display()))?;
+        let o =
+            execute(exp, None, &run, chosen, None, false).with_context(|| format!("experiment {}", path.display()))?;
         let pictures = pictures(&run, o.d, &dir).with_context(|| format!("pictures of {name}"))?;
         let links: Vec<String> = pictures
             .iter()

@@ -102,6 +102,10 @@ pub struct TrainArgs {
     /// (fewer products, memory growing with depth).
     #[arg(long, value_parser = parse_method)]
     method: Option<GradMethod>,
+    /// GPU: before each level, time every step-kernel setting the model and batch allow for a
+    /// few steps on this adapter and train with the fastest (seconds; the table goes to stderr).
+    #[arg(long)]
+    tune: bool,
     /// Where to write the trained model [default: out/model.safetensors; with --resume, the
     /// interrupted run's].
     #[arg(long)]
@@ -542,7 +546,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             files.checkpoint.display()
         );
     }
-    execute(&exp, resume, &files, a.backend.resolve()?, a.method.or(stored.2))?;
+    execute(&exp, resume, &files, a.backend.resolve()?, a.method.or(stored.2), a.tune)?;
     Ok(())
 }
 
@@ -554,6 +558,7 @@ pub fn execute(
     files: &RunFiles,
     chosen: Chosen,
     method: Option<GradMethod>,
+    tune: bool,
 ) -> Result<Outcome> {
     // Files by absolute path in what the checkpoints and the model store, so that --resume
     // and eval find them from any folder.
@@ -564,6 +569,14 @@ pub fn execute(
             files.prepare(&[train.as_path()].into_iter().chain(val.as_deref()).collect::<Vec<_>>())?
         }
         _ => files.prepare(&[])?,
+    }
+    let untuned = match (&plan.data, &chosen) {
+        (DataSource::Images { .. }, _) => "image networks have",
+        (_, Chosen::Cpu) => "the CPU backend has",
+        _ => "",
+    };
+    if tune && !untuned.is_empty() {
+        eprintln!("note: --tune chooses the GPU's dense step kernels; {untuned} none to tune");
     }
     if let DataSource::Images { .. } = plan.data {
         return crate::image::execute(exp, plan, resume, files, chosen);
@@ -621,6 +634,11 @@ pub fn execute(
         let mut gpu_t = None;
         let trainer: &mut dyn Backend = match gpu.take() {
             None => cpu_t.insert(Trainer::new(cfg.clone(), params.clone(), tc)?),
+            Some(g) if tune => {
+                let (t, tuning) = GpuTrainer::tuned(g, cfg.clone(), &params, tc, split.train.len())?;
+                eprint!("level {}: {}", level + 1, tuning.table());
+                gpu_t.insert(t)
+            }
             Some(g) => gpu_t.insert(GpuTrainer::new(g, cfg.clone(), &params, tc, split.train.len())?),
         };
         if level == start_level

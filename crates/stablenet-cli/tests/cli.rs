@@ -167,3 +167,20 @@ fn train_writes_a_model_and_rejects_nonsense() {
         assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// `train --tune` on the GPU (lavapipe in CI) prints what it timed, marks what it chose and
+/// trains with it; on the CPU it says there is nothing to tune and trains as without it.
+#[test]
+fn train_tune_times_the_gpu_kernels() {
+    // w = 12 has one tiled plan at this batch size: the library test times several.
+    let args = ["train", "--data", "ellipses", "--width", "12", "--steps", "4", "--epochs", "2", "--tune", "--out"];
+    let o = run(bin().args(args).arg(tmp("tuned.safetensors")).args(["--backend", "gpu"]));
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("level 1: kernel tuning, ") && err.contains(" ms per step"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("  * ")).count(), 1, "one chosen setting: {err}");
+    assert!(load_model(&tmp("tuned.safetensors")).is_ok());
+    let o = run(bin().args(args).arg(tmp("tuned-cpu.safetensors")).args(["--backend", "cpu"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the CPU backend has none to tune"), "{}", stderr(&o));
+}

@@ -48,7 +48,9 @@ impl DeviceRequest {
     }
 }
 
-/// An open device with the adapter's description and limits.
+/// An open device with the adapter's description and limits. A clone shares the device (wgpu's
+/// handles are reference counted): kernel tuning builds its trial networks on clones.
+#[derive(Clone)]
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,

@@ -309,7 +309,7 @@ pub struct KernelOptions {
 }
 
 /// The step kernels chosen and their sizes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Plan {
     pub kernels: StepKernels,
     /// Adjoint steps per dispatch (1 for PerExample).

@@ -8,6 +8,7 @@ pub mod image;
 pub mod kernels;
 pub mod shaders;
 pub mod trainer;
+pub mod tune;
 pub mod validate;
 
 pub use device::{DeviceRequest, Gpu};
@@ -15,6 +16,7 @@ pub use engine::{GpuNet, Hyper};
 pub use image::{GpuImageTrainer, ImageStage, StageSpec};
 pub use kernels::{KernelOptions, RuntimeChecks, StepKernels, TiledTuning};
 pub use trainer::GpuTrainer;
+pub use tune::Tuning;
 
 /// An engine error as the library's: one the engine passed on from `stablenet_core` (a
 /// parameter shape, bad data, an optimiser setting) keeps its kind; the rest are the device's.

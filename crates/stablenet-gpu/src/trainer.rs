@@ -6,6 +6,7 @@ use crate::core_error;
 use crate::device::Gpu;
 use crate::engine::{GpuNet, Hyper};
 use crate::kernels::{KernelOptions, TiledTuning};
+use crate::tune::{self, Tuning};
 use stablenet_core::backend::Backend;
 use stablenet_core::data::Dataset;
 use stablenet_core::io::Tensor;
@@ -46,15 +47,48 @@ impl GpuTrainer {
         tc: TrainConfig,
         data_capacity: usize,
     ) -> Result<Self> {
-        // The CPU trainer's checks. The GPU rebuilds states in reverse time or keeps them as
-        // the integrator needs, whatever the `method`, with one exception: `Stored` has tiled
-        // Verlet steps keep their pre-activations (TiledTuning::keep), PyTorch's count of
-        // products for memory that grows with depth. An impossible method is refused.
+        check_setup(&cfg, params, &tc)?;
+        let opts = Self::options(&tc);
+        Self::build(gpu, cfg, params, tc, data_capacity, opts)
+    }
+
+    /// [`GpuTrainer::new`] with the step kernels that trained fastest on this adapter, for
+    /// this model and batch size ([`crate::tune`]: seven steps of each candidate on a synthetic
+    /// batch, seconds on a large GPU). What was timed and chosen comes back beside it.
+    pub fn tuned(
+        gpu: Gpu,
+        cfg: ModelConfig,
+        params: &Params<f32>,
+        tc: TrainConfig,
+        data_capacity: usize,
+    ) -> Result<(Self, Tuning)> {
         check_setup(&cfg, params, &tc)?;
         let hyper = Hyper { optimizer: tc.optimizer, regularizer: tc.regularizer };
-        let capacity = data_capacity.max(tc.batch_size);
+        let tuning = tune::tune(&gpu, &cfg, params, tc.batch_size.min(data_capacity.max(1)), hyper, Self::options(&tc))
+            .map_err(core_error)?;
+        let opts = tuning.options();
+        Ok((Self::build(gpu, cfg, params, tc, data_capacity, opts)?, tuning))
+    }
+
+    /// The GPU rebuilds states in reverse time or keeps them as the integrator needs, whatever
+    /// the `method`, with one exception: `Stored` has tiled Verlet steps keep their
+    /// pre-activations (TiledTuning::keep), PyTorch's count of products for memory that grows
+    /// with depth. An impossible method is refused (`check_setup`, the CPU trainer's checks).
+    fn options(tc: &TrainConfig) -> KernelOptions {
         let keep = tc.method == Some(GradMethod::Stored);
-        let opts = KernelOptions { tiled: TiledTuning { keep, ..TiledTuning::default() }, ..KernelOptions::default() };
+        KernelOptions { tiled: TiledTuning { keep, ..TiledTuning::default() }, ..KernelOptions::default() }
+    }
+
+    fn build(
+        gpu: Gpu,
+        cfg: ModelConfig,
+        params: &Params<f32>,
+        tc: TrainConfig,
+        data_capacity: usize,
+        opts: KernelOptions,
+    ) -> Result<Self> {
+        let hyper = Hyper { optimizer: tc.optimizer, regularizer: tc.regularizer };
+        let capacity = data_capacity.max(tc.batch_size);
         let net = GpuNet::with_options(gpu, &cfg, tc.batch_size, capacity, Some(hyper), opts).map_err(core_error)?;
         net.set_params(params).map_err(core_error)?;
         Ok(GpuTrainer { net, tc, at: Progress::default(), resident: None, capacity })

@@ -246,3 +246,48 @@ fn misuse_is_an_error_on_the_device_too() {
         TrainConfig { method: Some(stablenet_core::GradMethod::Reverse), ..tc(OptimizerKind::adam(0.01).unwrap(), 16) };
     assert!(GpuTrainer::new(gpu(), resnet.clone(), &Params::init(&resnet, 1), reverse, 100).is_err());
 }
+
+/// Kernel tuning (`GpuTrainer::tuned`) times every distinct plan the model and batch allow,
+/// the default first, builds the trainer with the one it chose, and that trainer trains as
+/// the default one does: the same data, order and updates, within the round-off of kernels
+/// that sum in another order.
+#[test]
+fn tuned_kernels_train_as_the_default() {
+    let split = Synthetic::Ellipses.generate(1);
+    let train = split.train.subset(&(0..640).collect::<Vec<_>>());
+    let c = ModelConfig { width: 16, ..cfg(Integrator::Hamiltonian, 8, 2, 2) };
+    let p0 = Params::<f32>::init(&c, 2);
+    let tc = tc(OptimizerKind::adam(0.01).unwrap(), 64);
+    let (mut tuned, tuning) = GpuTrainer::tuned(gpu(), c.clone(), &p0, tc.clone(), train.len()).unwrap();
+    eprintln!("{}", tuning.table());
+    let settings: Vec<&str> = tuning.trials.iter().map(|t| t.setting.as_str()).collect();
+    assert!(settings.len() >= 2, "w = 12 at n = 64: several tiled plans; {settings:?}");
+    assert_eq!(settings[0], "tiled fblock=4,ablock=4,groups=256", "the default first");
+    assert!(settings.iter().enumerate().all(|(i, s)| !settings[..i].contains(s)), "repeated: {settings:?}");
+    for t in &tuning.trials {
+        let s = t.seconds.as_ref().unwrap_or_else(|e| panic!("{}: {e}", t.setting));
+        assert!(s.is_finite() && *s > 0.0, "{}: {s}", t.setting);
+    }
+    let chosen = &tuning.trials[tuning.chosen];
+    assert!(tuning.table().contains(&format!("* {}", chosen.setting)), "{}", tuning.table());
+    let net = tuned.net();
+    let built = format!("{} fblock={},ablock={}", net.kernels().name(), net.forward_block(), net.adjoint_block());
+    assert!(chosen.setting.starts_with(&built), "chose {} but built {built}", chosen.setting);
+    let mut default = GpuTrainer::new(gpu(), c, &p0, tc, train.len()).unwrap();
+    for t in [&mut tuned, &mut default] {
+        for _ in 0..2 {
+            t.run_epoch(&train, None, &mut |_, _| true).unwrap();
+        }
+    }
+    let (a, b) = (tuned.params().unwrap(), default.params().unwrap());
+    let (mut diff, mut norm) = (0f64, 0f64);
+    for ((_, x), (_, y)) in a.groups().iter().zip(b.groups().iter()) {
+        for (x, y) in x.iter().zip(y.iter()) {
+            diff += f64::from(x - y).powi(2);
+            norm += f64::from(*y).powi(2);
+        }
+    }
+    let rel = (diff / norm).sqrt();
+    eprintln!("tuned ({}) against default after 20 Adam steps: {rel:.2e} relative", chosen.setting);
+    assert!(rel < 1e-4, "{rel:e}");
+}

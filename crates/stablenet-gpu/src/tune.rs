@@ -1,0 +1,253 @@
+//! Step kernels tuned on the adapter at hand, as cuDNN's benchmark mode tunes convolutions:
+//! every setting that makes a different [`Plan`] for the model and batch trains a few steps on
+//! a synthetic batch, and the fastest is kept ([`GpuTrainer::tuned`](crate::GpuTrainer::tuned),
+//! `stablenet train --tune`, `STABLENET_GPU_TUNE=1` for `cargo xtask bench`).
+//!
+//! Why: `TiledTuning`'s defaults were reasoned and timed on one H100; another GPU, or another
+//! shape, may prefer 8 x 8 blocks, more workgroups, or the fused kernels. Every candidate is a
+//! setting `cargo xtask validate` checks against the CPU twin, so a tuned run agrees with the
+//! default within validate's tolerances; which candidate wins can change between runs when two
+//! are close, so a tuned run reproduces bit for bit only with the setting it reports.
+use crate::device::Gpu;
+use crate::engine::{GpuNet, Hyper};
+use crate::kernels::{KernelOptions, Plan, StepKernels};
+use anyhow::{Result, bail};
+use stablenet_core::data::Dataset;
+use stablenet_core::rng::Rng;
+use stablenet_core::{ModelConfig, Params};
+use std::time::Instant;
+
+/// The default keeps its place unless another candidate is at least this much faster, so that
+/// timing noise between equal kernels does not change the arithmetic from run to run.
+const MARGIN: f64 = 0.97;
+/// Untimed steps before a candidate's timed ones: they pay for anything the driver builds
+/// lazily, and give an idle GPU time to raise its clocks before the first candidate is timed.
+const WARMUP: usize = 2;
+/// Timed steps per candidate; their median counts.
+const STEPS: usize = 5;
+
+/// One candidate: its options, what it runs, and its median seconds per training step (or why
+/// it did not run).
+#[derive(Clone, Debug)]
+pub struct Trial {
+    pub options: KernelOptions,
+    /// `fused`, or `tiled fblock=F,ablock=A,groups=G` with the blocks the plan resolved.
+    pub setting: String,
+    pub seconds: std::result::Result<f64, String>,
+}
+
+/// What [`tune`] timed and chose.
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    /// The first is the setting asked for (the engine's default unless the caller chose).
+    pub trials: Vec<Trial>,
+    pub chosen: usize,
+    /// Wall-clock seconds the tuning took, building included.
+    pub seconds: f64,
+}
+
+impl Tuning {
+    pub fn options(&self) -> KernelOptions {
+        self.trials[self.chosen].options
+    }
+
+    /// One line per trial, the chosen one marked; for logs.
+    pub fn table(&self) -> String {
+        let mut s = format!("kernel tuning, {} candidates in {:.1} s:\n", self.trials.len(), self.seconds);
+        for (i, t) in self.trials.iter().enumerate() {
+            let mark = if i == self.chosen { "*" } else { " " };
+            let result = match &t.seconds {
+                Ok(sec) => format!("{:.3} ms per step", 1e3 * sec),
+                Err(e) => format!("not run: {e}"),
+            };
+            s += &format!("  {mark} {:<40} {result}\n", t.setting);
+        }
+        s
+    }
+}
+
+/// The settings tuning tries, each with its plan, without repeats: `base` first, then the
+/// other step kernels where `base` leaves them to the engine (fused or tiled), and for tiled
+/// steps 4 x 4 or 8 x 8 blocks in the forward and the adjoint, each with `base`'s workgroup
+/// count and with 1024 (one tile per workgroup where 8 x 8 tiles are few). What `base` sets
+/// otherwise (keep, checks, invocations, gradient blocks) every candidate keeps.
+pub(crate) fn candidates(
+    cfg: &ModelConfig,
+    n: u32,
+    lim: &wgpu::Limits,
+    software: bool,
+    base: KernelOptions,
+) -> Vec<(KernelOptions, Plan)> {
+    let kernels = match base.kernels {
+        Some(k) => vec![Some(k)],
+        None => vec![None, Some(StepKernels::Fused), Some(StepKernels::Tiled)],
+    };
+    let mut tried = vec![base];
+    for k in kernels {
+        for groups in [base.tiled.groups, 1024] {
+            for (forward_block, adjoint_block) in [(4, 4), (8, 4), (4, 8), (8, 8)] {
+                let tiled = crate::TiledTuning { groups, forward_block, adjoint_block, ..base.tiled };
+                tried.push(KernelOptions { kernels: k, tiled });
+            }
+        }
+    }
+    let mut out: Vec<(KernelOptions, Plan)> = Vec::new();
+    for o in tried {
+        let Ok(plan) = Plan::new(cfg, n, lim, software, o.kernels, o.tiled) else { continue };
+        if !out.iter().any(|(_, p)| *p == plan) {
+            out.push((o, plan));
+        }
+    }
+    out
+}
+
+/// What a candidate runs, for the table.
+fn setting(o: &KernelOptions, plan: &Plan) -> String {
+    match plan.kernels {
+        StepKernels::Tiled => {
+            format!("tiled fblock={},ablock={},groups={}", plan.fblock, plan.ablock, o.tiled.groups)
+        }
+        k => k.name().to_string(),
+    }
+}
+
+/// Which trial wins: the first (the setting asked for) unless another is faster by more than
+/// [`MARGIN`]; the fastest of the rest where the first did not run. None: none ran.
+pub(crate) fn choose(seconds: &[Option<f64>]) -> Option<usize> {
+    let best = (0..seconds.len())
+        .filter(|&i| seconds[i].is_some())
+        .min_by(|&a, &b| seconds[a].partial_cmp(&seconds[b]).expect("step times are finite"))?;
+    match seconds.first().copied().flatten() {
+        Some(first) if seconds[best].is_some_and(|s| s >= MARGIN * first) => Some(0),
+        _ => Some(best),
+    }
+}
+
+/// Times every candidate of [`candidates`] for [`STEPS`] training steps (after [`WARMUP`]) on
+/// a synthetic batch of `n` examples (x ~ N(0, 1), labels in turn; the time does not depend on
+/// the values), one network at a time, and returns what it chose. A candidate that cannot be
+/// built or run is recorded with its error; it fails only when none runs.
+pub fn tune(
+    gpu: &Gpu,
+    cfg: &ModelConfig,
+    params: &Params<f32>,
+    n: usize,
+    hyper: Hyper,
+    base: KernelOptions,
+) -> Result<Tuning> {
+    let start = Instant::now();
+    let n32 = u32::try_from(n).map_err(|_| anyhow::anyhow!("batch of {n} examples: the GPU kernels index in u32"))?;
+    let mut rng = Rng::new(0x7u64);
+    let x = (0..n * cfg.d).map(|_| rng.normal() as f32).collect();
+    let labels = (0..n).map(|i| (i % cfg.classes) as u32).collect();
+    let data = Dataset { x, labels, d: cfg.d, classes: cfg.classes };
+    let mut trials = Vec::new();
+    for (options, plan) in candidates(cfg, n32, &gpu.limits, gpu.is_software(), base) {
+        let seconds = time_steps(gpu, cfg, params, &data, hyper, options).map_err(|e| format!("{e:#}"));
+        log::info!("tuning {}: {seconds:?}", setting(&options, &plan));
+        trials.push(Trial { options, setting: setting(&options, &plan), seconds });
+    }
+    let Some(chosen) = choose(&trials.iter().map(|t| t.seconds.clone().ok()).collect::<Vec<_>>()) else {
+        match trials.first() {
+            Some(Trial { seconds: Err(e), setting, .. }) => bail!("kernel tuning: no candidate ran; {setting}: {e}"),
+            _ => bail!("kernel tuning: the model and batch fit none of the step kernels on this adapter"),
+        }
+    };
+    Ok(Tuning { trials, chosen, seconds: start.elapsed().as_secs_f64() })
+}
+
+/// Median wall-clock seconds of a training step and the readback of its loss, as
+/// `cargo xtask bench` times them.
+fn time_steps(
+    gpu: &Gpu,
+    cfg: &ModelConfig,
+    params: &Params<f32>,
+    data: &Dataset,
+    hyper: Hyper,
+    options: KernelOptions,
+) -> Result<f64> {
+    let n = data.len();
+    let mut net = GpuNet::with_options(gpu.clone(), cfg, n, n, Some(hyper), options)?;
+    net.set_params(params)?;
+    net.set_data(data)?;
+    let mut times = Vec::with_capacity(STEPS);
+    for i in 0..WARMUP + STEPS {
+        let t = Instant::now();
+        net.train_step(0, n, 0)?;
+        net.losses(1)?;
+        if i >= WARMUP {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{candidates, choose, setting};
+    use crate::kernels::{KernelOptions, StepKernels, TiledTuning};
+    use stablenet_core::{Activation, Integrator, ModelConfig};
+
+    fn model(width: usize, steps: usize) -> ModelConfig {
+        ModelConfig {
+            d: 2,
+            width,
+            steps,
+            final_time: 5.0,
+            integrator: Integrator::Hamiltonian,
+            activation: Activation::Tanh,
+            gamma: 0.0,
+            classes: 5,
+        }
+    }
+
+    /// An H100's limits as wgpu reports them where they matter (binding size, workgroup memory).
+    fn big() -> wgpu::Limits {
+        wgpu::Limits {
+            max_storage_buffer_binding_size: 1 << 31,
+            max_buffer_size: 1 << 31,
+            max_compute_workgroup_storage_size: 49152,
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_size_x: 1024,
+            ..wgpu::Limits::default()
+        }
+    }
+
+    /// wide: the default first, then every other block and workgroup count once; peaks-small
+    /// adds the fused kernels; a forced choice and what `base` sets are kept by every candidate.
+    #[test]
+    fn candidates_are_distinct_plans_the_default_first() {
+        let names = |cfg: &ModelConfig, n, base: KernelOptions| {
+            candidates(cfg, n, &big(), false, base).iter().map(|(o, p)| setting(o, p)).collect::<Vec<_>>()
+        };
+        let wide = names(&model(128, 32), 32768, KernelOptions::default());
+        assert_eq!(wide[0], "tiled fblock=4,ablock=4,groups=256", "{wide:?}");
+        assert_eq!(wide.len(), 8, "{wide:?}");
+        assert!(wide.contains(&"tiled fblock=8,ablock=8,groups=1024".to_string()), "{wide:?}");
+        let peaks = names(&model(8, 64), 65536, KernelOptions::default());
+        assert!(peaks[0].starts_with("tiled") && peaks.contains(&"fused".to_string()), "{peaks:?}");
+        let forced = KernelOptions { kernels: Some(StepKernels::Fused), ..KernelOptions::default() };
+        assert_eq!(names(&model(8, 64), 65536, forced), ["fused"]);
+        let keep = KernelOptions { tiled: TiledTuning { keep: true, ..TiledTuning::default() }, kernels: None };
+        let kept = candidates(&model(128, 32), 32768, &big(), false, keep);
+        assert_eq!(kept.len(), 8);
+        assert!(kept.iter().all(|(o, p)| o.tiled.keep && p.keep));
+        // w = 30: only the forward takes 8 x 8 blocks (the adjoint's need w % 4 = 0), and its
+        // 256 tiles have a workgroup each at either count.
+        let w30 = names(&model(30, 8), 32768, KernelOptions::default());
+        assert_eq!(w30, ["tiled fblock=4,ablock=4,groups=256", "tiled fblock=8,ablock=4,groups=256"]);
+    }
+
+    /// The default stays unless another is clearly faster; failed trials never win.
+    #[test]
+    fn the_default_keeps_its_place_within_the_margin() {
+        assert_eq!(choose(&[Some(1.0), Some(0.98), Some(1.2)]), Some(0));
+        assert_eq!(choose(&[Some(1.0), Some(0.99), Some(0.5)]), Some(2));
+        assert_eq!(choose(&[Some(1.0), None, Some(0.96)]), Some(2));
+        assert_eq!(choose(&[None, Some(2.0), Some(1.5)]), Some(2));
+        assert_eq!(choose(&[Some(1.0)]), Some(0));
+        assert_eq!(choose(&[None, None]), None);
+        assert_eq!(choose(&[]), None);
+    }
+}

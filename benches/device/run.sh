@@ -51,7 +51,9 @@ kernels_ab() {
     : > "$OUT/bench-ab.jsonl"
     ab() { # ab NAME WORKLOADS "VAR=VALUE ..." [CUT_SECONDS, default 20]
         local t=$((end - $(date +%s))) cut=${4:-20}
-        if [ "$t" -lt 5 ]; then echo "ab $1: skipped, out of time"; return; fi
+        # A run writes its line only at its end: none starts that could not get half its cut
+        # (tuning times every plan before the line's own steps).
+        if [ "$t" -lt 5 ] || [ "$t" -lt $((cut / 2)) ]; then echo "ab $1 $2: skipped, out of time"; return; fi
         # shellcheck disable=SC2086 # one or more VAR=VALUE words
         env $3 timeout -s INT $((t < cut ? t : cut)) $X bench --no-cpu --no-torch "${soft[@]}" ${BENCH_ARGS:-} \
             --only "$2" --out /tmp/ab.jsonl
@@ -88,7 +90,7 @@ for r in map(json.loads, open(sys.argv[1])):
     f = lambda v: "-" if v is None else "%.3e" % v
     tu = r.get("gpu_tuning")
     chosen = "" if not tu else "; tuned in %.1f s: %s (%s)" % (tu["seconds"], tu["chosen"], ", ".join(
-        "%s %s" % (t["setting"], f(t.get("s_per_step"))) for t in tu["trials"]))
+        "%s %s" % (t["setting"], f(t["s_per_step"]) if "s_per_step" in t else t.get("error")) for t in tu["trials"]))
     print("| %s | %s | %s | %s | %s | %s%s |" % (r["ab"], r["config"], f(r.get("s_per_step")), f(ph.get("forward")),
           f(ph.get("adjoint")), r.get("gpu_kernel_sizes"), chosen))' "$OUT/bench-ab.jsonl"
 }

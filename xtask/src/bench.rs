@@ -254,7 +254,7 @@ fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset
     let tuning = match std::env::var("STABLENET_GPU_TUNE").as_deref() {
         Err(_) | Ok("" | "0") => None,
         Ok("1") => {
-            let t = stablenet_gpu::tune::tune(&gpu, cfg, params, n, hyper, options)?;
+            let t = stablenet_gpu::tune::tune(&gpu, cfg, params, n, n, hyper, options)?;
             eprint!("bench: {}", t.table());
             options = t.options();
             let trials: Vec<Value> = t

@@ -729,6 +729,10 @@ impl GpuNet {
         self.plan.kernels
     }
 
+    pub(crate) fn plan(&self) -> Plan {
+        self.plan
+    }
+
     /// The edge of the tiled Verlet forward's blocks (8: tile_forward8); 4 otherwise.
     pub fn forward_block(&self) -> u32 {
         self.plan.fblock

@@ -64,10 +64,49 @@ impl GpuTrainer {
     ) -> Result<(Self, Tuning)> {
         check_setup(&cfg, params, &tc)?;
         let hyper = Hyper { optimizer: tc.optimizer, regularizer: tc.regularizer };
-        let tuning = tune::tune(&gpu, &cfg, params, tc.batch_size.min(data_capacity.max(1)), hyper, Self::options(&tc))
-            .map_err(core_error)?;
+        let base = Self::options(&tc);
+        let n = tc.batch_size.min(data_capacity.max(1));
+        let mut tuning = tune::tune(&gpu, &cfg, params, tc.batch_size, n, hyper, base).map_err(core_error)?;
+        // The trials held one batch; the trainer also holds the whole data set. Where the
+        // chosen setting's larger buffers (more partial sums) no longer fit beside it, the
+        // default may: the table then says so.
         let opts = tuning.options();
-        Ok((Self::build(gpu, cfg, params, tc, data_capacity, opts)?, tuning))
+        let built = tune::captured(&gpu, || {
+            Self::build(gpu.clone(), cfg.clone(), params, tc.clone(), data_capacity, opts).map_err(anyhow::Error::from)
+        });
+        let t = match built {
+            Ok(t) => t,
+            Err(e) if tuning.chosen != 0 && tuning.trials[0].seconds.is_ok() => {
+                let chosen = &mut tuning.trials[tuning.chosen];
+                chosen.seconds = Err(format!("fastest, but not built beside the data set: {e:#}"));
+                tuning.chosen = 0;
+                Self::build(gpu, cfg, params, tc, data_capacity, tuning.options())?
+            }
+            Err(e) => return Err(core_error(e)),
+        };
+        let (built, chosen) = (t.net.plan(), &tuning.trials[tuning.chosen]);
+        if built != chosen.plan {
+            return Err(Error::Device(format!(
+                "kernel tuning chose {} but the trainer built {built:?}",
+                chosen.setting
+            )));
+        }
+        Ok((t, tuning))
+    }
+
+    /// [`GpuTrainer::new`] with the step kernels set as `opts` says, e.g. a setting kernel
+    /// tuning chose before ([`Tuning::options`]), without tuning again. `opts.tiled.keep` keeps
+    /// the pre-activations whatever the gradient method.
+    pub fn with_options(
+        gpu: Gpu,
+        cfg: ModelConfig,
+        params: &Params<f32>,
+        tc: TrainConfig,
+        data_capacity: usize,
+        opts: KernelOptions,
+    ) -> Result<Self> {
+        check_setup(&cfg, params, &tc)?;
+        Self::build(gpu, cfg, params, tc, data_capacity, opts)
     }
 
     /// The GPU rebuilds states in reverse time or keeps them as the integrator needs, whatever

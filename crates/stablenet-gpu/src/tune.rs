@@ -11,29 +11,35 @@
 use crate::device::Gpu;
 use crate::engine::{GpuNet, Hyper};
 use crate::kernels::{KernelOptions, Plan, StepKernels};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use stablenet_core::data::Dataset;
 use stablenet_core::rng::Rng;
 use stablenet_core::{ModelConfig, Params};
 use std::time::Instant;
 
-/// The default keeps its place unless another candidate is at least this much faster, so that
-/// timing noise between equal kernels does not change the arithmetic from run to run.
+/// The default keeps its place unless another candidate takes less than this share of its
+/// time, so that timing noise between equal kernels does not change the arithmetic from run
+/// to run.
 const MARGIN: f64 = 0.97;
-/// Untimed steps before a candidate's timed ones: they pay for anything the driver builds
-/// lazily, and give an idle GPU time to raise its clocks before the first candidate is timed.
+/// Untimed steps before a candidate's timed ones, and at least [`WARMUP_S`] of them: they pay
+/// for anything the driver builds lazily, and give an idle GPU time to raise its clocks, so
+/// that the first candidate, the default, is not timed slow.
 const WARMUP: usize = 2;
+const WARMUP_S: f64 = 0.25;
 /// Timed steps per candidate; their median counts.
 const STEPS: usize = 5;
 
 /// One candidate: its options, what it runs, and its median seconds per training step (or why
-/// it did not run).
+/// it did not run, or was not used).
 #[derive(Clone, Debug)]
 pub struct Trial {
     pub options: KernelOptions,
     /// `fused`, or `tiled fblock=F,ablock=A,groups=G` with the blocks the plan resolved.
     pub setting: String,
+    /// The network's [`GpuNet::kernel_sizes`] (empty where it was not built).
+    pub sizes: String,
     pub seconds: std::result::Result<f64, String>,
+    pub(crate) plan: Plan,
 }
 
 /// What [`tune`] timed and chose.
@@ -58,7 +64,7 @@ impl Tuning {
             let mark = if i == self.chosen { "*" } else { " " };
             let result = match &t.seconds {
                 Ok(sec) => format!("{:.3} ms per step", 1e3 * sec),
-                Err(e) => format!("not run: {e}"),
+                Err(e) => e.clone(),
             };
             s += &format!("  {mark} {:<40} {result}\n", t.setting);
         }
@@ -111,8 +117,8 @@ fn setting(o: &KernelOptions, plan: &Plan) -> String {
     }
 }
 
-/// Which trial wins: the first (the setting asked for) unless another is faster by more than
-/// [`MARGIN`]; the fastest of the rest where the first did not run. None: none ran.
+/// Which trial wins: the first (the setting asked for) unless another takes less than
+/// [`MARGIN`] of its time; the fastest of the rest where the first did not run. None: none ran.
 pub(crate) fn choose(seconds: &[Option<f64>]) -> Option<usize> {
     let best = (0..seconds.len())
         .filter(|&i| seconds[i].is_some())
@@ -123,64 +129,98 @@ pub(crate) fn choose(seconds: &[Option<f64>]) -> Option<usize> {
     }
 }
 
-/// Times every candidate of [`candidates`] for [`STEPS`] training steps (after [`WARMUP`]) on
-/// a synthetic batch of `n` examples (x ~ N(0, 1), labels in turn; the time does not depend on
-/// the values), one network at a time, and returns what it chose. A candidate that cannot be
-/// built or run is recorded with its error; it fails only when none runs.
+/// Times every candidate of [`candidates`] for [`STEPS`] training steps (after [`WARMUP`]) of
+/// `n` examples, on networks built for batches of `nmax` as the trainer's will be, on a
+/// synthetic batch (x ~ N(0, 1), labels in turn; the time does not depend on the values), one
+/// network at a time, and returns what it chose. The setting asked for must have a plan (its
+/// error is returned otherwise, as building it would); another candidate that cannot be built
+/// or run, out of device memory included, is recorded with its error.
 pub fn tune(
     gpu: &Gpu,
     cfg: &ModelConfig,
     params: &Params<f32>,
+    nmax: usize,
     n: usize,
     hyper: Hyper,
     base: KernelOptions,
 ) -> Result<Tuning> {
     let start = Instant::now();
-    let n32 = u32::try_from(n).map_err(|_| anyhow::anyhow!("batch of {n} examples: the GPU kernels index in u32"))?;
+    ensure!(n >= 1 && n <= nmax, "kernel tuning: {n} examples per step for batches of at most {nmax}");
+    let nmax32 =
+        u32::try_from(nmax).map_err(|_| anyhow::anyhow!("batch of {nmax} examples: the GPU kernels index in u32"))?;
+    let (lim, software) = (&gpu.limits, gpu.is_software());
+    Plan::new(cfg, nmax32, lim, software, base.kernels, base.tiled)?;
     let mut rng = Rng::new(0x7u64);
     let x = (0..n * cfg.d).map(|_| rng.normal() as f32).collect();
     let labels = (0..n).map(|i| (i % cfg.classes) as u32).collect();
     let data = Dataset { x, labels, d: cfg.d, classes: cfg.classes };
     let mut trials = Vec::new();
-    for (options, plan) in candidates(cfg, n32, &gpu.limits, gpu.is_software(), base) {
-        let seconds = time_steps(gpu, cfg, params, &data, hyper, options).map_err(|e| format!("{e:#}"));
+    for (options, plan) in candidates(cfg, nmax32, lim, software, base) {
+        // The kernels the plan resolved, so that a network built from the options later runs
+        // what was timed whatever its batch size.
+        let options = KernelOptions { kernels: Some(plan.kernels), ..options };
+        let timed = captured(gpu, || time_steps(gpu, cfg, params, nmax, &data, hyper, options));
+        let (seconds, sizes) = match timed {
+            Ok((s, sizes)) => (Ok(s), sizes),
+            Err(e) => (Err(format!("not run: {e:#}")), String::new()),
+        };
         log::info!("tuning {}: {seconds:?}", setting(&options, &plan));
-        trials.push(Trial { options, setting: setting(&options, &plan), seconds });
+        trials.push(Trial { options, setting: setting(&options, &plan), sizes, seconds, plan });
     }
-    let Some(chosen) = choose(&trials.iter().map(|t| t.seconds.clone().ok()).collect::<Vec<_>>()) else {
-        match trials.first() {
-            Some(Trial { seconds: Err(e), setting, .. }) => bail!("kernel tuning: no candidate ran; {setting}: {e}"),
-            _ => bail!("kernel tuning: the model and batch fit none of the step kernels on this adapter"),
-        }
-    };
+    let chosen = choose(&trials.iter().map(|t| t.seconds.clone().ok()).collect::<Vec<_>>())
+        .with_context(|| format!("kernel tuning: no candidate ran ({}: {:?})", trials[0].setting, trials[0].seconds))?;
     Ok(Tuning { trials, chosen, seconds: start.elapsed().as_secs_f64() })
 }
 
+/// Runs `f` with the device's out-of-memory, validation and internal errors caught (wgpu
+/// otherwise hands them to its uncaptured-error handler, which panics): any of them is an
+/// error of `f`'s.
+pub(crate) fn captured<T>(gpu: &Gpu, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let filters = [wgpu::ErrorFilter::OutOfMemory, wgpu::ErrorFilter::Validation, wgpu::ErrorFilter::Internal];
+    let scopes = filters.map(|filter| gpu.device.push_error_scope(filter));
+    let result = f();
+    let caught: Vec<String> =
+        scopes.into_iter().rev().filter_map(|s| pollster::block_on(s.pop())).map(|e| e.to_string()).collect();
+    match (result, caught.is_empty()) {
+        (Ok(v), true) => Ok(v),
+        (Ok(_), false) => bail!("{}", caught.join("; ")),
+        (Err(e), _) if caught.is_empty() => Err(e),
+        (Err(e), _) => Err(e.context(caught.join("; "))),
+    }
+}
+
 /// Median wall-clock seconds of a training step and the readback of its loss, as
-/// `cargo xtask bench` times them.
+/// `cargo xtask bench` times them, and the network's `kernel_sizes`.
 fn time_steps(
     gpu: &Gpu,
     cfg: &ModelConfig,
     params: &Params<f32>,
+    nmax: usize,
     data: &Dataset,
     hyper: Hyper,
     options: KernelOptions,
-) -> Result<f64> {
+) -> Result<(f64, String)> {
     let n = data.len();
-    let mut net = GpuNet::with_options(gpu.clone(), cfg, n, n, Some(hyper), options)?;
+    let mut net = GpuNet::with_options(gpu.clone(), cfg, nmax, n, Some(hyper), options)?;
     net.set_params(params)?;
     net.set_data(data)?;
     let mut times = Vec::with_capacity(STEPS);
-    for i in 0..WARMUP + STEPS {
+    let warm = Instant::now();
+    let mut i = 0;
+    while i < WARMUP + STEPS {
         let t = Instant::now();
         net.train_step(0, n, 0)?;
         net.losses(1)?;
         if i >= WARMUP {
             times.push(t.elapsed().as_secs_f64());
         }
+        // The last warm-up step repeats until WARMUP_S has passed.
+        if i + 1 != WARMUP || warm.elapsed().as_secs_f64() >= WARMUP_S {
+            i += 1;
+        }
     }
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok((times[times.len() / 2], net.kernel_sizes()))
 }
 
 #[cfg(test)]
@@ -237,6 +277,24 @@ mod tests {
         // 256 tiles have a workgroup each at either count.
         let w30 = names(&model(30, 8), 32768, KernelOptions::default());
         assert_eq!(w30, ["tiled fblock=4,ablock=4,groups=256", "tiled fblock=8,ablock=4,groups=256"]);
+    }
+
+    /// A device error inside `captured` comes back as an error (wgpu's default handler would
+    /// panic), and the device goes on working; an error of the closure keeps its message.
+    #[test]
+    fn device_errors_are_errors_not_panics() {
+        let gpu = crate::Gpu::new(&crate::DeviceRequest::default().with_env()).expect("a GPU adapter (lavapipe in CI)");
+        let bad = wgpu::BufferDescriptor {
+            label: Some("map-read storage"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        };
+        let err = super::captured(&gpu, || Ok(gpu.device.create_buffer(&bad))).unwrap_err();
+        assert!(format!("{err:#}").contains("map-read storage"), "{err:#}");
+        let inner = super::captured(&gpu, || -> anyhow::Result<()> { anyhow::bail!("inner") }).unwrap_err();
+        assert_eq!(format!("{inner:#}"), "inner");
+        assert_eq!(super::captured(&gpu, || Ok(3)).unwrap(), 3);
     }
 
     /// The default stays unless another is clearly faster; failed trials never win.

@@ -9,6 +9,8 @@ grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo /.device/ >> .git/inf
 cargo build --profile device -p xtask -p stablenet-cli
 mkdir -p .device/bin /tmp/amd64/partial
 for b in xtask stablenet; do xz -9 -c "target/device/$b" > ".device/bin/$b.xz"; done
+# Which commit the binaries are (run.sh prints it): a pack older than HEAD is packed again.
+git describe --always --dirty > .device/bin/COMMIT
 # The data sets only feed the image runs; ONLY=bench needs none (a fresh checkout has no data/
 # until `cargo xtask data`).
 shopt -s nullglob

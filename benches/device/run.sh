@@ -114,6 +114,7 @@ for f in .device/bin/*.xz .device/data/*/*.xz; do
 done
 wait
 chmod +x .device/run/*
+echo "binaries packed at $(cat .device/bin/COMMIT 2>/dev/null || echo 'an unknown commit')"
 date -u
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
 nproc

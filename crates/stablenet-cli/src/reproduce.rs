@@ -19,6 +19,9 @@ pub struct ReproduceArgs {
     /// Only experiments whose file name contains this.
     #[arg(long)]
     only: Option<String>,
+    /// GPU: tune the step kernels before each level of each experiment (as `train --tune`).
+    #[arg(long)]
+    tune: bool,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -68,7 +71,7 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         eprintln!("== {name}");
         let chosen: Chosen = a.backend.resolve()?;
         let o =
-            execute(exp, None, &run, chosen, None, false).with_context(|| format!("experiment {}", path.display()))?;
+            execute(exp, None, &run, chosen, None, a.tune).with_context(|| format!("experiment {}", path.display()))?;
         let pictures = pictures(&run, o.d, &dir).with_context(|| format!("pictures of {name}"))?;
         let links: Vec<String> = pictures
             .iter()

@@ -53,8 +53,9 @@ impl GpuTrainer {
     }
 
     /// [`GpuTrainer::new`] with the step kernels that trained fastest on this adapter, for
-    /// this model and batch size ([`crate::tune`]: seven steps of each candidate on a synthetic
-    /// batch, seconds on a large GPU). What was timed and chosen comes back beside it.
+    /// this model and batch size ([`crate::tune`]: a few steps of each candidate on a synthetic
+    /// batch; most of its time is building them). What was timed and chosen comes back beside
+    /// it.
     pub fn tuned(
         gpu: Gpu,
         cfg: ModelConfig,

@@ -1,6 +1,6 @@
 //! `stablenet reproduce`: runs every experiment in `experiments/`, writes each run's model,
 //! metrics and pictures, and a markdown table of the results.
-use crate::train::{RunFiles, execute};
+use crate::train::{KernelChoice, RunFiles, execute};
 use crate::{BackendArg, Chosen};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -70,8 +70,8 @@ pub fn run(a: ReproduceArgs) -> Result<()> {
         };
         eprintln!("== {name}");
         let chosen: Chosen = a.backend.resolve()?;
-        let o =
-            execute(exp, None, &run, chosen, None, a.tune).with_context(|| format!("experiment {}", path.display()))?;
+        let o = execute(exp, None, &run, chosen, None, if a.tune { KernelChoice::Tune } else { KernelChoice::Default })
+            .with_context(|| format!("experiment {}", path.display()))?;
         let pictures = pictures(&run, o.d, &dir).with_context(|| format!("pictures of {name}"))?;
         let links: Vec<String> = pictures
             .iter()

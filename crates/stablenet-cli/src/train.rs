@@ -103,9 +103,14 @@ pub struct TrainArgs {
     #[arg(long, value_parser = parse_method)]
     method: Option<GradMethod>,
     /// GPU: before each level, time every step-kernel setting the model and batch allow for a
-    /// few steps on this adapter and train with the fastest (seconds; the table goes to stderr).
-    #[arg(long)]
+    /// few steps on this adapter and train with the fastest (the table goes to stderr; the
+    /// checkpoints keep the choice, so that --resume continues with it).
+    #[arg(long, conflicts_with = "kernels")]
     tune: bool,
+    /// GPU: the step kernels as a tuning table names them, e.g. "tiled fblock=8,ablock=8,groups=1024"
+    /// or "fused", for every level (to repeat a tuned run bit for bit).
+    #[arg(long)]
+    kernels: Option<String>,
     /// Where to write the trained model [default: out/model.safetensors; with --resume, the
     /// interrupted run's].
     #[arg(long)]
@@ -151,6 +156,43 @@ impl TrainArgs {
     }
 }
 
+/// How a GPU run picks its step kernels at each level.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KernelChoice {
+    /// The engine's defaults.
+    Default,
+    /// Kernel tuning before each level (`--tune`).
+    Tune,
+    /// One setting for every level (`--kernels`).
+    Pinned(String),
+}
+
+impl KernelChoice {
+    /// What the checkpoints record (`run_kernels`; none for the defaults).
+    fn recorded(&self) -> Option<&str> {
+        match self {
+            KernelChoice::Default => None,
+            KernelChoice::Tune => Some("tune"),
+            KernelChoice::Pinned(s) => Some(s),
+        }
+    }
+
+    fn from_recorded(s: &str) -> Self {
+        if s == "tune" { KernelChoice::Tune } else { KernelChoice::Pinned(s.to_string()) }
+    }
+}
+
+/// A GPU run's kernel choice and the setting its current level runs, added to what
+/// [`checkpoint_meta`] records, so that a resumed tuned run continues on the kernels it had.
+fn kernel_meta(meta: &mut BTreeMap<String, String>, choice: &KernelChoice, level: Option<&str>) {
+    if let Some(c) = choice.recorded() {
+        meta.insert("run_kernels".into(), c.to_string());
+    }
+    if let Some(l) = level {
+        meta.insert("level_kernels".into(), l.to_string());
+    }
+}
+
 /// Where a run stands: level, epochs done in it, next batch; the parameters and optimiser
 /// state; where the run wrote and how it took its gradients.
 pub struct Resume {
@@ -164,6 +206,10 @@ pub struct Resume {
     pub(crate) out: Option<PathBuf>,
     pub(crate) metrics: Option<PathBuf>,
     pub(crate) method: Option<GradMethod>,
+    /// How the run picked its GPU kernels (`run_kernels`), and what the checkpoint's level ran
+    /// (`level_kernels`); None for the defaults and in older checkpoints.
+    pub(crate) kernels: Option<KernelChoice>,
+    pub(crate) level_kernels: Option<String>,
 }
 
 impl Resume {
@@ -301,6 +347,8 @@ pub fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
         out: metadata.get("run_out").map(PathBuf::from),
         metrics: metadata.get("run_metrics").map(PathBuf::from),
         method,
+        kernels: metadata.get("run_kernels").map(|k| KernelChoice::from_recorded(k)),
+        level_kernels: metadata.get("level_kernels").cloned(),
     };
     Ok((exp, r))
 }
@@ -442,6 +490,7 @@ struct DenseLevel<'a> {
     exp: &'a Experiment,
     files: &'a RunFiles,
     method: Option<GradMethod>,
+    kernels: (&'a KernelChoice, Option<&'a str>),
     train: &'a Dataset,
     val: Option<&'a Dataset>,
 }
@@ -457,7 +506,8 @@ impl Level for DenseLevel<'_> {
         Ok(self.t.run_epoch(self.train, self.val, &mut |done, total| on_batch(done, total, f64::NAN))?)
     }
     fn checkpoint(&self, pos: (usize, usize, usize)) -> Result<()> {
-        let meta = checkpoint_meta(self.exp, self.files, self.method, pos, self.t.tally());
+        let mut meta = checkpoint_meta(self.exp, self.files, self.method, pos, self.t.tally());
+        kernel_meta(&mut meta, self.kernels.0, self.kernels.1);
         save(&self.files.checkpoint, self.cfg, &*self.t, &meta)
     }
 }
@@ -546,7 +596,22 @@ pub fn run(a: TrainArgs) -> Result<()> {
             files.checkpoint.display()
         );
     }
-    execute(&exp, resume, &files, a.backend.resolve()?, a.method.or(stored.2), a.tune)?;
+    // The kernels as asked, else as the resumed run had them; asked anew, the resumed level
+    // follows the flags too.
+    let asked = match (&a.kernels, a.tune) {
+        (Some(k), _) => {
+            stablenet_gpu::tune::parse_setting(k, Default::default()).context("--kernels")?;
+            Some(KernelChoice::Pinned(k.clone()))
+        }
+        (None, true) => Some(KernelChoice::Tune),
+        (None, false) => None,
+    };
+    if let (Some(r), true) = (resume.as_mut(), asked.is_some()) {
+        r.level_kernels = None;
+    }
+    let stored_kernels = resume.as_ref().and_then(|r| r.kernels.clone());
+    let kernels = asked.or(stored_kernels).unwrap_or(KernelChoice::Default);
+    execute(&exp, resume, &files, a.backend.resolve()?, a.method.or(stored.2), kernels)?;
     Ok(())
 }
 
@@ -558,7 +623,7 @@ pub fn execute(
     files: &RunFiles,
     chosen: Chosen,
     method: Option<GradMethod>,
-    tune: bool,
+    kernels: KernelChoice,
 ) -> Result<Outcome> {
     // Files by absolute path in what the checkpoints and the model store, so that --resume
     // and eval find them from any folder.
@@ -575,8 +640,8 @@ pub fn execute(
         (_, Chosen::Cpu) => "the CPU backend has",
         _ => "",
     };
-    if tune && !untuned.is_empty() {
-        eprintln!("note: --tune chooses the GPU's dense step kernels; {untuned} none to tune");
+    if kernels != KernelChoice::Default && !untuned.is_empty() {
+        eprintln!("note: --tune and --kernels choose the GPU's dense step kernels; {untuned} none to choose");
     }
     if let DataSource::Images { .. } = plan.data {
         return crate::image::execute(exp, plan, resume, files, chosen);
@@ -632,11 +697,28 @@ pub fn execute(
         };
         let mut cpu_t = None;
         let mut gpu_t = None;
+        // The resumed level runs what its checkpoint says it ran; the others as chosen.
+        let resumed = resume.as_ref().filter(|_| level == start_level).and_then(|r| r.level_kernels.clone());
+        let pinned = match &kernels {
+            KernelChoice::Pinned(k) => resumed.or(Some(k.clone())),
+            _ => resumed,
+        };
+        let mut level_kernels = None;
         let trainer: &mut dyn Backend = match gpu.take() {
             None => cpu_t.insert(Trainer::new(cfg.clone(), params.clone(), tc)?),
-            Some(g) if tune => {
+            Some(g) if pinned.is_some() => {
+                let k = pinned.expect("matched");
+                let opts = stablenet_gpu::tune::parse_setting(&k, GpuTrainer::default_options(&tc))
+                    .with_context(|| format!("the kernels of level {}", level + 1))?;
+                eprintln!("level {}: step kernels {k}", level + 1);
+                let t = GpuTrainer::with_options(g, cfg.clone(), &params, tc, split.train.len(), opts)?;
+                level_kernels = Some(k);
+                gpu_t.insert(t)
+            }
+            Some(g) if kernels == KernelChoice::Tune => {
                 let (t, tuning) = GpuTrainer::tuned(g, cfg.clone(), &params, tc, split.train.len())?;
                 eprint!("level {}: {}", level + 1, tuning.table());
+                level_kernels = Some(tuning.trials[tuning.chosen].setting.clone());
                 gpu_t.insert(t)
             }
             Some(g) => gpu_t.insert(GpuTrainer::new(g, cfg.clone(), &params, tc, split.train.len())?),
@@ -653,7 +735,9 @@ pub fn execute(
         device = trainer.device();
         eprintln!("level {}: N = {}, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());
         let batches = split.train.len().div_ceil(plan.batch_size);
-        let mut lvl = DenseLevel { t: &mut *trainer, cfg: &cfg, exp, files, method, train: &split.train, val };
+        let lk = (&kernels, level_kernels.as_deref());
+        let mut lvl =
+            DenseLevel { t: &mut *trainer, cfg: &cfg, exp, files, method, kernels: lk, train: &split.train, val };
         run_level(&mut lvl, &plan, level, cfg.steps, batches, "val", &mut metrics, ckpt)?;
         params = trainer.params()?;
         final_opt = trainer.optimizer_state()?;
@@ -665,12 +749,9 @@ pub fn execute(
             eprintln!("prolongating N = {} -> {} (h/2, T fixed)", cfg.steps, next.steps);
             params = p;
             // The next level's checkpoint starts at its epoch 0 with a fresh optimiser.
-            save_fresh(
-                &next,
-                &params,
-                &checkpoint_meta(exp, files, method, (level + 1, 0, 0), Tally::default()),
-                ckpt,
-            )?;
+            let mut meta = checkpoint_meta(exp, files, method, (level + 1, 0, 0), Tally::default());
+            kernel_meta(&mut meta, &kernels, None);
+            save_fresh(&next, &params, &meta, ckpt)?;
         }
     }
     let cfg = plan.model(plan.levels.len() - 1, d, classes);

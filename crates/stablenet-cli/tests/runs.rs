@@ -353,3 +353,56 @@ fn a_run_on_a_relative_data_file_resumes_from_elsewhere() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(accuracy(&o), first, "the resumed run found the data and the model");
 }
+
+/// A tuned GPU run (lavapipe in CI) keeps its choice in its checkpoints: Ctrl-C'd and resumed,
+/// it goes on with the kernels it had, without tuning again, and ends where a run pinned to
+/// them from the start (`--kernels`) ends, bit for bit.
+#[test]
+fn a_tuned_run_resumes_on_its_kernels() {
+    let d = dir("tuned");
+    #[rustfmt::skip]
+    let run = ["train", "--data", "peaks", "--width", "16", "--steps", "4", "--epochs", "4", "--batch-size", "64",
+        "--seed=5", "--backend", "gpu"];
+    let (out, metrics, ckpt) = (d.join("t.safetensors"), d.join("t.jsonl"), d.join("t.ckpt.safetensors"));
+    let mut tries = 0;
+    let kernels = loop {
+        let _ = std::fs::remove_file(&metrics);
+        let mut child = bin()
+            .args(run)
+            .arg("--tune")
+            .arg("--out")
+            .arg(&out)
+            .arg("--metrics")
+            .arg(&metrics)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while lines(&metrics) < 1 && t0.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(lines(&metrics) >= 1, "the tuned run logged an epoch within 120 s");
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        assert_eq!(child.wait().unwrap().code(), Some(130), "Ctrl-C exits cleanly with 130");
+        tries += 1;
+        // As above: an interruption at an epoch's end tests nothing inside one.
+        if meta(&ckpt, "checkpoint_batch") != "0" {
+            assert_eq!(meta(&ckpt, "run_kernels"), "tune");
+            break meta(&ckpt, "level_kernels");
+        }
+        assert!(tries < 3, "three interruptions all fell on an epoch's end");
+    };
+    let o = bin().args(["train", "--backend", "gpu", "--resume"]).arg(&ckpt).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("level 1: step kernels {kernels}")) && !err.contains("kernel tuning"), "{err}");
+    let pinned = d.join("p.safetensors");
+    let o = bin().args(run).args(["--kernels", &kernels, "--out"]).arg(&pinned).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let params = |p: &Path| stablenet_core::io::load_model(p).unwrap().params;
+    assert!(params(&out) == params(&pinned), "the resumed tuned run ({kernels}) differs from the pinned one");
+    // A setting that names nothing is refused before any work.
+    let o = bin().args(run).args(["--kernels", "tiled fblock=5", "--out"]).arg(d.join("x.safetensors")).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--kernels"));
+}

@@ -234,7 +234,12 @@ impl TiledTuning {
     /// `invocations=N,groups=N,db=N,checks=all|bounds|none,fblock=4|8,ablock=4|8,keep=0|1`, any
     /// of them (unnamed ones keep their defaults).
     pub fn parse(s: &str) -> Result<Self> {
-        let mut t = TiledTuning::default();
+        TiledTuning::default().with(s)
+    }
+
+    /// [`TiledTuning::parse`] starting from `self` instead of the defaults.
+    pub fn with(self, s: &str) -> Result<Self> {
+        let mut t = self;
         let expected = "expected invocations=1..1024, groups>=1, db=1|2|4, checks=all|bounds|none, fblock=4|8, ablock=4|8 \
              or keep=0|1";
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {

@@ -107,7 +107,22 @@ pub(crate) fn candidates(
     out
 }
 
-/// What a candidate runs, for the table.
+/// Options from a trial's `setting` (`fused`, `per-example`, `tiled`, or `tiled` and
+/// `STABLENET_GPU_TILED` keys), on top of `base` (the keep and checks of the run): a choice
+/// tuning made, pinned for a later run (`stablenet train --kernels`) or a resumed one.
+pub fn parse_setting(setting: &str, base: KernelOptions) -> Result<KernelOptions> {
+    let (kernels, sizes) = setting.trim().split_once(' ').unwrap_or((setting.trim(), ""));
+    let kernels = StepKernels::parse(kernels)?
+        .with_context(|| format!("kernel setting `{setting}`: name the kernels (fused, per-example or tiled)"))?;
+    ensure!(
+        sizes.is_empty() || kernels == StepKernels::Tiled,
+        "kernel setting `{setting}`: only tiled kernels take sizes"
+    );
+    let tiled = base.tiled.with(sizes).with_context(|| format!("kernel setting `{setting}`"))?;
+    Ok(KernelOptions { kernels: Some(kernels), tiled })
+}
+
+/// What a candidate runs, for the table (read back by [`parse_setting`]).
 fn setting(o: &KernelOptions, plan: &Plan) -> String {
     match plan.kernels {
         StepKernels::Tiled => {
@@ -277,6 +292,24 @@ mod tests {
         // 256 tiles have a workgroup each at either count.
         let w30 = names(&model(30, 8), 32768, KernelOptions::default());
         assert_eq!(w30, ["tiled fblock=4,ablock=4,groups=256", "tiled fblock=8,ablock=4,groups=256"]);
+    }
+
+    /// A setting read back gives the plan it names, for every candidate of wide and
+    /// peaks-small, with the run's keep; nonsense is an error naming it.
+    #[test]
+    fn settings_read_back_to_their_plans() {
+        let keep = KernelOptions { tiled: TiledTuning { keep: true, ..TiledTuning::default() }, kernels: None };
+        for (cfg, n, base) in [(model(128, 32), 32768, KernelOptions::default()), (model(8, 64), 65536, keep)] {
+            for (o, plan) in candidates(&cfg, n, &big(), false, base) {
+                let read = super::parse_setting(&setting(&o, &plan), base).unwrap();
+                let again = crate::kernels::Plan::new(&cfg, n, &big(), false, read.kernels, read.tiled).unwrap();
+                assert_eq!(again, plan, "{}", setting(&o, &plan));
+            }
+        }
+        for bad in ["", "auto", "tiled fblock=5", "fused groups=2", "tiles"] {
+            let e = super::parse_setting(bad, KernelOptions::default()).unwrap_err();
+            assert!(format!("{e:#}").contains(&format!("`{bad}`")), "{bad}: {e:#}");
+        }
     }
 
     /// A device error inside `captured` comes back as an error (wgpu's default handler would

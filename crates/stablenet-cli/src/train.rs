@@ -606,8 +606,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
         (None, true) => Some(KernelChoice::Tune),
         (None, false) => None,
     };
-    if let (Some(r), true) = (resume.as_mut(), asked.is_some()) {
-        r.level_kernels = None;
+    // A flag that asks for another choice than the checkpoint's applies to the resumed level
+    // too; the same choice goes on with the kernels that level had.
+    if let Some(r) = resume.as_mut()
+        && asked.is_some()
+        && asked != r.kernels
+        && let Some(k) = r.level_kernels.take()
+    {
+        eprintln!("note: the resumed level ran the step kernels {k}; it goes on with what the flags ask for");
     }
     let stored_kernels = resume.as_ref().and_then(|r| r.kernels.clone());
     let kernels = asked.or(stored_kernels).unwrap_or(KernelChoice::Default);
@@ -641,7 +647,7 @@ pub fn execute(
         _ => "",
     };
     if kernels != KernelChoice::Default && !untuned.is_empty() {
-        eprintln!("note: --tune and --kernels choose the GPU's dense step kernels; {untuned} none to choose");
+        eprintln!("note: the step-kernel choice (--tune, --kernels) is the GPU's for dense nets; {untuned} none");
     }
     if let DataSource::Images { .. } = plan.data {
         return crate::image::execute(exp, plan, resume, files, chosen);
@@ -700,12 +706,16 @@ pub fn execute(
         // The resumed level runs what its checkpoint says it ran; the others as chosen.
         let resumed = resume.as_ref().filter(|_| level == start_level).and_then(|r| r.level_kernels.clone());
         let pinned = match &kernels {
-            KernelChoice::Pinned(k) => resumed.or(Some(k.clone())),
-            _ => resumed,
+            KernelChoice::Pinned(k) => resumed.clone().or(Some(k.clone())),
+            _ => resumed.clone(),
         };
         let mut level_kernels = None;
         let trainer: &mut dyn Backend = match gpu.take() {
-            None => cpu_t.insert(Trainer::new(cfg.clone(), params.clone(), tc)?),
+            None => {
+                // Kept for a later resume on the GPU.
+                level_kernels = resumed;
+                cpu_t.insert(Trainer::new(cfg.clone(), params.clone(), tc)?)
+            }
             Some(g) if pinned.is_some() => {
                 let k = pinned.expect("matched");
                 let opts = stablenet_gpu::tune::parse_setting(&k, GpuTrainer::default_options(&tc))

@@ -182,5 +182,5 @@ fn train_tune_times_the_gpu_kernels() {
     assert!(load_model(&tmp("tuned.safetensors")).is_ok());
     let o = run(bin().args(args).arg(tmp("tuned-cpu.safetensors")).args(["--backend", "cpu"]));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("the CPU backend has none to choose"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the CPU backend has none"), "{}", stderr(&o));
 }

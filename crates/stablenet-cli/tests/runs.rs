@@ -354,9 +354,10 @@ fn a_run_on_a_relative_data_file_resumes_from_elsewhere() {
     assert_eq!(accuracy(&o), first, "the resumed run found the data and the model");
 }
 
-/// A tuned GPU run (lavapipe in CI) keeps its choice in its checkpoints: Ctrl-C'd and resumed,
-/// it goes on with the kernels it had, without tuning again, and ends where a run pinned to
-/// them from the start (`--kernels`) ends, bit for bit.
+/// A tuned GPU run (lavapipe in CI) keeps its choice, the row its table marks, in its
+/// checkpoints: Ctrl-C'd and resumed (with `--tune` again, as its command was), it goes on with
+/// the kernels it had, without tuning again, and ends where a run pinned to them from the start
+/// (`--kernels`) ends, bit for bit.
 #[test]
 fn a_tuned_run_resumes_on_its_kernels() {
     let d = dir("tuned");
@@ -364,6 +365,7 @@ fn a_tuned_run_resumes_on_its_kernels() {
     let run = ["train", "--data", "peaks", "--width", "16", "--steps", "4", "--epochs", "4", "--batch-size", "64",
         "--seed=5", "--backend", "gpu"];
     let (out, metrics, ckpt) = (d.join("t.safetensors"), d.join("t.jsonl"), d.join("t.ckpt.safetensors"));
+    let log = d.join("t.stderr");
     let mut tries = 0;
     let kernels = loop {
         let _ = std::fs::remove_file(&metrics);
@@ -375,7 +377,7 @@ fn a_tuned_run_resumes_on_its_kernels() {
             .arg("--metrics")
             .arg(&metrics)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let t0 = Instant::now();
@@ -389,11 +391,15 @@ fn a_tuned_run_resumes_on_its_kernels() {
         // As above: an interruption at an epoch's end tests nothing inside one.
         if meta(&ckpt, "checkpoint_batch") != "0" {
             assert_eq!(meta(&ckpt, "run_kernels"), "tune");
-            break meta(&ckpt, "level_kernels");
+            let kernels = meta(&ckpt, "level_kernels");
+            let table = std::fs::read_to_string(&log).unwrap();
+            let marked: Vec<&str> = table.lines().filter(|l| l.starts_with("  * ")).collect();
+            assert!(marked.len() == 1 && marked[0].contains(&format!("* {kernels} ")), "{kernels}: {table}");
+            break kernels;
         }
         assert!(tries < 3, "three interruptions all fell on an epoch's end");
     };
-    let o = bin().args(["train", "--backend", "gpu", "--resume"]).arg(&ckpt).output().unwrap();
+    let o = bin().args(["train", "--backend", "gpu", "--tune", "--resume"]).arg(&ckpt).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains(&format!("level 1: step kernels {kernels}")) && !err.contains("kernel tuning"), "{err}");
@@ -403,6 +409,7 @@ fn a_tuned_run_resumes_on_its_kernels() {
     let params = |p: &Path| stablenet_core::io::load_model(p).unwrap().params;
     assert!(params(&out) == params(&pinned), "the resumed tuned run ({kernels}) differs from the pinned one");
     // A setting that names nothing is refused before any work.
-    let o = bin().args(run).args(["--kernels", "tiled fblock=5", "--out"]).arg(d.join("x.safetensors")).output().unwrap();
+    let o =
+        bin().args(run).args(["--kernels", "tiled fblock=5", "--out"]).arg(d.join("x.safetensors")).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--kernels"));
 }

@@ -34,7 +34,7 @@ const STEPS: usize = 5;
 #[derive(Clone, Debug)]
 pub struct Trial {
     pub options: KernelOptions,
-    /// `fused`, or `tiled fblock=F,ablock=A,groups=G` with the blocks the plan resolved.
+    /// `fused`, or `tiled fblock=F,ablock=A,groups=G` as asked (see `sizes` for what ran).
     pub setting: String,
     /// The network's [`GpuNet::kernel_sizes`] (empty where it was not built).
     pub sizes: String,
@@ -112,8 +112,8 @@ pub(crate) fn candidates(
 /// tuning made, pinned for a later run (`stablenet train --kernels`) or a resumed one.
 pub fn parse_setting(setting: &str, base: KernelOptions) -> Result<KernelOptions> {
     let (kernels, sizes) = setting.trim().split_once(' ').unwrap_or((setting.trim(), ""));
-    let kernels = StepKernels::parse(kernels)?
-        .with_context(|| format!("kernel setting `{setting}`: name the kernels (fused, per-example or tiled)"))?;
+    let named = format!("kernel setting `{setting}`: expected fused, per-example or tiled, then any tiled sizes");
+    let kernels = StepKernels::parse(kernels).ok().flatten().context(named)?;
     ensure!(
         sizes.is_empty() || kernels == StepKernels::Tiled,
         "kernel setting `{setting}`: only tiled kernels take sizes"
@@ -122,11 +122,13 @@ pub fn parse_setting(setting: &str, base: KernelOptions) -> Result<KernelOptions
     Ok(KernelOptions { kernels: Some(kernels), tiled })
 }
 
-/// What a candidate runs, for the table (read back by [`parse_setting`]).
+/// A candidate's name in the table: its kernels and, for tiled ones, the sizes it asked for
+/// (read back by [`parse_setting`] to the same plan). What the plan made of them (a block
+/// edge 8 where the tiles cannot take it is 4) is in the trial's `sizes`.
 fn setting(o: &KernelOptions, plan: &Plan) -> String {
     match plan.kernels {
         StepKernels::Tiled => {
-            format!("tiled fblock={},ablock={},groups={}", plan.fblock, plan.ablock, o.tiled.groups)
+            format!("tiled fblock={},ablock={},groups={}", o.tiled.forward_block, o.tiled.adjoint_block, o.tiled.groups)
         }
         k => k.name().to_string(),
     }
@@ -299,11 +301,26 @@ mod tests {
     #[test]
     fn settings_read_back_to_their_plans() {
         let keep = KernelOptions { tiled: TiledTuning { keep: true, ..TiledTuning::default() }, kernels: None };
-        for (cfg, n, base) in [(model(128, 32), 32768, KernelOptions::default()), (model(8, 64), 65536, keep)] {
-            for (o, plan) in candidates(&cfg, n, &big(), false, base) {
-                let read = super::parse_setting(&setting(&o, &plan), base).unwrap();
-                let again = crate::kernels::Plan::new(&cfg, n, &big(), false, read.kernels, read.tiled).unwrap();
-                assert_eq!(again, plan, "{}", setting(&o, &plan));
+        // Where 8 x 8 blocks change the tiles but one of them falls back to 4 (w = 128 in 16 KiB
+        // of workgroup memory, 256 in 32 KiB), two plans would have had one name.
+        let shared = |bytes| wgpu::Limits { max_compute_workgroup_storage_size: bytes, ..big() };
+        let cases = [
+            (model(128, 32), 32768, KernelOptions::default(), big()),
+            (model(8, 64), 65536, keep, big()),
+            (model(128, 8), 32768, KernelOptions::default(), shared(16384)),
+            (model(256, 4), 4096, KernelOptions::default(), shared(32768)),
+        ];
+        for (cfg, n, base, lim) in cases {
+            let all = candidates(&cfg, n, &lim, false, base);
+            let names: Vec<String> = all.iter().map(|(o, p)| setting(o, p)).collect();
+            assert!(names.iter().enumerate().all(|(i, s)| !names[..i].contains(s)), "w = {}: {names:?}", cfg.width);
+            for ((o, plan), name) in all.iter().zip(&names) {
+                let read = super::parse_setting(name, base).unwrap();
+                if plan.kernels == StepKernels::Tiled {
+                    assert_eq!(read.tiled, o.tiled, "{name}");
+                }
+                let again = crate::kernels::Plan::new(&cfg, n, &lim, false, read.kernels, read.tiled).unwrap();
+                assert_eq!(again, *plan, "{name}");
             }
         }
         for bad in ["", "auto", "tiled fblock=5", "fused groups=2", "tiles"] {

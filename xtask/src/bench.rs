@@ -17,7 +17,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--out FILE] [--only NAME[,NAME..]] [--no-torch] \
-    [--device NAME] [--software] [--no-cpu] [--no-gpu] [--steps K] [--python PATH] [--torch-args ARGS]\n       \
+    [--device NAME] [--software] [--no-cpu] [--no-gpu] [--steps K] [--tune] [--python PATH] \
+    [--torch-args ARGS]\n       \
     cargo xtask bench --summarize FILE.jsonl";
 
 const T_FINAL: f64 = 5.0;
@@ -43,6 +44,8 @@ struct Opts {
     cpu: bool,
     gpu: bool,
     steps: Option<usize>,
+    /// Tune the GPU's step kernels before timing (also STABLENET_GPU_TUNE=1).
+    tune: bool,
     python: Option<String>,
     torch_args: Vec<String>,
 }
@@ -58,6 +61,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         cpu: true,
         gpu: true,
         steps: None,
+        tune: false,
         python: None,
         torch_args: Vec::new(),
     };
@@ -74,6 +78,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--no-cpu" => o.cpu = false,
             "--no-gpu" => o.gpu = false,
             "--steps" => o.steps = Some(value()?.parse().context("--steps")?),
+            "--tune" => o.tune = true,
             "--python" => o.python = Some(value()?),
             "--torch-args" => o.torch_args = value()?.split_whitespace().map(str::to_owned).collect(),
             "-h" | "--help" => {
@@ -231,7 +236,7 @@ fn cpu_stepper(cfg: &ModelConfig, params: Params<f32>, data: Dataset) -> Result<
 /// that cannot run the kernels asked for fails with the reason.
 /// `STABLENET_GPU_TILED=invocations=N,groups=N,db=N,checks=all|bounds|none,fblock=4|8,
 /// ablock=4|8,keep=0|1` sizes or builds the tiled steps otherwise than by default
-/// (`TiledTuning`), for the same purpose. `STABLENET_GPU_TUNE=1` then tunes from there
+/// (`TiledTuning`), for the same purpose. `--tune` or `STABLENET_GPU_TUNE=1` then tunes from there
 /// (`stablenet_gpu::tune`, as `stablenet train --tune`): every other setting the workload
 /// allows trains a few steps first, and the fastest is timed (`gpu_tuning` says what ran).
 fn gpu_options() -> Result<KernelOptions> {
@@ -247,13 +252,18 @@ fn gpu_options() -> Result<KernelOptions> {
 }
 
 /// The GPU stepper: one submit per step (`GpuNet::train_step`), then the loss read back.
-fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset) -> Result<Stepper> {
+fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset, tune: bool) -> Result<Stepper> {
     let hyper = Hyper { optimizer: OptimizerKind::sgd(LR, 0.0)?, regularizer: Regularizer::default() };
     let n = data.len();
     let mut options = gpu_options()?;
-    let tuning = match std::env::var("STABLENET_GPU_TUNE").as_deref() {
-        Err(_) | Ok("" | "0") => None,
-        Ok("1") => {
+    let tune = match std::env::var("STABLENET_GPU_TUNE").as_deref() {
+        Err(_) | Ok("" | "0") => tune,
+        Ok("1") => true,
+        Ok(v) => bail!("STABLENET_GPU_TUNE={v}: expected 1 or 0"),
+    };
+    let tuning = match tune {
+        false => None,
+        true => {
             let t = stablenet_gpu::tune::tune(&gpu, cfg, params, n, n, hyper, options)?;
             eprint!("bench: {}", t.table());
             options = t.options();
@@ -267,7 +277,6 @@ fn gpu_stepper(gpu: Gpu, cfg: &ModelConfig, params: &Params<f32>, data: &Dataset
                 .collect();
             Some(json!({ "chosen": t.trials[t.chosen].setting, "seconds": t.seconds, "trials": trials }))
         }
-        Ok(v) => bail!("STABLENET_GPU_TUNE={v}: expected 1 or 0"),
     };
     let mut net = GpuNet::with_options(gpu, cfg, n, n, Some(hyper), options)?;
     net.set_params(params)?;
@@ -589,7 +598,7 @@ impl Run {
                 let cfg = model(job);
                 let params = Params::<f32>::init(&cfg, 2);
                 let data = batch(job, 1);
-                let measure = || gpu_stepper(Gpu::from_adapter(&adapter)?, &cfg, &params, &data);
+                let measure = || gpu_stepper(Gpu::from_adapter(&adapter)?, &cfg, &params, &data, self.opts.tune);
                 let rec = self.record(job, "stablenet-gpu", &label, software, measure, false);
                 self.emit(rec)?;
             }

@@ -178,7 +178,6 @@ pub struct Report<'a> {
 
 impl Report<'_> {
     pub fn print(&self, predicted: &[usize], labels: &[u32], c: usize, json: bool) -> Result<()> {
-        use std::fmt::Write;
         let mut s = String::new();
         // confusion[true][predicted]
         let mut confusion = vec![vec![0usize; c]; c];
@@ -203,26 +202,23 @@ impl Report<'_> {
             });
             return crate::emit(&format!("{v}\n"));
         }
-        writeln!(s, "model: {} {}", self.model.display(), self.describe).expect("String");
-        writeln!(s, "data:  {}", self.what).expect("String");
-        writeln!(s, "loss {:.4}   accuracy {:.2}%   ({} of {n})", self.loss, 100.0 * accuracy, trace(&confusion))
-            .expect("String");
-        writeln!(s).expect("String");
-        writeln!(s, "class  examples  correct  accuracy").expect("String");
+        s += &format!("model: {} {}\n", self.model.display(), self.describe);
+        s += &format!("data:  {}\n", self.what);
+        s += &format!("loss {:.4}   accuracy {:.2}%   ({} of {n})\n\n", self.loss, 100.0 * accuracy, trace(&confusion));
+        s += "class  examples  correct  accuracy\n";
         for k in 0..c {
             let acc = per_class[k].map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
-            writeln!(s, "{k:>5}  {:>8}  {:>7}  {acc:>8}", support[k], confusion[k][k]).expect("String");
+            s += &format!("{k:>5}  {:>8}  {:>7}  {acc:>8}\n", support[k], confusion[k][k]);
         }
-        writeln!(s).expect("String");
-        writeln!(s, "confusion matrix (rows: true class, columns: predicted class)").expect("String");
+        s += "\nconfusion matrix (rows: true class, columns: predicted class)\n";
         let cell = confusion.iter().flatten().max().map_or(1, |m| m.to_string().len()).max(c.to_string().len()) + 1;
-        write!(s, "{:>6}", "").expect("String");
-        (0..c).for_each(|k| write!(s, "{k:>cell$}").expect("String"));
-        writeln!(s).expect("String");
+        s += &format!("{:>6}", "");
+        (0..c).for_each(|k| s += &format!("{k:>cell$}"));
+        s += "\n";
         for (k, row) in confusion.iter().enumerate() {
-            write!(s, "{k:>6}").expect("String");
-            row.iter().for_each(|v| write!(s, "{v:>cell$}").expect("String"));
-            writeln!(s).expect("String");
+            s += &format!("{k:>6}");
+            row.iter().for_each(|v| s += &format!("{v:>cell$}"));
+            s += "\n";
         }
         crate::emit(&s)
     }

@@ -47,9 +47,8 @@ impl GpuTrainer {
         tc: TrainConfig,
         data_capacity: usize,
     ) -> Result<Self> {
-        check_setup(&cfg, params, &tc)?;
         let opts = Self::default_options(&tc);
-        Self::build(gpu, cfg, params, tc, data_capacity, opts)
+        Self::with_options(gpu, cfg, params, tc, data_capacity, opts)
     }
 
     /// [`GpuTrainer::new`] with the step kernels that trained fastest on this adapter, for
@@ -73,7 +72,8 @@ impl GpuTrainer {
         // default may: the table then says so.
         let opts = tuning.options();
         let built = tune::captured(&gpu, || {
-            Self::build(gpu.clone(), cfg.clone(), params, tc.clone(), data_capacity, opts).map_err(anyhow::Error::from)
+            Self::with_options(gpu.clone(), cfg.clone(), params, tc.clone(), data_capacity, opts)
+                .map_err(anyhow::Error::from)
         });
         let t = match built {
             Ok(t) => t,
@@ -81,7 +81,7 @@ impl GpuTrainer {
                 let chosen = &mut tuning.trials[tuning.chosen];
                 chosen.seconds = Err(format!("fastest, but not built beside the data set: {e:#}"));
                 tuning.chosen = 0;
-                Self::build(gpu, cfg, params, tc, data_capacity, tuning.options())?
+                Self::with_options(gpu, cfg, params, tc, data_capacity, tuning.options())?
             }
             Err(e) => return Err(core_error(e)),
         };
@@ -107,7 +107,11 @@ impl GpuTrainer {
         opts: KernelOptions,
     ) -> Result<Self> {
         check_setup(&cfg, params, &tc)?;
-        Self::build(gpu, cfg, params, tc, data_capacity, opts)
+        let hyper = Hyper { optimizer: tc.optimizer, regularizer: tc.regularizer };
+        let capacity = data_capacity.max(tc.batch_size);
+        let net = GpuNet::with_options(gpu, &cfg, tc.batch_size, capacity, Some(hyper), opts).map_err(core_error)?;
+        net.set_params(params).map_err(core_error)?;
+        Ok(GpuTrainer { net, tc, at: Progress::default(), resident: None, capacity })
     }
 
     /// The GPU rebuilds states in reverse time or keeps them as the integrator needs, whatever
@@ -117,21 +121,6 @@ impl GpuTrainer {
     pub fn default_options(tc: &TrainConfig) -> KernelOptions {
         let keep = tc.method == Some(GradMethod::Stored);
         KernelOptions { tiled: TiledTuning { keep, ..TiledTuning::default() }, ..KernelOptions::default() }
-    }
-
-    fn build(
-        gpu: Gpu,
-        cfg: ModelConfig,
-        params: &Params<f32>,
-        tc: TrainConfig,
-        data_capacity: usize,
-        opts: KernelOptions,
-    ) -> Result<Self> {
-        let hyper = Hyper { optimizer: tc.optimizer, regularizer: tc.regularizer };
-        let capacity = data_capacity.max(tc.batch_size);
-        let net = GpuNet::with_options(gpu, &cfg, tc.batch_size, capacity, Some(hyper), opts).map_err(core_error)?;
-        net.set_params(params).map_err(core_error)?;
-        Ok(GpuTrainer { net, tc, at: Progress::default(), resident: None, capacity })
     }
 
     pub fn net(&self) -> &GpuNet {

@@ -684,6 +684,15 @@ pub fn execute(
         Chosen::Gpu(g) => Some(*g),
         Chosen::Cpu => None,
     };
+    // A pinned setting must run every level: known before the first one trains.
+    if let (Some(g), KernelChoice::Pinned(k)) = (&gpu, &kernels) {
+        let opts = stablenet_gpu::tune::parse_setting(k, GpuTrainer::default_options(method))?;
+        for level in start_level..plan.levels.len() {
+            let cfg = plan.model(level, d, classes);
+            stablenet_gpu::tune::check_options(g, &cfg, plan.batch_size, opts)
+                .with_context(|| format!("--kernels {k} at level {} (N = {})", level + 1, cfg.steps))?;
+        }
+    }
     let val = (!split.val.is_empty()).then_some(&split.val);
     let mut final_opt = Vec::new();
     let mut device = String::from("CPU");
@@ -718,7 +727,7 @@ pub fn execute(
             }
             Some(g) if pinned.is_some() => {
                 let k = pinned.expect("matched");
-                let opts = stablenet_gpu::tune::parse_setting(&k, GpuTrainer::default_options(&tc))
+                let opts = stablenet_gpu::tune::parse_setting(&k, GpuTrainer::default_options(tc.method))
                     .with_context(|| format!("the kernels of level {}", level + 1))?;
                 eprintln!("level {}: step kernels {k}", level + 1);
                 let t = GpuTrainer::with_options(g, cfg.clone(), &params, tc, split.train.len(), opts)?;

@@ -183,4 +183,10 @@ fn train_tune_times_the_gpu_kernels() {
     let o = run(bin().args(args).arg(tmp("tuned-cpu.safetensors")).args(["--backend", "cpu"]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("the CPU backend has none"), "{}", stderr(&o));
+    // A pinned setting the model cannot run is refused before anything trains.
+    let pinned = ["train", "--data", "ellipses", "--width", "12", "--kernels", "fused", "--backend", "gpu", "--out"];
+    let o = run(bin().args(pinned).arg(tmp("never.safetensors")));
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("--kernels fused at level 1") && err.contains("w^2 + w"), "{err}");
+    assert!(!err.contains("epoch"), "it trained first: {err}");
 }

@@ -47,7 +47,7 @@ impl GpuTrainer {
         tc: TrainConfig,
         data_capacity: usize,
     ) -> Result<Self> {
-        let opts = Self::default_options(&tc);
+        let opts = Self::default_options(tc.method);
         Self::with_options(gpu, cfg, params, tc, data_capacity, opts)
     }
 
@@ -64,7 +64,7 @@ impl GpuTrainer {
     ) -> Result<(Self, Tuning)> {
         check_setup(&cfg, params, &tc)?;
         let hyper = Hyper { optimizer: tc.optimizer, regularizer: tc.regularizer };
-        let base = Self::default_options(&tc);
+        let base = Self::default_options(tc.method);
         let n = tc.batch_size.min(data_capacity.max(1));
         let mut tuning = tune::tune(&gpu, &cfg, params, tc.batch_size, n, hyper, base).map_err(core_error)?;
         // The trials held one batch; the trainer also holds the whole data set. Where the
@@ -118,8 +118,8 @@ impl GpuTrainer {
     /// the `method`, with one exception: `Stored` has tiled Verlet steps keep their
     /// pre-activations (TiledTuning::keep), PyTorch's count of products for memory that grows
     /// with depth. An impossible method is refused (`check_setup`, the CPU trainer's checks).
-    pub fn default_options(tc: &TrainConfig) -> KernelOptions {
-        let keep = tc.method == Some(GradMethod::Stored);
+    pub fn default_options(method: Option<GradMethod>) -> KernelOptions {
+        let keep = method == Some(GradMethod::Stored);
         KernelOptions { tiled: TiledTuning { keep, ..TiledTuning::default() }, ..KernelOptions::default() }
     }
 

@@ -122,6 +122,14 @@ pub fn parse_setting(setting: &str, base: KernelOptions) -> Result<KernelOptions
     Ok(KernelOptions { kernels: Some(kernels), tiled })
 }
 
+/// Whether `opts` can step the model in batches of `nmax` on this adapter: the error that
+/// building it would give, without building it (a pinned setting is checked for every level
+/// before the first trains).
+pub fn check_options(gpu: &Gpu, cfg: &ModelConfig, nmax: usize, opts: KernelOptions) -> Result<()> {
+    let nmax = u32::try_from(nmax).map_err(|_| anyhow::anyhow!("batch of {nmax}: the GPU kernels index in u32"))?;
+    Plan::new(cfg, nmax, &gpu.limits, gpu.is_software(), opts.kernels, opts.tiled).map(|_| ())
+}
+
 /// A candidate's name in the table: its kernels and, for tiled ones, the sizes it asked for
 /// (read back by [`parse_setting`] to the same plan). What the plan made of them (a block
 /// edge 8 where the tiles cannot take it is 4) is in the trial's `sizes`.

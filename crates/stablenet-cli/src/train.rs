@@ -108,7 +108,8 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "kernels")]
     tune: bool,
     /// GPU: the step kernels as a tuning table names them, e.g. "tiled fblock=8,ablock=8,groups=1024"
-    /// or "fused", for every level (to repeat a tuned run bit for bit).
+    /// or "fused", for every level or one per level separated by ';' (to repeat a tuned run bit
+    /// for bit: a tuned run ends by naming them).
     #[arg(long)]
     kernels: Option<String>,
     /// Where to write the trained model [default: out/model.safetensors; with --resume, the
@@ -182,14 +183,30 @@ impl KernelChoice {
     }
 }
 
-/// A GPU run's kernel choice and the setting its current level runs, added to what
-/// [`checkpoint_meta`] records, so that a resumed tuned run continues on the kernels it had.
-fn kernel_meta(meta: &mut BTreeMap<String, String>, choice: &KernelChoice, level: Option<&str>) {
+/// A GPU run's kernel choice, the setting its current level runs and those of every level so
+/// far (`;` between levels, empty where a level had the defaults or the CPU), added to what
+/// [`checkpoint_meta`] records: a resumed tuned run continues on the kernels it had, and a
+/// finished one can be pinned level by level.
+fn kernel_meta(meta: &mut BTreeMap<String, String>, choice: &KernelChoice, level: Option<&str>, by_level: &[String]) {
     if let Some(c) = choice.recorded() {
         meta.insert("run_kernels".into(), c.to_string());
     }
     if let Some(l) = level {
         meta.insert("level_kernels".into(), l.to_string());
+    }
+    if by_level.iter().any(|k| !k.is_empty()) {
+        meta.insert("kernels_by_level".into(), by_level.join(";"));
+    }
+}
+
+/// The setting `--kernels` gives a level: its only one, or the level's of one per level
+/// (separated by `;`).
+fn level_setting(k: &str, level: usize, levels: usize) -> Result<String> {
+    let parts: Vec<&str> = k.split(';').map(str::trim).collect();
+    match parts.len() {
+        1 => Ok(parts[0].to_string()),
+        n if n == levels => Ok(parts[level].to_string()),
+        n => bail!("--kernels names {n} settings for {levels} levels: give one, or one per level"),
     }
 }
 
@@ -210,6 +227,8 @@ pub struct Resume {
     /// (`level_kernels`); None for the defaults and in older checkpoints.
     pub(crate) kernels: Option<KernelChoice>,
     pub(crate) level_kernels: Option<String>,
+    /// What every level so far ran (`kernels_by_level`; empty where unknown).
+    pub(crate) kernels_by_level: Vec<String>,
 }
 
 impl Resume {
@@ -349,6 +368,10 @@ pub fn read_resume(path: &Path) -> Result<(Experiment, Resume)> {
         method,
         kernels: metadata.get("run_kernels").map(|k| KernelChoice::from_recorded(k)),
         level_kernels: metadata.get("level_kernels").cloned(),
+        kernels_by_level: metadata
+            .get("kernels_by_level")
+            .map(|k| k.split(';').map(str::to_string).collect())
+            .unwrap_or_default(),
     };
     Ok((exp, r))
 }
@@ -490,7 +513,7 @@ struct DenseLevel<'a> {
     exp: &'a Experiment,
     files: &'a RunFiles,
     method: Option<GradMethod>,
-    kernels: (&'a KernelChoice, Option<&'a str>),
+    kernels: (&'a KernelChoice, Option<&'a str>, &'a [String]),
     train: &'a Dataset,
     val: Option<&'a Dataset>,
 }
@@ -507,7 +530,7 @@ impl Level for DenseLevel<'_> {
     }
     fn checkpoint(&self, pos: (usize, usize, usize)) -> Result<()> {
         let mut meta = checkpoint_meta(self.exp, self.files, self.method, pos, self.t.tally());
-        kernel_meta(&mut meta, self.kernels.0, self.kernels.1);
+        kernel_meta(&mut meta, self.kernels.0, self.kernels.1, self.kernels.2);
         save(&self.files.checkpoint, self.cfg, &*self.t, &meta)
     }
 }
@@ -600,7 +623,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     // follows the flags too.
     let asked = match (&a.kernels, a.tune) {
         (Some(k), _) => {
-            stablenet_gpu::tune::parse_setting(k, Default::default()).context("--kernels")?;
+            for part in k.split(';') {
+                stablenet_gpu::tune::parse_setting(part.trim(), Default::default()).context("--kernels")?;
+            }
             Some(KernelChoice::Pinned(k.clone()))
         }
         (None, true) => Some(KernelChoice::Tune),
@@ -686,13 +711,14 @@ pub fn execute(
     };
     // A pinned setting must run every level: known before the first one trains.
     if let (Some(g), KernelChoice::Pinned(k)) = (&gpu, &kernels) {
-        let opts = stablenet_gpu::tune::parse_setting(k, GpuTrainer::default_options(method))?;
         for level in start_level..plan.levels.len() {
-            let cfg = plan.model(level, d, classes);
+            let (cfg, k) = (plan.model(level, d, classes), level_setting(k, level, plan.levels.len())?);
+            let opts = stablenet_gpu::tune::parse_setting(&k, GpuTrainer::default_options(method))?;
             stablenet_gpu::tune::check_options(g, &cfg, plan.batch_size, opts)
                 .with_context(|| format!("--kernels {k} at level {} (N = {})", level + 1, cfg.steps))?;
         }
     }
+    let mut by_level = resume.as_ref().map(|r| r.kernels_by_level.clone()).unwrap_or_default();
     let val = (!split.val.is_empty()).then_some(&split.val);
     let mut final_opt = Vec::new();
     let mut device = String::from("CPU");
@@ -715,7 +741,7 @@ pub fn execute(
         // The resumed level runs what its checkpoint says it ran; the others as chosen.
         let resumed = resume.as_ref().filter(|_| level == start_level).and_then(|r| r.level_kernels.clone());
         let pinned = match &kernels {
-            KernelChoice::Pinned(k) => resumed.clone().or(Some(k.clone())),
+            KernelChoice::Pinned(k) => resumed.clone().or(Some(level_setting(k, level, plan.levels.len())?)),
             _ => resumed.clone(),
         };
         let mut level_kernels = None;
@@ -754,7 +780,9 @@ pub fn execute(
         device = trainer.device();
         eprintln!("level {}: N = {}, h = {:.4} on {device}", level + 1, cfg.steps, cfg.h());
         let batches = split.train.len().div_ceil(plan.batch_size);
-        let lk = (&kernels, level_kernels.as_deref());
+        by_level.resize(level, String::new());
+        by_level.push(level_kernels.clone().unwrap_or_default());
+        let lk = (&kernels, level_kernels.as_deref(), by_level.as_slice());
         let mut lvl =
             DenseLevel { t: &mut *trainer, cfg: &cfg, exp, files, method, kernels: lk, train: &split.train, val };
         run_level(&mut lvl, &plan, level, cfg.steps, batches, "val", &mut metrics, ckpt)?;
@@ -769,7 +797,7 @@ pub fn execute(
             params = p;
             // The next level's checkpoint starts at its epoch 0 with a fresh optimiser.
             let mut meta = checkpoint_meta(exp, files, method, (level + 1, 0, 0), Tally::default());
-            kernel_meta(&mut meta, &kernels, None);
+            kernel_meta(&mut meta, &kernels, None, &by_level);
             save_fresh(&next, &params, &meta, ckpt)?;
         }
     }
@@ -789,8 +817,15 @@ pub fn execute(
         100.0 * train_eval.accuracy,
         start.elapsed().as_secs_f64()
     );
+    let pins = by_level.join(";");
+    if kernels == KernelChoice::Tune && by_level.len() == plan.levels.len() && by_level.iter().all(|k| !k.is_empty()) {
+        eprintln!("step kernels by level: {pins}; to repeat this run bit for bit: --kernels \"{pins}\"");
+    }
     crate::ensure_parent(&files.out)?;
     let mut meta = BTreeMap::new();
+    if by_level.iter().any(|k| !k.is_empty()) {
+        meta.insert("kernels_by_level".into(), pins);
+    }
     meta.insert("experiment".into(), exp.to_toml());
     meta.insert("optimizer".into(), plan.optimizer.to_string());
     // Where the data came from, so eval and plot can regenerate or find it (files by absolute

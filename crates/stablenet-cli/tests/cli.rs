@@ -190,3 +190,28 @@ fn train_tune_times_the_gpu_kernels() {
     assert!(!o.status.success() && err.contains("--kernels fused at level 1") && err.contains("w^2 + w"), "{err}");
     assert!(!err.contains("epoch"), "it trained first: {err}");
 }
+
+/// A two-level tuned run (lavapipe in CI) names what each level ran, in its model and in a hint;
+/// pinned to those with `--kernels "A;B"`, a second run ends with the same parameters, bit for
+/// bit. A count of settings that is neither one nor the levels' is refused.
+#[test]
+fn a_tuned_multilevel_run_can_be_pinned_level_by_level() {
+    #[rustfmt::skip]
+    let args = ["train", "--data", "ellipses", "--width", "16", "--levels", "4,8", "--epochs", "1",
+        "--backend", "gpu", "--out"];
+    let tuned = tmp("tuned2.safetensors");
+    let o = run(bin().args(args).arg(&tuned).arg("--tune"));
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("level 2: kernel tuning, "), "both levels tune: {err}");
+    let pins = load_model(&tuned).unwrap().metadata["kernels_by_level"].clone();
+    assert_eq!(pins.split(';').count(), 2, "{pins}");
+    assert!(err.contains(&format!("--kernels \"{pins}\"")), "{err}");
+    let pinned = tmp("pinned2.safetensors");
+    let o = run(bin().args(args).arg(&pinned).args(["--kernels", &pins]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(load_model(&tuned).unwrap().params == load_model(&pinned).unwrap().params, "{pins}");
+    let three = format!("{pins};fused");
+    let o = run(bin().args(args).arg(tmp("never3.safetensors")).args(["--kernels", &three]));
+    assert!(!o.status.success() && stderr(&o).contains("3 settings for 2 levels"), "{}", stderr(&o));
+}

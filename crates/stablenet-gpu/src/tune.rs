@@ -171,10 +171,9 @@ pub fn tune(
 ) -> Result<Tuning> {
     let start = Instant::now();
     ensure!(n >= 1 && n <= nmax, "kernel tuning: {n} examples per step for batches of at most {nmax}");
-    let nmax32 =
-        u32::try_from(nmax).map_err(|_| anyhow::anyhow!("batch of {nmax} examples: the GPU kernels index in u32"))?;
+    check_options(gpu, cfg, nmax, base)?;
+    let nmax32 = nmax as u32; // check_options refused more than u32 holds
     let (lim, software) = (&gpu.limits, gpu.is_software());
-    Plan::new(cfg, nmax32, lim, software, base.kernels, base.tiled)?;
     let mut rng = Rng::new(0x7u64);
     let x = (0..n * cfg.d).map(|_| rng.normal() as f32).collect();
     let labels = (0..n).map(|i| (i % cfg.classes) as u32).collect();
@@ -189,8 +188,9 @@ pub fn tune(
             Ok((s, sizes)) => (Ok(s), sizes),
             Err(e) => (Err(format!("not run: {e:#}")), String::new()),
         };
-        log::info!("tuning {}: {seconds:?}", setting(&options, &plan));
-        trials.push(Trial { options, setting: setting(&options, &plan), sizes, seconds, plan });
+        let name = setting(&options, &plan);
+        log::info!("tuning {name}: {seconds:?}");
+        trials.push(Trial { options, setting: name, sizes, seconds, plan });
     }
     let chosen = choose(&trials.iter().map(|t| t.seconds.clone().ok()).collect::<Vec<_>>())
         .with_context(|| format!("kernel tuning: no candidate ran ({}: {:?})", trials[0].setting, trials[0].seconds))?;

@@ -151,16 +151,37 @@ fn tile_rows(at: u32) -> mat4x4<f32> {
     return mat4x4<f32>(tiles[at], tiles[at + RQ], tiles[at + 2u * RQ], tiles[at + 3u * RQ]);
 }
 
-// X M_{j,m} for the invocation's block, X the tile t: sum over k of X[e][k] M[k][4c + q].
-// Four k at a time, as a 4x4 matrix product the driver turns into 64 FMAs.
+// X M_{j,m} for the invocation's block, X the tile t: sum over k of X[e][k] M[k][4c + q],
+// k in order. Four k at a time, each a rank-1 update of the block in 16 multiply-adds into
+// the sums themselves: a 4x4 matrix product added to them was 64 multiply-adds and 16 more
+// additions, each entry's chain of four ending in one.
 fn product(t: u32, m: u32, j: u32, r: u32, c: u32) -> mat4x4<f32> {
     var a = mat4x4<f32>();
     let x0 = t * WP * RQ + r;
     let m0 = (j * 2u + m) * WP * CQ + c;
-    for (var k = 0u; k < WP; k += 4u) {
-        a += tile_rows(x0 + k * RQ) * transpose(op_rows(m0 + k * CQ));
+    var x = tile_rows(x0);
+    var o = op_rows(m0);
+    for (var k = 4u; k < WP; k += 4u) {
+        // The next rows' loads before this rows' multiply-adds.
+        let xn = tile_rows(x0 + k * RQ);
+        let on = op_rows(m0 + k * CQ);
+        a = rank1(a, x[0], o[0]);
+        a = rank1(a, x[1], o[1]);
+        a = rank1(a, x[2], o[2]);
+        a = rank1(a, x[3], o[3]);
+        x = xn;
+        o = on;
     }
+    a = rank1(a, x[0], o[0]);
+    a = rank1(a, x[1], o[1]);
+    a = rank1(a, x[2], o[2]);
+    a = rank1(a, x[3], o[3]);
     return a;
+}
+
+// a + x o^T: column q gains x o[q] (x over the block's examples, o over its components).
+fn rank1(a: mat4x4<f32>, x: vec4<f32>, o: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(fma(x, vec4<f32>(o.x), a[0]), fma(x, vec4<f32>(o.y), a[1]), fma(x, vec4<f32>(o.z), a[2]), fma(x, vec4<f32>(o.w), a[3]));
 }
 
 // Rows k .. k + 3 of an operator's component quad, from `at` = row k's: column kk holds row
@@ -299,10 +320,17 @@ fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
         let pa = (ta * WP + a0) * RQ;
         let pb = (tb * WP + b0) * RQ;
         if DB == 4u {
+            // m[bb][aa] = sum over the tile's examples l of A[l][a0 + aa] B[l][b0 + bb], a
+            // rank-1 update per example (product's rank1).
             var m = mat4x4<f32>();
             for (var i = 0u; i < RQ; i++) {
                 let e = skewed(i, skew);
-                m += transpose(tile_rows(pa + e)) * tile_rows(pb + e);
+                let xa = transpose(tile_rows(pa + e));
+                let xb = transpose(tile_rows(pb + e));
+                m = rank1(m, xa[0], xb[0]);
+                m = rank1(m, xa[1], xb[1]);
+                m = rank1(m, xa[2], xb[2]);
+                m = rank1(m, xa[3], xb[3]);
             }
             // m[bb][aa] = dK[a0 + aa][b0 + bb]: rows of dK are the columns of m^T.
             let mt = transpose(m);

@@ -4,6 +4,10 @@
 
 // Steps cursor[0] .. cursor[0] + SPD - 1 (those below N) for the tile's examples:
 // z -= h sigma(K^T y + b); y += h sigma(K z + b).
+// The states live in the tiles for the whole dispatch (y in 0, z in 1), each invocation
+// updating its own block in place: the half step that reads one tile writes only the other,
+// so two barriers a step keep them apart, as staging did, and no invocation holds the 32
+// floats of its y and z blocks in registers through the products.
 @compute @workgroup_size(TWG)
 fn tile_forward(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -14,24 +18,22 @@ fn tile_forward(
     let r = li % RQ;
     let c = li / RQ;
     let s0 = f.g * BM + 4u * r;
-    var y = load(ST, 0u, s0, c);
-    var z = load(ST, 1u, s0, c);
-    // Each barrier also keeps a tile from being overwritten while another invocation still
-    // reads it for the step before.
+    let own = 4u * c * RQ + r;
+    stage(0u, r, c, load(ST, 0u, s0, c));
+    stage(1u, r, c, load(ST, 1u, s0, c));
+    workgroupBarrier();
     for (var j = f.j0; j < f.j1; j++) {
-        stage(0u, r, c, y);
-        workgroupBarrier();
         let u = add_bias(product(0u, 0u, j, r, c), j, c);
         keep_input(2u * j, s0, c, u);
-        z -= H * act_m(u);
-        stage(1u, r, c, z);
+        stage(1u, r, c, tile_rows(WP * RQ + own) - H * act_m(u));
         workgroupBarrier();
         let v = add_bias(product(1u, 1u, j, r, c), j, c);
         keep_input(2u * j + 1u, s0, c, v);
-        y += H * act_m(v);
+        stage(0u, r, c, tile_rows(own) + H * act_m(v));
+        workgroupBarrier();
     }
-    store(ST, 0u, s0, c, y);
-    store(ST, 1u, s0, c, z);
+    store(ST, 0u, s0, c, tile_rows(own));
+    store(ST, 1u, s0, c, tile_rows(WP * RQ + own));
 }
 
 // KEEP (TiledTuning keep): the forward keeps the pre-activations K_j^T y_j + b_j in slot 2 j

@@ -28,8 +28,8 @@
 //   5  kept    rw    resnet/antisym: the state before every step, [N][NMAX][W] (network.wgsl
 //                    `store`; MODEL.md section 3); Verlet with KEEP: both pre-activations of
 //                    every step, [2 N][NMAX][W] (verlet_tiled.wgsl keep_input)
-//   6-8            st, acc, tpart again as vec4 rows, for verlet_tiled8.wgsl's tile_adjoint8
-//                    (bound only when it runs)
+//   6-8            st, acc, tpart again as vec4 rows: tpart4 (8) for put_row's dK_j rows, and
+//                    st4, acc4 (6, 7) for verlet_tiled8.wgsl's tile_adjoint8
 
 const CQ: u32 = WP / 4u;
 const BM: u32 = 4u * RQ;
@@ -54,6 +54,10 @@ override TPW: u32 = 1u;
 @group(0) @binding(3) var<storage, read_write> tpart: array<f32>;
 @group(0) @binding(4) var<storage, read_write> cursor: array<u32>;
 @group(0) @binding(5) var<storage, read_write> kept: array<f32>;
+// tpart as vec4 rows (put_row). Two bindings of one buffer are not coherent with each other
+// inside a dispatch, so dK_j's partials go only through tpart4 where it is used, and db_j's,
+// a range of their own, through tpart.
+@group(0) @binding(8) var<storage, read_write> tpart4: array<vec4<f32>>;
 
 // Two operand tiles, [tile][k][r]: component k of examples 4r .. 4r + 3 as one vec4.
 var<workgroup> tiles: array<vec4<f32>, 2u * WP * RQ>;
@@ -461,8 +465,21 @@ fn skewed(i: u32, skew: u32) -> u32 {
 }
 
 // Row a of a DB-wide block of dK at column b0 (v's first DB entries); nothing past the width.
+// 4 x 4 blocks of a width that is a multiple of 4 move as one vec4 through tpart4: scalar
+// stores, 16 bytes apart from one invocation to the next, used a quarter of each sector they
+// wrote, once per tile and half step (wide: 128 KiB a tile).
 fn put_row(base: u32, a: u32, b0: u32, v: vec4<f32>, first: bool) {
-    if a < W {
-        put_partial(base + a * W, b0, DB, v, first);
+    if a >= W {
+        return;
     }
+    if DB == 4u && W % 4u == 0u {
+        let at = (base + a * W + b0) / 4u;
+        if first {
+            tpart4[at] = v;
+        } else {
+            tpart4[at] += v;
+        }
+        return;
+    }
+    put_partial(base + a * W, b0, DB, v, first);
 }

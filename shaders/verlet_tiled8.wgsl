@@ -9,14 +9,13 @@
 // the f32 rate). An 8 x 8 block, two example quads by two component quads, does 256
 // multiply-adds for 16 loads. A quarter of the invocations own the same tile.
 //
-// Bindings 6-8 (ablock=8 only, W % 4 = 0; the host binds them then): st, acc and tpart again
-// as vec4 rows, so that the adjoint's state blocks and gradient rows move 16 bytes at a time.
+// Bindings 6-8 (used with W % 4 = 0; tpart4 is tiles.wgsl's): st, acc and tpart again as vec4
+// rows, so that the adjoint's state blocks and gradient rows move 16 bytes at a time.
 // Two bindings of one buffer are not coherent with each other inside a dispatch, so
 // tile_adjoint8 reaches the states only through st4 and acc4, and dK_j's partials only through
 // tpart4; bias_sums writes db_j's, a range of their own, through tpart.
 @group(0) @binding(6) var<storage, read_write> st4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> acc4: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> tpart4: array<vec4<f32>>;
 
 const TWG8: u32 = max(TWG / 4u, 1u);
 const RQ2: u32 = max(RQ / 2u, 1u);

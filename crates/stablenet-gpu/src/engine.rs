@@ -270,7 +270,8 @@ impl GpuNet {
         let max_rc = [w * w + w, c * w + c, w * d + w].into_iter().max().unwrap_or(1) as u64;
         let (fuse, tiled) = (plan.kernels == StepKernels::Fused, plan.kernels == StepKernels::Tiled);
         let block = plan.block;
-        let partials = (chunks * max_rc).max(plan.partials);
+        // A whole number of vec4s: the tiled steps also bind the partials as vec4 rows.
+        let partials = (chunks * max_rc).max(plan.partials).next_multiple_of(4);
         // The factors P, Q, R, S, B of every example: per-example steps only; fused and tiled
         // ones sum them in workgroup memory, and only the opening's P is left (open_adjoint).
         // The scratch slot: leapfrog, resnet and antisym.
@@ -467,9 +468,9 @@ impl GpuNet {
         let bgl_net = bgl("network", &net_entries);
         let red_entries: Vec<_> = (0..7).map(|b| storage(b, b < 4)).collect();
         let bgl_red = bgl("reduce", &red_entries);
-        // ablock 8 also binds st, acc and the partials as vec4 rows (verlet_tiled8.wgsl, 6-8).
-        let tile_bindings = if plan.ablock == 8 { 9 } else { 6 };
-        let tile_entries: Vec<_> = (0..tile_bindings).map(|b| storage(b, b < 1)).collect();
+        // st, acc and the partials again as vec4 rows (tiles.wgsl tpart4; st4 and acc4 for
+        // verlet_tiled8.wgsl's tile_adjoint8).
+        let tile_entries: Vec<_> = (0..9).map(|b| storage(b, b < 1)).collect();
         let bgl_tile = bgl("tiled steps", &tile_entries);
         let opt_entries: Vec<_> = (0..4).map(|b| storage(b, false)).collect();
         let bgl_opt = bgl("optim", &opt_entries);
@@ -637,7 +638,7 @@ impl GpuNet {
             ],
         );
         let tile_bufs = [&ops, &st, &acc, &partial, &cursor, &store, &st, &acc, &partial];
-        let tiled = tile_pipes.map(|(f, a)| (f, a, bind(&bgl_tile, &tile_bufs[..tile_bindings as usize])));
+        let tiled = tile_pipes.map(|(f, a)| (f, a, bind(&bgl_tile, &tile_bufs)));
         let bg_red = vec![
             bind(&bgl_red, &[&fac, &fac, &fac, &fac, &partial, &grads, &cursor]),
             bind(&bgl_red, &[&dlog, &st, &dlog, &dlog, &partial, &grads, &cursor]),

@@ -28,8 +28,9 @@
 //   5  kept    rw    resnet/antisym: the state before every step, [N][NMAX][W] (network.wgsl
 //                    `store`; MODEL.md section 3); Verlet with KEEP: both pre-activations of
 //                    every step, [2 N][NMAX][W] (verlet_tiled.wgsl keep_input)
-//   6-8            st, acc, tpart again as vec4 rows: tpart4 (8) for put_row's dK_j rows, and
-//                    st4, acc4 (6, 7) for verlet_tiled8.wgsl's tile_adjoint8
+//   6-9            st, acc, tpart, kept again as vec4 rows: tpart4 (8) for put_row's dK_j
+//                    rows, kept4 (9) for Verlet's kept pre-activations (KEPT4), and st4, acc4
+//                    (6, 7) for verlet_tiled8.wgsl's tile_adjoint8
 
 const CQ: u32 = WP / 4u;
 const BM: u32 = 4u * RQ;
@@ -58,6 +59,8 @@ override TPW: u32 = 1u;
 // inside a dispatch, so dK_j's partials go only through tpart4 where it is used, and db_j's,
 // a range of their own, through tpart.
 @group(0) @binding(8) var<storage, read_write> tpart4: array<vec4<f32>>;
+// kept as vec4 rows (load and store with KEPT4).
+@group(0) @binding(9) var<storage, read_write> kept4: array<vec4<f32>>;
 
 // Two operand tiles, [tile][k][r]: component k of examples 4r .. 4r + 3 as one vec4.
 var<workgroup> tiles: array<vec4<f32>, 2u * WP * RQ>;
@@ -237,6 +240,19 @@ fn layer_adjoint(p: mat4x4<f32>, m: u32, jj: u32, r: u32, c: u32, base: u32, fir
 const ST: u32 = 0u;
 const ACC: u32 = 1u;
 const KEPT: u32 = 2u;
+// Verlet's kept pre-activations (KEEP) at a width that is a multiple of 4 move through kept4,
+// an example's four components as one vec4: one float at a time, neighbouring invocations'
+// stores sat 4 W bytes apart, and keeping cost wide's forward 3.4 ms on the H100 (run 10) for
+// 1 GiB written. Only load and store reach kept then, so no dispatch mixes the two bindings.
+const KEPT4: bool = KEEP && W % 4u == 0u;
+
+// Example s's row of kept4 at `at`; 0 past the batch.
+fn kept_row(s: u32, at: u32) -> vec4<f32> {
+    if s >= batch.n {
+        return vec4<f32>();
+    }
+    return kept4[at];
+}
 
 // Entry (s, i) of a [NMAX][W] slot of buffer `buf`; 0 past the batch or the width.
 fn ld(buf: u32, slot: u32, s: u32, i: u32) -> f32 {
@@ -259,6 +275,12 @@ fn ld_col(buf: u32, slot: u32, s0: u32, i: u32) -> vec4<f32> {
 
 fn load(buf: u32, slot: u32, s0: u32, c: u32) -> mat4x4<f32> {
     let i = 4u * c;
+    if KEPT4 && buf == KEPT {
+        // Each example's four components as one vec4: the transpose of the block.
+        let at = (slot * SLOT + s0 * W + i) / 4u;
+        let q = W / 4u;
+        return transpose(mat4x4<f32>(kept_row(s0, at), kept_row(s0 + 1u, at + q), kept_row(s0 + 2u, at + 2u * q), kept_row(s0 + 3u, at + 3u * q)));
+    }
     return mat4x4<f32>(ld_col(buf, slot, s0, i), ld_col(buf, slot, s0, i + 1u), ld_col(buf, slot, s0, i + 2u), ld_col(buf, slot, s0, i + 3u));
 }
 
@@ -285,6 +307,16 @@ fn put_col(buf: u32, slot: u32, s0: u32, i: u32, v: vec4<f32>) {
 
 fn store(buf: u32, slot: u32, s0: u32, c: u32, m: mat4x4<f32>) {
     let i = 4u * c;
+    if KEPT4 && buf == KEPT {
+        let at = (slot * SLOT + s0 * W + i) / 4u;
+        let rows = transpose(m);
+        for (var e = 0u; e < 4u; e++) {
+            if s0 + e < batch.n {
+                kept4[at + e * (W / 4u)] = rows[e];
+            }
+        }
+        return;
+    }
     put_col(buf, slot, s0, i, m[0]);
     put_col(buf, slot, s0, i + 1u, m[1]);
     put_col(buf, slot, s0, i + 2u, m[2]);

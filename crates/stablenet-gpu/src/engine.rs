@@ -265,7 +265,8 @@ impl GpuNet {
             (true, _) => n as u64 * slot,
             (false, true) => 2 * n as u64 * slot,
             _ => 1,
-        };
+        }
+        .next_multiple_of(4); // a whole number of vec4s, as bound to the tiled steps
         let chunks = nmax.div_ceil(CHUNK as usize) as u64;
         let max_rc = [w * w + w, c * w + c, w * d + w].into_iter().max().unwrap_or(1) as u64;
         let (fuse, tiled) = (plan.kernels == StepKernels::Fused, plan.kernels == StepKernels::Tiled);
@@ -468,9 +469,9 @@ impl GpuNet {
         let bgl_net = bgl("network", &net_entries);
         let red_entries: Vec<_> = (0..7).map(|b| storage(b, b < 4)).collect();
         let bgl_red = bgl("reduce", &red_entries);
-        // st, acc and the partials again as vec4 rows (tiles.wgsl tpart4; st4 and acc4 for
-        // verlet_tiled8.wgsl's tile_adjoint8).
-        let tile_entries: Vec<_> = (0..9).map(|b| storage(b, b < 1)).collect();
+        // st, acc, the partials and the kept states again as vec4 rows (tiles.wgsl tpart4 and
+        // kept4; st4 and acc4 for verlet_tiled8.wgsl's tile_adjoint8).
+        let tile_entries: Vec<_> = (0..10).map(|b| storage(b, b < 1)).collect();
         let bgl_tile = bgl("tiled steps", &tile_entries);
         let opt_entries: Vec<_> = (0..4).map(|b| storage(b, false)).collect();
         let bgl_opt = bgl("optim", &opt_entries);
@@ -637,7 +638,7 @@ impl GpuNet {
                 &cursor, &partial,
             ],
         );
-        let tile_bufs = [&ops, &st, &acc, &partial, &cursor, &store, &st, &acc, &partial];
+        let tile_bufs = [&ops, &st, &acc, &partial, &cursor, &store, &st, &acc, &partial, &store];
         let tiled = tile_pipes.map(|(f, a)| (f, a, bind(&bgl_tile, &tile_bufs)));
         let bg_red = vec![
             bind(&bgl_red, &[&fac, &fac, &fac, &fac, &partial, &grads, &cursor]),

@@ -1,5 +1,8 @@
 // verlet_tiled8.wgsl — the tiled Verlet steps with 8 x 8 blocks (TiledTuning fblock=8 and
-// ablock=8): experiments for the next H100 run, not the defaults. Follows verlet_tiled.wgsl.
+// ablock=8), not the defaults: on the H100 (2026-11-28, run 10) both were slower than the 4 x 4
+// blocks at mid and wide (wide: 32.9 ms with the 8 x 8 forward, 45.1 with the 8 x 8 adjoint,
+// against 28.5), likely because a quarter of the invocations per tile leaves too few in
+// flight. Kernel tuning still tries them. Follows verlet_tiled.wgsl.
 // CPU twin: stablenet_core::integrators::verlet, as for the 4 x 4 blocks.
 //
 // Why: a 4 x 4 block's product loads four vec4 of the tile and four of K_j for 64

@@ -13,7 +13,8 @@
 // are never stored (a step can make them nonzero: h sigma(b_j)); each product of factors in
 // the gradient sums pairs one that is 0 for them (Verlet: all of P, R S^T's S; leapfrog: Q
 // and R; resnet/antisym: P), so they add nothing.
-// W, WP, RQ, DB and KEEP are constants the host puts before these sources (shaders::tiled).
+// W, WP, RQ, DB, SPLIT, BP, PS_LEN, BS_LEN and KEEP are constants the host puts before these
+// sources (shaders::tiled).
 //
 // Binding table (group 0):
 //   0  ops     read  K_j, b_j padded (network.wgsl build_ops): in vec4 units, M_{j,m}[k][4c..]
@@ -40,6 +41,8 @@ const OUTS: u32 = W * W + W;
 override N: u32;
 override NMAX: u32;
 override H: f32;
+// The host leaves SLOT at NMAX W: the vec4 rows (kept4, st4, acc4) need it a multiple of 4
+// where W is.
 override SLOT: u32 = NMAX * W;
 override OPS_B: u32 = N * 2u * WP * CQ;
 // Steps per forward dispatch, and adjoint steps per dispatch (each with its partial slot).

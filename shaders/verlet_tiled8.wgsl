@@ -16,7 +16,8 @@
 // rows, so that the adjoint's state blocks and gradient rows move 16 bytes at a time.
 // Two bindings of one buffer are not coherent with each other inside a dispatch, so
 // tile_adjoint8 reaches the states only through st4 and acc4, and dK_j's partials only through
-// tpart4; bias_sums writes db_j's, a range of their own, through tpart.
+// tpart4; bias_sums writes db_j's, a range of their own, through tpart. With KEEP both 8 x 8
+// kernels reach the kept pre-activations only through tiles.wgsl's load and store (kept4).
 @group(0) @binding(6) var<storage, read_write> st4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> acc4: array<vec4<f32>>;
 

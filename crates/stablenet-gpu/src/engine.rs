@@ -564,7 +564,8 @@ impl GpuNet {
                 };
                 // SAFETY: every index in tiles.wgsl and the steps' files stays inside its array
                 // or binding: workgroup-array indices from the invocation's (r, c) and the
-                // constants WP, RQ; buffer indices guarded by the batch and width (ld, put) or
+                // constants WP, RQ; buffer indices guarded by the batch and width (ld, put,
+                // kept_row and store's vec4 rows, put_row inside the width) or
                 // bounded by the step count and the partials' size, which come from the `Plan`
                 // that sized the bindings. Every loop has a constant or uniform bound. `xtask
                 // validate` runs this module against the CPU twin.
@@ -638,6 +639,10 @@ impl GpuNet {
                 &cursor, &partial,
             ],
         );
+        // st, acc, the partials and the kept states twice, as f32 and as vec4 rows. Native wgpu
+        // (Vulkan, Metal, DX12) allows one buffer in two writable bindings; the WebGPU spec does
+        // not, so a browser would refuse these. Within a dispatch the kernels reach each region
+        // through one of its two bindings only (tiles.wgsl), since the two are not coherent.
         let tile_bufs = [&ops, &st, &acc, &partial, &cursor, &store, &st, &acc, &partial, &store];
         let tiled = tile_pipes.map(|(f, a)| (f, a, bind(&bgl_tile, &tile_bufs)));
         let bg_red = vec![

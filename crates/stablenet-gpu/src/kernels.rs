@@ -163,18 +163,20 @@ pub struct TiledTuning {
     /// by default.
     pub checks: RuntimeChecks,
     /// The edge of each invocation's blocks in the Verlet forward: 4 (tile_forward, the
-    /// default), or 8 (tile_forward8, an experiment not yet timed on a GPU; where the tile's
+    /// default), or 8 (tile_forward8; slower on the H100 at mid and wide, run 10 of 2026-11-28; where the tile's
     /// quads or the width's component quads are odd, 4; it rounds the tile's quads down to even).
     pub forward_block: u32,
-    /// The same for the Verlet adjoint: 4 (tile_adjoint), or 8 (tile_adjoint8, not yet timed
-    /// on a GPU; it needs w % 4 = 0, an even number of component quads and 4 or more example
+    /// The same for the Verlet adjoint: 4 (tile_adjoint), or 8 (tile_adjoint8, slower on the
+    /// H100 too; it needs w % 4 = 0, an even number of component quads and 4 or more example
     /// quads per tile, and falls back to 4 without them).
     pub adjoint_block: u32,
     /// Tiled Verlet: the forward keeps both pre-activations of every step (K_j^T y_j + b_j and
     /// K_j z_{j+1} + b_j, 2 N states in all) and the adjoint reads them back, where by default
     /// it computes them again from the states it rebuilds. That is one matrix product in four
     /// fewer per step (PyTorch's count: 6 a step, not 8), for memory that grows with depth as
-    /// PyTorch's does. Off by default (memory flat in depth); not yet timed on a GPU.
+    /// PyTorch's does. Off by default (memory flat in depth). On the H100 (run 10) wide was
+    /// slower with it, its forward writing one float at a time; since 884be7a the kept values
+    /// move as vec4 rows (not yet timed).
     pub keep: bool,
 }
 
@@ -493,9 +495,9 @@ impl Plan {
             StepKernels::Tiled => {
                 let db = db_at(rq);
                 // tile_adjoint8: a quarter of the invocations, which bias_sums' CQ BP fit from
-                // rq = 4 (BP = rq / 8 clamped to 1..8; rq is even there, rounded above); the 9
-                // storage bindings with st, acc and tpart as vec4 rows fit the 16 that the
-                // engine requires.
+                // rq = 4 (BP = rq / 8 clamped to 1..8; rq is even there, rounded above). Every
+                // tiled pipeline binds 10 storage buffers (st, acc, tpart and kept again as vec4
+                // rows), within the 16 that the engine requires.
                 let ablock = if adjoint8 && eights && rq >= 4 { 8 } else { 4 };
                 let per_step = tiled_step_loops(wp, rq, db, ablock);
                 let tiles = nmax.div_ceil(4 * rq);

@@ -30,8 +30,9 @@
 //                    `store`; MODEL.md section 3); Verlet with KEEP: both pre-activations of
 //                    every step, [2 N][NMAX][W] (verlet_tiled.wgsl keep_input)
 //   6-9            st, acc, tpart, kept again as vec4 rows: tpart4 (8) for put_row's dK_j
-//                    rows, kept4 (9) for Verlet's kept pre-activations (KEPT4), and st4, acc4
-//                    (6, 7) for verlet_tiled8.wgsl's tile_adjoint8
+//                    rows; st4, acc4, kept4 (6, 7, 9) through load4 and store4, for
+//                    Verlet's kept pre-activations (KEPT4) and verlet_tiled8.wgsl's
+//                    tile_adjoint8
 
 const CQ: u32 = WP / 4u;
 const BM: u32 = 4u * RQ;
@@ -62,8 +63,11 @@ override TPW: u32 = 1u;
 // inside a dispatch, so dK_j's partials go only through tpart4 where it is used, and db_j's,
 // a range of their own, through tpart.
 @group(0) @binding(8) var<storage, read_write> tpart4: array<vec4<f32>>;
-// kept as vec4 rows (load and store with KEPT4).
+// kept, st and acc as vec4 rows (load4 and store4: load and store with KEPT4, and
+// verlet_tiled8.wgsl's tile_adjoint8).
 @group(0) @binding(9) var<storage, read_write> kept4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> st4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> acc4: array<vec4<f32>>;
 
 // Two operand tiles, [tile][k][r]: component k of examples 4r .. 4r + 3 as one vec4.
 var<workgroup> tiles: array<vec4<f32>, 2u * WP * RQ>;
@@ -175,18 +179,16 @@ fn product(t: u32, m: u32, j: u32, r: u32, c: u32) -> mat4x4<f32> {
         // The next rows' loads before this rows' multiply-adds.
         let xn = tile_rows(x0 + k * RQ);
         let on = op_rows(m0 + k * CQ);
-        a = rank1(a, x[0], o[0]);
-        a = rank1(a, x[1], o[1]);
-        a = rank1(a, x[2], o[2]);
-        a = rank1(a, x[3], o[3]);
+        a = rank4(a, x, o);
         x = xn;
         o = on;
     }
-    a = rank1(a, x[0], o[0]);
-    a = rank1(a, x[1], o[1]);
-    a = rank1(a, x[2], o[2]);
-    a = rank1(a, x[3], o[3]);
-    return a;
+    return rank4(a, x, o);
+}
+
+// a + sum over kk of x[kk] o[kk]^T, kk in order (rank1).
+fn rank4(a: mat4x4<f32>, x: mat4x4<f32>, o: mat4x4<f32>) -> mat4x4<f32> {
+    return rank1(rank1(rank1(rank1(a, x[0], o[0]), x[1], o[1]), x[2], o[2]), x[3], o[3]);
 }
 
 // a + x o^T: column q gains x o[q] (x over the block's examples, o over its components).
@@ -243,19 +245,11 @@ fn layer_adjoint(p: mat4x4<f32>, m: u32, jj: u32, r: u32, c: u32, base: u32, fir
 const ST: u32 = 0u;
 const ACC: u32 = 1u;
 const KEPT: u32 = 2u;
-// Verlet's kept pre-activations (KEEP) at a width that is a multiple of 4 move through kept4,
-// an example's four components as one vec4: one float at a time, neighbouring invocations'
-// stores sat 4 W bytes apart, and keeping cost wide's forward 3.4 ms on the H100 (run 10) for
+// Verlet's kept pre-activations (KEEP) at a width that is a multiple of 4 move through kept4
+// (load4, store4), an example's four components as one vec4: one float at a time,
+// neighbouring invocations' stores sat 4 W bytes apart, and keeping cost wide's forward 3.4 ms on the H100 (run 10) for
 // 1 GiB written. Only load and store reach kept then, so no dispatch mixes the two bindings.
 const KEPT4: bool = KEEP && W % 4u == 0u;
-
-// Example s's row of kept4 at `at`; 0 past the batch.
-fn kept_row(s: u32, at: u32) -> vec4<f32> {
-    if s >= batch.n {
-        return vec4<f32>();
-    }
-    return kept4[at];
-}
 
 // Entry (s, i) of a [NMAX][W] slot of buffer `buf`; 0 past the batch or the width.
 fn ld(buf: u32, slot: u32, s: u32, i: u32) -> f32 {
@@ -279,10 +273,7 @@ fn ld_col(buf: u32, slot: u32, s0: u32, i: u32) -> vec4<f32> {
 fn load(buf: u32, slot: u32, s0: u32, c: u32) -> mat4x4<f32> {
     let i = 4u * c;
     if KEPT4 && buf == KEPT {
-        // Each example's four components as one vec4: the transpose of the block.
-        let at = (slot * SLOT + s0 * W + i) / 4u;
-        let q = W / 4u;
-        return transpose(mat4x4<f32>(kept_row(s0, at), kept_row(s0 + 1u, at + q), kept_row(s0 + 2u, at + 2u * q), kept_row(s0 + 3u, at + 3u * q)));
+        return load4(buf, slot, s0, 0u, c);
     }
     return mat4x4<f32>(ld_col(buf, slot, s0, i), ld_col(buf, slot, s0, i + 1u), ld_col(buf, slot, s0, i + 2u), ld_col(buf, slot, s0, i + 3u));
 }
@@ -311,19 +302,60 @@ fn put_col(buf: u32, slot: u32, s0: u32, i: u32, v: vec4<f32>) {
 fn store(buf: u32, slot: u32, s0: u32, c: u32, m: mat4x4<f32>) {
     let i = 4u * c;
     if KEPT4 && buf == KEPT {
-        let at = (slot * SLOT + s0 * W + i) / 4u;
-        let rows = transpose(m);
-        for (var e = 0u; e < 4u; e++) {
-            if s0 + e < batch.n {
-                kept4[at + e * (W / 4u)] = rows[e];
-            }
-        }
+        store4(buf, slot, s0, 0u, c, m);
         return;
     }
     put_col(buf, slot, s0, i, m[0]);
     put_col(buf, slot, s0, i + 1u, m[1]);
     put_col(buf, slot, s0, i + 2u, m[2]);
     put_col(buf, slot, s0, i + 3u, m[3]);
+}
+
+// Row s of slot `slot` of st, acc or kept, components 4c .. 4c + 3 (one vec4: W % 4 = 0); 0
+// past the batch.
+fn row4(buf: u32, slot: u32, s: u32, c: u32) -> vec4<f32> {
+    if s >= batch.n {
+        return vec4<f32>();
+    }
+    let at = (slot * SLOT + s * W) / 4u + c;
+    if buf == ACC {
+        return acc4[at];
+    }
+    if buf == KEPT {
+        return kept4[at];
+    }
+    return st4[at];
+}
+
+// The block (example quad r of the tile at s0, component quad c) as load() gives it: column
+// q for component 4c + q, row e for example 4r + e.
+fn load4(buf: u32, slot: u32, s0: u32, r: u32, c: u32) -> mat4x4<f32> {
+    let s = s0 + 4u * r;
+    return transpose(mat4x4<f32>(row4(buf, slot, s, c), row4(buf, slot, s + 1u, c), row4(buf, slot, s + 2u, c), row4(buf, slot, s + 3u, c)));
+}
+
+fn put_row4(buf: u32, slot: u32, s: u32, c: u32, v: vec4<f32>) {
+    if s >= batch.n {
+        return;
+    }
+    let at = (slot * SLOT + s * W) / 4u + c;
+    if buf == ACC {
+        acc4[at] = v;
+    } else if buf == KEPT {
+        kept4[at] = v;
+    } else {
+        st4[at] = v;
+    }
+}
+
+// load4's inverse: nothing past the batch.
+fn store4(buf: u32, slot: u32, s0: u32, r: u32, c: u32, m: mat4x4<f32>) {
+    let s = s0 + 4u * r;
+    let t = transpose(m);
+    put_row4(buf, slot, s, c, t[0]);
+    put_row4(buf, slot, s + 1u, c, t[1]);
+    put_row4(buf, slot, s + 2u, c, t[2]);
+    put_row4(buf, slot, s + 3u, c, t[3]);
 }
 
 // Adds v[q] to partial row `row`, columns b0 + q < W for q < len (the first round writes).
@@ -360,16 +392,11 @@ fn partials(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
         let pb = (tb * WP + b0) * RQ;
         if DB == 4u {
             // m[bb][aa] = sum over the tile's examples l of A[l][a0 + aa] B[l][b0 + bb], a
-            // rank-1 update per example (product's rank1).
+            // rank-1 update per example (rank4, as in product).
             var m = mat4x4<f32>();
             for (var i = 0u; i < RQ; i++) {
                 let e = skewed(i, skew);
-                let xa = transpose(tile_rows(pa + e));
-                let xb = transpose(tile_rows(pb + e));
-                m = rank1(m, xa[0], xb[0]);
-                m = rank1(m, xa[1], xb[1]);
-                m = rank1(m, xa[2], xb[2]);
-                m = rank1(m, xa[3], xb[3]);
+                m = rank4(m, transpose(tile_rows(pa + e)), transpose(tile_rows(pb + e)));
             }
             // m[bb][aa] = dK[a0 + aa][b0 + bb]: rows of dK are the columns of m^T.
             let mt = transpose(m);
@@ -508,13 +535,17 @@ fn put_row(base: u32, a: u32, b0: u32, v: vec4<f32>, first: bool) {
         return;
     }
     if DB == 4u && W % 4u == 0u {
-        let at = (base + a * W + b0) / 4u;
-        if first {
-            tpart4[at] = v;
-        } else {
-            tpart4[at] += v;
-        }
+        add_row4((base + a * W + b0) / 4u, v, first);
         return;
     }
     put_partial(base + a * W, b0, DB, v, first);
+}
+
+// Adds v to tpart4[at] (the first round writes).
+fn add_row4(at: u32, v: vec4<f32>, first: bool) {
+    if first {
+        tpart4[at] = v;
+    } else {
+        tpart4[at] += v;
+    }
 }

@@ -12,14 +12,12 @@
 // the f32 rate). An 8 x 8 block, two example quads by two component quads, does 256
 // multiply-adds for 16 loads. A quarter of the invocations own the same tile.
 //
-// Bindings 6-8 (used with W % 4 = 0; tpart4 is tiles.wgsl's): st, acc and tpart again as vec4
-// rows, so that the adjoint's state blocks and gradient rows move 16 bytes at a time.
+// tile_adjoint8 (W % 4 = 0) moves its state blocks and gradient rows 16 bytes at a time,
+// through tiles.wgsl's vec4 views of st, acc and tpart (bindings 6-8; load4, store4, add_row4).
 // Two bindings of one buffer are not coherent with each other inside a dispatch, so
 // tile_adjoint8 reaches the states only through st4 and acc4, and dK_j's partials only through
 // tpart4; bias_sums writes db_j's, a range of their own, through tpart. With KEEP both 8 x 8
 // kernels reach the kept pre-activations only through tiles.wgsl's load and store (kept4).
-@group(0) @binding(6) var<storage, read_write> st4: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> acc4: array<vec4<f32>>;
 
 const TWG8: u32 = max(TWG / 4u, 1u);
 const RQ2: u32 = max(RQ / 2u, 1u);
@@ -209,48 +207,6 @@ fn add_products(slot: u32, p: array<mat4x4<f32>, 4>, s0: u32, r: u32, c: u32) {
     store4(ACC, slot, s0, r + 1u, c + 1u, load4(ACC, slot, s0, r + 1u, c + 1u) + p[3]);
 }
 
-// Row s of slot `slot` of st or acc, components 4c .. 4c + 3 (one vec4: W % 4 = 0); 0 past the
-// batch.
-fn row4(buf: u32, slot: u32, s: u32, c: u32) -> vec4<f32> {
-    if s >= batch.n {
-        return vec4<f32>();
-    }
-    let at = (slot * SLOT + s * W) / 4u + c;
-    if buf == ACC {
-        return acc4[at];
-    }
-    return st4[at];
-}
-
-// The block (example quad r of the tile at s0, component quad c) as load() gives it: column
-// q for component 4c + q, row e for example 4r + e.
-fn load4(buf: u32, slot: u32, s0: u32, r: u32, c: u32) -> mat4x4<f32> {
-    let s = s0 + 4u * r;
-    return transpose(mat4x4<f32>(row4(buf, slot, s, c), row4(buf, slot, s + 1u, c), row4(buf, slot, s + 2u, c), row4(buf, slot, s + 3u, c)));
-}
-
-fn put_row4(buf: u32, slot: u32, s: u32, c: u32, v: vec4<f32>) {
-    if s >= batch.n {
-        return;
-    }
-    let at = (slot * SLOT + s * W) / 4u + c;
-    if buf == ACC {
-        acc4[at] = v;
-    } else {
-        st4[at] = v;
-    }
-}
-
-// load4's inverse: nothing past the batch.
-fn store4(buf: u32, slot: u32, s0: u32, r: u32, c: u32, m: mat4x4<f32>) {
-    let s = s0 + 4u * r;
-    let t = transpose(m);
-    put_row4(buf, slot, s, c, t[0]);
-    put_row4(buf, slot, s + 1u, c, t[1]);
-    put_row4(buf, slot, s + 2u, c, t[2]);
-    put_row4(buf, slot, s + 3u, c, t[3]);
-}
-
 // partials with 8 x 8 blocks of dK (rows a0 .. a0 + 7 of tile ta against columns b0 .. b0 + 7
 // of tile tb): 16 loads for 256 multiply-adds per example quad, where DB = 4 does 8 for 64.
 // Each block keeps its invocation, and the skew, as partials.
@@ -291,15 +247,8 @@ fn partials8(ta: u32, tb: u32, base: u32, first: bool, li: u32) {
 fn put_rows4(base: u32, a0: u32, b0: u32, mt: mat4x4<f32>, first: bool) {
     let at = (base + a0 * W + b0) / 4u;
     let rs = W / 4u;
-    if first {
-        tpart4[at] = mt[0];
-        tpart4[at + rs] = mt[1];
-        tpart4[at + 2u * rs] = mt[2];
-        tpart4[at + 3u * rs] = mt[3];
-    } else {
-        tpart4[at] += mt[0];
-        tpart4[at + rs] += mt[1];
-        tpart4[at + 2u * rs] += mt[2];
-        tpart4[at + 3u * rs] += mt[3];
-    }
+    add_row4(at, mt[0], first);
+    add_row4(at + rs, mt[1], first);
+    add_row4(at + 2u * rs, mt[2], first);
+    add_row4(at + 3u * rs, mt[3], first);
 }

@@ -337,8 +337,9 @@ impl GpuNet {
         let data_y = buf("data y", ndata as u64);
         let order = buf("order", ndata as u64);
         let xb = buf("xb", nm * d as u64);
-        let st = buf("states", 2 * slot);
-        let acc = buf("adjoints", 3 * slot);
+        // Whole vec4s: the tiled steps bind both as vec4 rows too (tiles.wgsl load4).
+        let st = buf("states", (2 * slot).next_multiple_of(4));
+        let acc = buf("adjoints", (3 * slot).next_multiple_of(4));
         let tmp = buf("scratch", tmp_len);
         let fac = buf("factors", fac_len);
         let store = buf("stored states", store_len);
@@ -469,8 +470,8 @@ impl GpuNet {
         let bgl_net = bgl("network", &net_entries);
         let red_entries: Vec<_> = (0..7).map(|b| storage(b, b < 4)).collect();
         let bgl_red = bgl("reduce", &red_entries);
-        // st, acc, the partials and the kept states again as vec4 rows (tiles.wgsl tpart4 and
-        // kept4; st4 and acc4 for verlet_tiled8.wgsl's tile_adjoint8).
+        // st, acc, the partials and the kept states again as vec4 rows (tiles.wgsl st4, acc4,
+        // tpart4, kept4).
         let tile_entries: Vec<_> = (0..10).map(|b| storage(b, b < 1)).collect();
         let bgl_tile = bgl("tiled steps", &tile_entries);
         let opt_entries: Vec<_> = (0..4).map(|b| storage(b, false)).collect();
@@ -565,7 +566,7 @@ impl GpuNet {
                 // SAFETY: every index in tiles.wgsl and the steps' files stays inside its array
                 // or binding: workgroup-array indices from the invocation's (r, c) and the
                 // constants WP, RQ; buffer indices guarded by the batch and width (ld, put,
-                // kept_row and store's vec4 rows, put_row inside the width) or
+                // row4, put_row4, put_row inside the width) or
                 // bounded by the step count and the partials' size, which come from the `Plan`
                 // that sized the bindings. Every loop has a constant or uniform bound. `xtask
                 // validate` runs this module against the CPU twin.
